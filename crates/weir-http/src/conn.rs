@@ -1,0 +1,416 @@
+//! One connection: keep-alive, pipelining, batched writes, timeouts and shutdown.
+//!
+//! The loop parses every request already in the read buffer and answers each in order into
+//! the write buffer; only when the buffer holds no complete request does it write the batch
+//! (one write for all pipelined responses) and read again. Handlers run inline in this task,
+//! which keeps responses in request order without a queue.
+//!
+//! Timeouts: the first request must arrive within the header read timeout; later ones
+//! within the idle timeout. Once the first byte of a head is in, the rest must arrive within
+//! the header read timeout (slowloris), or the client gets 408. Body reads and response
+//! writes each have their own deadline (see [`ServerConfig`]).
+//!
+//! Shutdown: an idle connection closes at once; a busy one finishes its request, answers
+//! with `connection: close`, and closes. Streaming responses end cleanly at shutdown.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::encode::{
+    encode_chunk_header, encode_head, validate_headers, Framing, HeadContext, LAST_CHUNK,
+};
+use crate::io::ConnIo;
+use crate::unwind::{panic_message, CatchUnwind};
+use crate::websocket::Upgraded;
+use crate::{
+    parse_request_head, Body, BodyFraming, Handler, HeadError, HttpMetrics, Method, Request,
+    Response, ResponseBody, ServerConfig, StatusCode,
+};
+
+/// A full body larger than this is written straight from its own buffer instead of being
+/// copied behind the head into the write buffer.
+const COPY_BODY_LIMIT: usize = 16 * 1024;
+
+/// Pipelined responses are flushed early once this many bytes are waiting, so a client that
+/// pipelines without reading cannot make the write buffer grow without bound.
+const WRITE_BATCH_LIMIT: usize = 64 * 1024;
+
+/// After an error response the socket is half-closed and the client's remaining bytes are
+/// read and discarded for up to this long, so the kernel does not answer them with a reset
+/// that could destroy the response before the client reads it (nginx's lingering close).
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// What one connection needs from the server.
+#[derive(Debug)]
+pub(crate) struct ConnContext<H> {
+    pub(crate) handler: Arc<H>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) metrics: Arc<HttpMetrics>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// How a request-response exchange left the connection.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close after an error: half-close and linger so the client reads the response.
+    CloseAfterError,
+    /// The connection now belongs to an upgraded protocol.
+    Upgrade(crate::response::OnUpgrade),
+}
+
+pub(crate) async fn serve_connection<H: Handler>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ConnContext<H>>,
+) {
+    let _open = ctx.metrics.connection_opened();
+    let io = Arc::new(Mutex::new(ConnIo::new(stream, ctx.config.clone())));
+    let mut guard = io
+        .clone()
+        .try_lock_owned()
+        .expect("a new mutex is unlocked");
+    let limits = ctx.config.head_limits();
+    let mut served: u64 = 0;
+    let mut head_deadline: Option<Instant> = None;
+
+    loop {
+        let parsed = match parse_request_head(&guard.read_buf, &limits) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
+                // End of a batch: send what is buffered, then wait for more bytes.
+                if !guard.write_buf.is_empty() && guard.flush().await.is_err() {
+                    return;
+                }
+                match read_head_bytes(&mut guard, &ctx, served, &mut head_deadline).await {
+                    ReadOutcome::Data => continue,
+                    ReadOutcome::Closed => return,
+                    ReadOutcome::HeadTimeout => {
+                        let response =
+                            Response::text(StatusCode::REQUEST_TIMEOUT, "request head timed out\n");
+                        let _ = respond_and_close(&mut guard, &ctx, response).await;
+                        linger_close(guard).await;
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "rejected request head");
+                let response = head_error_response(&error);
+                let _ = respond_and_close(&mut guard, &ctx, response).await;
+                linger_close(guard).await;
+                return;
+            }
+        };
+        head_deadline = None;
+        served += 1;
+
+        let started = std::time::Instant::now();
+        let head = guard.read_buf.split_to(parsed.head_len).freeze();
+        let has_body = parsed.framing != BodyFraming::None;
+        guard.begin_body(parsed.framing, parsed.expect_continue);
+        let exchange = Exchange {
+            version: parsed.version,
+            head_request: parsed.method == Method::Head,
+            keep_alive: parsed.keep_alive,
+            upgrade_requested: parsed.upgrade,
+        };
+
+        let (body, kept) = if has_body {
+            (Body::from_socket(guard), None)
+        } else {
+            (Body::empty(), Some(guard))
+        };
+        let request = Request::new(head, parsed, Some(peer), body);
+        let outcome = CatchUnwind::new(ctx.handler.call(request)).await;
+        guard = match kept {
+            Some(guard) => guard,
+            None => match take_back(&io, &ctx.config).await {
+                Some(guard) => guard,
+                None => return,
+            },
+        };
+
+        let (response, panicked) = match outcome {
+            Ok(response) => (response, false),
+            Err(panic) => {
+                tracing::error!(
+                    panic = panic_message(&*panic),
+                    "handler panicked; answering 500 and closing"
+                );
+                (
+                    Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"),
+                    true,
+                )
+            }
+        };
+        let status = response.status;
+        let next = send_response(&mut guard, &ctx, exchange, response, panicked).await;
+        ctx.metrics.record_response(status, started.elapsed());
+        match next {
+            Ok(Next::KeepAlive) => {}
+            Ok(Next::Close) | Err(_) => {
+                let _ = guard.flush().await;
+                return;
+            }
+            Ok(Next::CloseAfterError) => {
+                if guard.flush().await.is_ok() {
+                    linger_close(guard).await;
+                }
+                return;
+            }
+            Ok(Next::Upgrade(on_upgrade)) => {
+                if guard.flush().await.is_err() {
+                    return;
+                }
+                drop(guard);
+                if let Ok(io) = Arc::try_unwrap(io) {
+                    let io = io.into_inner();
+                    on_upgrade(Upgraded::new(io.stream, io.read_buf.freeze())).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// What the connection needs to remember about a request while its handler runs.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    version: crate::Version,
+    head_request: bool,
+    keep_alive: bool,
+    upgrade_requested: bool,
+}
+
+enum ReadOutcome {
+    Data,
+    Closed,
+    HeadTimeout,
+}
+
+/// Waits for more bytes of a request head, with the deadline that applies.
+async fn read_head_bytes<H>(
+    io: &mut ConnIo,
+    ctx: &ConnContext<H>,
+    served: u64,
+    head_deadline: &mut Option<Instant>,
+) -> ReadOutcome {
+    if io.read_buf.is_empty() {
+        // Between requests: idle. The first request gets the (shorter) head timeout, so a
+        // connection that never speaks holds its slot no longer than a slow one.
+        let wait = if served == 0 {
+            ctx.config.header_read_timeout
+        } else {
+            ctx.config.idle_timeout
+        };
+        let read = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return ReadOutcome::Closed,
+            read = timeout(wait, io.read_more()) => read,
+        };
+        return match read {
+            Ok(Ok(n)) if n > 0 => {
+                *head_deadline = Some(Instant::now() + ctx.config.header_read_timeout);
+                ReadOutcome::Data
+            }
+            _ => ReadOutcome::Closed,
+        };
+    }
+    let deadline =
+        *head_deadline.get_or_insert_with(|| Instant::now() + ctx.config.header_read_timeout);
+    match timeout_at(deadline, io.read_more()).await {
+        Err(_) => ReadOutcome::HeadTimeout,
+        Ok(Ok(n)) if n > 0 => ReadOutcome::Data,
+        Ok(_) => ReadOutcome::Closed,
+    }
+}
+
+/// Takes the connection back from a body the handler has dropped (or kept).
+async fn take_back(
+    io: &Arc<Mutex<ConnIo>>,
+    config: &ServerConfig,
+) -> Option<OwnedMutexGuard<ConnIo>> {
+    if let Ok(guard) = io.clone().try_lock_owned() {
+        return Some(guard);
+    }
+    // The handler kept the body (in a spawned task, say): wait for it to let go.
+    timeout(config.write_timeout, io.clone().lock_owned())
+        .await
+        .ok()
+}
+
+fn head_error_response(error: &HeadError) -> Response {
+    Response::text(error.status(), format!("{error}\n"))
+}
+
+/// Answers with `response` and marks the connection for closing.
+async fn respond_and_close<H>(
+    io: &mut ConnIo,
+    ctx: &ConnContext<H>,
+    response: Response,
+) -> std::io::Result<()> {
+    let ctx_head = HeadContext {
+        version: crate::Version::Http11,
+        keep_alive: false,
+        head_request: false,
+    };
+    let status = response.status;
+    let (framing, _) = encode_head(&mut io.write_buf, &response, ctx_head);
+    if let (Framing::Full, ResponseBody::Full(bytes)) = (framing, &response.body) {
+        io.write_buf.extend_from_slice(bytes);
+    }
+    ctx.metrics.record_response(status, Duration::ZERO);
+    io.flush().await
+}
+
+/// Half-closes the socket and discards what the client still sends, for a bounded time.
+async fn linger_close(mut io: OwnedMutexGuard<ConnIo>) {
+    if io.stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut discarded = 0;
+    let mut scratch = [0u8; 4096];
+    let _ = timeout(LINGER_TIMEOUT, async {
+        while discarded < LINGER_BYTES {
+            match io.stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Sends one response (head and body) and decides what happens to the connection next.
+async fn send_response<H>(
+    io: &mut ConnIo,
+    ctx: &ConnContext<H>,
+    exchange: Exchange,
+    mut response: Response,
+    panicked: bool,
+) -> std::io::Result<Next> {
+    let mut keep_alive = exchange.keep_alive && !panicked;
+    let mut after_error = false;
+
+    // A broken body decides the answer, whatever the handler said.
+    if let Some(fault) = io.body.fault.take() {
+        response = Response::text(fault.status(), format!("{fault}\n"));
+        keep_alive = false;
+        after_error = true;
+    } else if !io.body.is_finished() && keep_alive && !io.drain_body().await {
+        keep_alive = false;
+        after_error = true;
+    }
+    if let Err(invalid) = validate_headers(&response) {
+        tracing::error!(header = %invalid.0, "handler returned an invalid header; answering 500");
+        response = Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
+    }
+    if ctx.shutdown.is_cancelled() {
+        keep_alive = false;
+    }
+    let upgrade = response.on_upgrade.take().filter(|_| {
+        response.status == StatusCode::SWITCHING_PROTOCOLS && exchange.upgrade_requested
+    });
+    if response.status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_none() {
+        tracing::error!(
+            "a 101 response needs an upgrade request and an upgrade callback; answering 500"
+        );
+        response = Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
+    }
+
+    let head_ctx = HeadContext {
+        version: exchange.version,
+        keep_alive,
+        head_request: exchange.head_request,
+    };
+    let (framing, keep_alive) = encode_head(&mut io.write_buf, &response, head_ctx);
+    match (framing, response.body) {
+        (Framing::Full, ResponseBody::Full(bytes)) => {
+            if bytes.len() <= COPY_BODY_LIMIT {
+                io.write_buf.extend_from_slice(&bytes);
+            } else {
+                io.write_direct(&bytes).await?;
+            }
+        }
+        (Framing::Chunked | Framing::UntilClose, ResponseBody::Stream(stream)) => {
+            let chunked = framing == Framing::Chunked;
+            if !stream_body(io, ctx, stream, chunked).await? {
+                return Ok(Next::Close);
+            }
+            if !chunked {
+                return Ok(Next::Close);
+            }
+        }
+        _ => {}
+    }
+    if let Some(on_upgrade) = upgrade {
+        return Ok(Next::Upgrade(on_upgrade));
+    }
+    if io.write_buf.len() >= WRITE_BATCH_LIMIT {
+        io.flush().await?;
+    }
+    Ok(match (keep_alive, after_error) {
+        (true, _) => Next::KeepAlive,
+        (false, true) => Next::CloseAfterError,
+        (false, false) => Next::Close,
+    })
+}
+
+/// Streams a body, flushing every piece. Returns `Ok(false)` when the body ended early
+/// (its stream failed, or shutdown began on a body without a natural end): the connection
+/// must then close.
+async fn stream_body<H>(
+    io: &mut ConnIo,
+    ctx: &ConnContext<H>,
+    mut stream: Pin<Box<dyn Stream<Item = Result<Bytes, crate::BoxError>> + Send>>,
+    chunked: bool,
+) -> std::io::Result<bool> {
+    io.flush().await?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => None,
+            next = poll_fn(|cx| stream.as_mut().poll_next(cx)) => Some(next),
+        };
+        match next {
+            Some(Some(Ok(piece))) => {
+                if piece.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    encode_chunk_header(&mut io.write_buf, piece.len());
+                    io.write_buf.extend_from_slice(&piece);
+                    io.write_buf.extend_from_slice(b"\r\n");
+                    io.flush().await?;
+                } else {
+                    io.write_direct(&piece).await?;
+                }
+            }
+            Some(Some(Err(error))) => {
+                // Ending without the last chunk tells the client the body is incomplete.
+                tracing::warn!(%error, "response body stream failed; closing the connection");
+                return Ok(false);
+            }
+            // At shutdown the body is ended properly, so clients see a clean end and reconnect.
+            Some(None) | None => {
+                if chunked {
+                    io.write_buf.extend_from_slice(LAST_CHUNK);
+                    io.flush().await?;
+                }
+                return Ok(next.is_some());
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Writing response heads into the connection's write buffer.
+//!
+//! Heads are written straight into the reused write buffer: a pre-encoded status line, the
+//! cached date, and the framing header computed from the body. Nothing is allocated per
+//! response on this path.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::chunked::is_token_byte;
+use crate::date::with_current_date;
+use crate::{Response, ResponseBody, StatusCode, Version};
+
+/// How the body of an encoded response must be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Nothing follows the head.
+    NoBody,
+    /// Exactly the bytes of a full body follow.
+    Full,
+    /// The body follows in the chunked coding.
+    Chunked,
+    /// The body follows as raw bytes and the connection closes after it (HTTP/1.0).
+    UntilClose,
+}
+
+/// What the connection knows when it encodes a head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadContext {
+    pub(crate) version: Version,
+    pub(crate) keep_alive: bool,
+    pub(crate) head_request: bool,
+}
+
+/// A header that may not be sent.
+#[derive(Debug)]
+pub(crate) struct InvalidHeader(pub(crate) String);
+
+/// Checks the handler's header fields; an invalid one must not reach the wire.
+pub(crate) fn validate_headers(response: &Response) -> Result<(), InvalidHeader> {
+    let valid_value = |v: &str| v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    if let Some(ct) = &response.content_type {
+        if !valid_value(ct) {
+            return Err(InvalidHeader("content-type".into()));
+        }
+    }
+    for (name, value) in &response.headers {
+        if name.is_empty() || !name.bytes().all(is_token_byte) || !valid_value(value) {
+            return Err(InvalidHeader(name.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the head of `response` and says how its body must follow. Also reports whether the
+/// connection stays open after the response (a close-delimited body forces a close).
+pub(crate) fn encode_head(
+    buf: &mut BytesMut,
+    response: &Response,
+    ctx: HeadContext,
+) -> (Framing, bool) {
+    let status = response.status;
+    let mut keep_alive = ctx.keep_alive;
+    match status.status_line() {
+        Some(line) => buf.put_slice(line),
+        None => {
+            buf.put_slice(b"HTTP/1.1 ");
+            put_decimal(buf, u64::from(status.as_u16()));
+            buf.put_slice(b" \r\n");
+        }
+    }
+    with_current_date(|date| {
+        buf.put_slice(b"date: ");
+        buf.put_slice(date);
+        buf.put_slice(b"\r\n");
+    });
+    if let Some(content_type) = &response.content_type {
+        buf.put_slice(b"content-type: ");
+        buf.put_slice(content_type.as_bytes());
+        buf.put_slice(b"\r\n");
+    }
+    for (name, value) in &response.headers {
+        if is_framing_header(name) {
+            continue;
+        }
+        buf.put_slice(name.as_bytes());
+        buf.put_slice(b": ");
+        buf.put_slice(value.as_bytes());
+        buf.put_slice(b"\r\n");
+    }
+
+    let framing = if status.forbids_body() {
+        Framing::NoBody
+    } else {
+        match &response.body {
+            ResponseBody::Empty => {
+                buf.put_slice(b"content-length: 0\r\n");
+                Framing::NoBody
+            }
+            ResponseBody::Full(bytes) => {
+                buf.put_slice(b"content-length: ");
+                put_decimal(buf, bytes.len() as u64);
+                buf.put_slice(b"\r\n");
+                Framing::Full
+            }
+            ResponseBody::Stream(_) if ctx.version == Version::Http11 => {
+                buf.put_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+            ResponseBody::Stream(_) => {
+                keep_alive = false;
+                Framing::UntilClose
+            }
+        }
+    };
+    let framing = if ctx.head_request {
+        Framing::NoBody
+    } else {
+        framing
+    };
+
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        if !keep_alive {
+            buf.put_slice(b"connection: close\r\n");
+        } else if ctx.version == Version::Http10 {
+            buf.put_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    buf.put_slice(b"\r\n");
+    (framing, keep_alive)
+}
+
+/// Writes one chunk of the chunked coding.
+pub(crate) fn encode_chunk_header(buf: &mut BytesMut, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&digits[i..]);
+    buf.put_slice(b"\r\n");
+}
+
+/// The chunk that ends a chunked body, with no trailers.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+fn is_framing_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("transfer-encoding")
+        || name.eq_ignore_ascii_case("date")
+}
+
+fn put_decimal(buf: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(response: &Response, ctx: HeadContext) -> (String, Framing, bool) {
+        let mut buf = BytesMut::new();
+        let (framing, keep_alive) = encode_head(&mut buf, response, ctx);
+        (
+            String::from_utf8(buf.to_vec()).unwrap(),
+            framing,
+            keep_alive,
+        )
+    }
+
+    const KEEP: HeadContext = HeadContext {
+        version: Version::Http11,
+        keep_alive: true,
+        head_request: false,
+    };
+
+    #[test]
+    fn full_body_has_length_and_date() {
+        let (head, framing, keep) = encode(&Response::text(StatusCode::OK, "hello"), KEEP);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\ndate: "));
+        assert!(head.contains("content-type: text/plain; charset=utf-8\r\n"));
+        assert!(head.contains("content-length: 5\r\n"));
+        assert!(head.ends_with("\r\n\r\n"));
+        assert!(!head.contains("connection"));
+        assert_eq!((framing, keep), (Framing::Full, true));
+    }
+
+    #[test]
+    fn no_body_statuses_and_head_requests() {
+        let (head, framing, _) = encode(&Response::new(StatusCode::NO_CONTENT), KEEP);
+        assert!(!head.contains("content-length"));
+        assert_eq!(framing, Framing::NoBody);
+        let head_ctx = HeadContext {
+            head_request: true,
+            ..KEEP
+        };
+        let (head, framing, _) = encode(&Response::text(StatusCode::OK, "hello"), head_ctx);
+        assert!(
+            head.contains("content-length: 5\r\n"),
+            "HEAD announces the GET length"
+        );
+        assert_eq!(framing, Framing::NoBody);
+    }
+
+    #[test]
+    fn http10_streams_close_the_connection() {
+        let stream = Response::stream(StatusCode::OK, EmptyStream);
+        let ctx = HeadContext {
+            version: Version::Http10,
+            ..KEEP
+        };
+        let (head, framing, keep) = encode(&stream, ctx);
+        assert!(!head.contains("transfer-encoding"));
+        assert!(head.contains("connection: close\r\n"));
+        assert_eq!((framing, keep), (Framing::UntilClose, false));
+        let (head, framing, _) = encode(&Response::stream(StatusCode::OK, EmptyStream), KEEP);
+        assert!(head.contains("transfer-encoding: chunked\r\n"));
+        assert_eq!(framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn unknown_status_and_chunk_sizes() {
+        let (head, _, _) = encode(&Response::new(StatusCode::from_u16(599).unwrap()), KEEP);
+        assert!(head.starts_with("HTTP/1.1 599 \r\n"));
+        let mut buf = BytesMut::new();
+        encode_chunk_header(&mut buf, 0x1a2b);
+        encode_chunk_header(&mut buf, 0);
+        assert_eq!(&buf[..], b"1a2b\r\n0\r\n");
+    }
+
+    #[test]
+    fn invalid_headers_are_caught() {
+        assert!(validate_headers(
+            &Response::new(StatusCode::OK).with_header("x-ok", "fine\tvalue")
+        )
+        .is_ok());
+        assert!(validate_headers(
+            &Response::new(StatusCode::OK).with_header("x-bad", "a\r\nset-cookie: x")
+        )
+        .is_err());
+        assert!(
+            validate_headers(&Response::new(StatusCode::OK).with_header("bad name", "v")).is_err()
+        );
+    }
+
+    struct EmptyStream;
+    impl futures_core::Stream for EmptyStream {
+        type Item = Result<bytes::Bytes, crate::BoxError>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(None)
+        }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The project's test command (README.md): installs what the tests need, then runs them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# curl is used by the interoperability tests when present; install it on a bare machine.
+if ! command -v curl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  fi
+fi
+
+cargo test --workspace --all-targets
+cargo test --workspace --doc
