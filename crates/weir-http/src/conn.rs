@@ -76,7 +76,11 @@ pub(crate) async fn serve_connection<H: Handler>(
     ctx: Arc<ConnContext<H>>,
 ) {
     let _open = ctx.metrics.connection_opened();
-    let io = Arc::new(Mutex::new(ConnIo::new(stream, ctx.config.clone())));
+    let io = Arc::new(Mutex::new(ConnIo::new(
+        stream,
+        ctx.config.clone(),
+        ctx.metrics.clone(),
+    )));
     let mut guard = io
         .clone()
         .try_lock_owned()

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::chunked::{Chunk, ChunkedDecoder};
-use crate::{BodyError, BodyFraming, ServerConfig};
+use crate::{BodyError, BodyFraming, HttpMetrics, ServerConfig};
 
 /// Bytes asked of the kernel per read: 16 KiB keeps syscalls few for bodies while a small
 /// request costs no more than it needs.
@@ -34,6 +34,7 @@ pub(crate) struct ConnIo {
     /// Trailer fields of the last chunked body, kept until the next request begins.
     pub(crate) finished_trailers: Vec<(String, String)>,
     pub(crate) config: Arc<ServerConfig>,
+    pub(crate) metrics: Arc<HttpMetrics>,
 }
 
 /// Where the current request's body stands.
@@ -70,7 +71,11 @@ impl BodyProgress {
 }
 
 impl ConnIo {
-    pub(crate) fn new(stream: TcpStream, config: Arc<ServerConfig>) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        config: Arc<ServerConfig>,
+        metrics: Arc<HttpMetrics>,
+    ) -> Self {
         Self {
             stream,
             read_buf: BytesMut::with_capacity(8 * 1024),
@@ -78,6 +83,7 @@ impl ConnIo {
             body: BodyProgress::idle(),
             finished_trailers: Vec::new(),
             config,
+            metrics,
         }
     }
 
@@ -102,6 +108,7 @@ impl ConnIo {
     /// Writes the whole write buffer, bounded by the write timeout.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         let deadline = self.config.write_timeout;
+        self.metrics.socket_write();
         match timeout(deadline, self.stream.write_all(&self.write_buf)).await {
             Ok(result) => {
                 self.write_buf.clear();
@@ -120,6 +127,7 @@ impl ConnIo {
         if !self.write_buf.is_empty() {
             self.flush().await?;
         }
+        self.metrics.socket_write();
         match timeout(self.config.write_timeout, self.stream.write_all(bytes)).await {
             Ok(result) => result,
             Err(_) => Err(io::Error::new(

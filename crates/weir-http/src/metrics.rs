@@ -26,6 +26,8 @@ pub struct HttpMetrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
+    /// Writes to sockets: with pipelining, many responses share one write.
+    socket_writes: AtomicU64,
 }
 
 /// Counts a connection as open for as long as it lives.
@@ -64,6 +66,23 @@ impl HttpMetrics {
             u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             Relaxed,
         );
+    }
+
+    pub(crate) fn socket_write(&self) {
+        self.socket_writes.fetch_add(1, Relaxed);
+    }
+
+    /// Writes made to client sockets so far (one per batch of pipelined responses).
+    pub fn socket_writes(&self) -> u64 {
+        self.socket_writes.load(Relaxed)
+    }
+
+    /// Responses sent so far, of every status.
+    pub fn responses(&self) -> u64 {
+        self.responses_by_class
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
     }
 
     /// Connections open right now.
