@@ -58,7 +58,6 @@ async fn curl_speaks_to_the_server() {
         output.stdout
     };
     let hello = tokio::task::spawn_blocking({
-        let run = run;
         let url = format!("{base}/hello");
         move || run(vec![url.clone(), url])
     })

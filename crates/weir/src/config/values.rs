@@ -1,0 +1,103 @@
+//! Parsers for configuration values: durations, byte sizes, counts and addresses.
+//!
+//! Each returns a message that says what is allowed, so the caller can name the key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Parses `500ms`, `10s`, `2m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const ALLOWED: &str = "a duration such as 500ms, 10s, 2m or 1h";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| ALLOWED.to_string())?;
+    let millis = match unit.trim() {
+        "ms" => Some(value),
+        "" | "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => None,
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| ALLOWED.to_string())
+}
+
+/// Parses a byte size: `65536`, `64KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1000).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    const ALLOWED: &str = "a size in bytes such as 65536, 64KiB, 16MiB or 1GiB";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| ALLOWED.to_string())?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(ALLOWED.to_string()),
+    };
+    value.checked_mul(factor).ok_or_else(|| ALLOWED.to_string())
+}
+
+/// Parses a whole number within `min..=max`.
+pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("a whole number from {min} to {max}"))
+}
+
+/// Parses `HOST:PORT` with a literal IP address.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "an IP address and port such as 127.0.0.1:7070 or [::1]:7070".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 days").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("16 parsecs").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn counts_and_addresses() {
+        assert_eq!(parse_count("8", 1, 10), Ok(8));
+        assert!(parse_count("0", 1, 10).is_err());
+        assert!(parse_count("x", 1, 10).is_err());
+        assert!(parse_socket_addr("127.0.0.1:7070").is_ok());
+        assert!(parse_socket_addr("[::1]:80").is_ok());
+        assert!(parse_socket_addr("localhost").is_err());
+    }
+}
