@@ -6,9 +6,13 @@ use tokio_util::sync::CancellationToken;
 use weir_http::{Method, Response, Router, Server, ServerConfig, StatusCode};
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7081".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7081".into());
     // One worker thread, as the hyper anchor: the comparison is per core.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let router = Router::new().route("/", Method::GET, |_| async {
             Response::text(StatusCode::OK, "Hello, World!")
@@ -21,6 +25,8 @@ fn main() -> std::io::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        Server::new(router, ServerConfig::default()).serve(listener, shutdown).await
+        Server::new(router, ServerConfig::default())
+            .serve(listener, shutdown)
+            .await
     })
 }

@@ -16,6 +16,7 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +24,8 @@ use bytes::Bytes;
 use futures_core::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, OwnedMutexGuard};
-use tokio::time::{timeout, timeout_at, Instant};
-use tokio_util::sync::CancellationToken;
+use tokio::time::{timeout, Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::encode::{
     encode_chunk_header, encode_head, validate_headers, Framing, HeadContext, LAST_CHUNK,
@@ -58,6 +59,9 @@ pub(crate) struct ConnContext<H> {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) metrics: Arc<HttpMetrics>,
     pub(crate) shutdown: CancellationToken,
+    /// Set when shutdown starts: responses then carry `connection: close`. A plain atomic
+    /// rather than `shutdown.is_cancelled()`, which takes a lock, on the per-request path.
+    pub(crate) draining: AtomicBool,
 }
 
 /// How a request-response exchange left the connection.
@@ -88,6 +92,8 @@ pub(crate) async fn serve_connection<H: Handler>(
     let limits = ctx.config.head_limits();
     let mut served: u64 = 0;
     let mut head_deadline: Option<Instant> = None;
+    let mut waits = ConnWaits::new(&ctx);
+    let mut clock = std::time::Instant::now();
 
     loop {
         let parsed = match parse_request_head(&guard.read_buf, &limits) {
@@ -97,8 +103,13 @@ pub(crate) async fn serve_connection<H: Handler>(
                 if !guard.write_buf.is_empty() && guard.flush().await.is_err() {
                     return;
                 }
-                match read_head_bytes(&mut guard, &ctx, served, &mut head_deadline).await {
-                    ReadOutcome::Data => continue,
+                match read_head_bytes(&mut guard, &ctx, &mut waits, served, &mut head_deadline)
+                    .await
+                {
+                    ReadOutcome::Data => {
+                        clock = std::time::Instant::now();
+                        continue;
+                    }
                     ReadOutcome::Closed => return,
                     ReadOutcome::HeadTimeout => {
                         let response =
@@ -120,15 +131,19 @@ pub(crate) async fn serve_connection<H: Handler>(
         head_deadline = None;
         served += 1;
 
-        let started = std::time::Instant::now();
+        // One clock reading per request: a request starts when the previous one was answered
+        // or when its bytes were read, whichever is later, and the reading taken when the
+        // handler returns serves both the latency metric and the Date header.
+        let started = clock;
         let head = guard.read_buf.split_to(parsed.head_len).freeze();
         let has_body = parsed.framing != BodyFraming::None;
         guard.begin_body(parsed.framing, parsed.expect_continue);
-        let exchange = Exchange {
+        let mut exchange = Exchange {
             version: parsed.version,
             head_request: parsed.method == Method::Head,
             keep_alive: parsed.keep_alive,
             upgrade_requested: parsed.upgrade,
+            answered: started,
         };
 
         let (body, kept) = if has_body {
@@ -159,9 +174,17 @@ pub(crate) async fn serve_connection<H: Handler>(
                 )
             }
         };
+        exchange.answered = std::time::Instant::now();
+        clock = exchange.answered;
         let status = response.status;
+        let streamed = matches!(response.body, ResponseBody::Stream(_));
         let next = send_response(&mut guard, &ctx, exchange, response, panicked).await;
-        ctx.metrics.record_response(status, started.elapsed());
+        let elapsed = if streamed {
+            started.elapsed()
+        } else {
+            exchange.answered - started
+        };
+        ctx.metrics.record_response(status, elapsed);
         match next {
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) | Err(_) => {
@@ -196,6 +219,8 @@ struct Exchange {
     head_request: bool,
     keep_alive: bool,
     upgrade_requested: bool,
+    /// When the handler returned.
+    answered: std::time::Instant,
 }
 
 enum ReadOutcome {
@@ -204,40 +229,75 @@ enum ReadOutcome {
     HeadTimeout,
 }
 
+/// The waits a connection keeps for its whole life, so that the keep-alive fast path
+/// touches neither the timer wheel nor the token's waiter list.
+///
+/// The timer is only ever moved earlier; when it fires before the deadline that now applies
+/// (because requests kept the connection busy), it is re-armed then. A busy connection so
+/// re-arms its timer at most once per timeout period instead of once per request.
+struct ConnWaits {
+    timer: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl ConnWaits {
+    fn new<H>(ctx: &ConnContext<H>) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep(ctx.config.header_read_timeout)),
+            shutdown: Box::pin(ctx.shutdown.clone().cancelled_owned()),
+        }
+    }
+}
+
 /// Waits for more bytes of a request head, with the deadline that applies.
 async fn read_head_bytes<H>(
     io: &mut ConnIo,
     ctx: &ConnContext<H>,
+    waits: &mut ConnWaits,
     served: u64,
     head_deadline: &mut Option<Instant>,
 ) -> ReadOutcome {
-    if io.read_buf.is_empty() {
-        // Between requests: idle. The first request gets the (shorter) head timeout, so a
+    let idle = io.read_buf.is_empty();
+    let deadline = if idle {
+        // Between requests. The first request gets the (shorter) head timeout, so a
         // connection that never speaks holds its slot no longer than a slow one.
         let wait = if served == 0 {
             ctx.config.header_read_timeout
         } else {
             ctx.config.idle_timeout
         };
-        let read = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return ReadOutcome::Closed,
-            read = timeout(wait, io.read_more()) => read,
-        };
-        return match read {
-            Ok(Ok(n)) if n > 0 => {
-                *head_deadline = Some(Instant::now() + ctx.config.header_read_timeout);
-                ReadOutcome::Data
-            }
-            _ => ReadOutcome::Closed,
-        };
+        Instant::now() + wait
+    } else {
+        *head_deadline.get_or_insert_with(|| Instant::now() + ctx.config.header_read_timeout)
+    };
+    if waits.timer.deadline() > deadline {
+        waits.timer.as_mut().reset(deadline);
     }
-    let deadline =
-        *head_deadline.get_or_insert_with(|| Instant::now() + ctx.config.header_read_timeout);
-    match timeout_at(deadline, io.read_more()).await {
-        Err(_) => ReadOutcome::HeadTimeout,
-        Ok(Ok(n)) if n > 0 => ReadOutcome::Data,
-        Ok(_) => ReadOutcome::Closed,
+    loop {
+        tokio::select! {
+            biased;
+            read = io.read_more() => {
+                return match read {
+                    Ok(n) if n > 0 => {
+                        if idle {
+                            // The first bytes of a head start its clock.
+                            *head_deadline = Some(Instant::now() + ctx.config.header_read_timeout);
+                        }
+                        ReadOutcome::Data
+                    }
+                    _ => ReadOutcome::Closed,
+                };
+            }
+            // Only an idle connection closes at shutdown; a head in progress is answered.
+            _ = waits.shutdown.as_mut(), if idle => return ReadOutcome::Closed,
+            () = waits.timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    // Idle close is silent (RFC 9112 section 9.8); a slow head gets 408.
+                    return if idle { ReadOutcome::Closed } else { ReadOutcome::HeadTimeout };
+                }
+                waits.timer.as_mut().reset(deadline);
+            }
+        }
     }
 }
 
@@ -266,6 +326,7 @@ async fn respond_and_close<H>(
     response: Response,
 ) -> std::io::Result<()> {
     let ctx_head = HeadContext {
+        now: std::time::Instant::now(),
         version: crate::Version::Http11,
         keep_alive: false,
         head_request: false,
@@ -321,7 +382,7 @@ async fn send_response<H>(
         tracing::error!(header = %invalid.0, "handler returned an invalid header; answering 500");
         response = Response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n");
     }
-    if ctx.shutdown.is_cancelled() {
+    if ctx.draining.load(Relaxed) {
         keep_alive = false;
     }
     let upgrade = response.on_upgrade.take().filter(|_| {
@@ -335,6 +396,7 @@ async fn send_response<H>(
     }
 
     let head_ctx = HeadContext {
+        now: exchange.answered,
         version: exchange.version,
         keep_alive,
         head_request: exchange.head_request,

@@ -1,37 +1,43 @@
 //! The `Date` header, rendered at most once per second per thread.
 //!
 //! Rendering a date costs more than the rest of a small response ("hello world was
-//! bottlenecked on rendering a date", may-minihttp). Each worker thread keeps the rendered
-//! IMF-fixdate for the current second and re-renders only when the second changes, so the
-//! cost per response is one clock read (a vDSO call) and a 29-byte copy, with no lock.
+//! bottlenecked on rendering a date", may-minihttp), and even reading the wall clock shows up
+//! in profiles. Each worker thread keeps the rendered IMF-fixdate together with the monotonic
+//! instant at which the wall-clock second ends. The caller passes the `Instant` it already
+//! read for its own bookkeeping, so a response costs a comparison and a 29-byte copy: the
+//! wall clock is read and the date rendered once per second per thread, with no lock.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) const DATE_LEN: usize = 29;
 
 struct CachedDate {
-    second: u64,
+    /// When the rendered second is over; `None` before the first render.
+    valid_until: Option<Instant>,
     rendered: [u8; DATE_LEN],
 }
 
 thread_local! {
     static CACHE: RefCell<CachedDate> = const {
-        RefCell::new(CachedDate { second: u64::MAX, rendered: [0; DATE_LEN] })
+        RefCell::new(CachedDate { valid_until: None, rendered: [0; DATE_LEN] })
     };
 }
 
-/// Calls `f` with the current date rendered as an IMF-fixdate.
-pub(crate) fn with_current_date<R>(f: impl FnOnce(&[u8; DATE_LEN]) -> R) -> R {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// Calls `f` with the date at `now` (a recent reading of the monotonic clock) rendered as an
+/// IMF-fixdate.
+pub(crate) fn with_date_at<R>(now: Instant, f: impl FnOnce(&[u8; DATE_LEN]) -> R) -> R {
     CACHE.with(|cell| {
         let mut cache = cell.borrow_mut();
-        if cache.second != now {
-            cache.second = now;
-            cache.rendered = render_imf_fixdate(now);
+        if cache.valid_until.is_none_or(|until| now >= until) {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            cache.rendered = render_imf_fixdate(wall.as_secs());
+            let rest_of_second =
+                Duration::from_secs(1) - Duration::from_nanos(u64::from(wall.subsec_nanos()));
+            cache.valid_until = Some(Instant::now() + rest_of_second);
         }
         f(&cache.rendered)
     })
@@ -110,7 +116,7 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let seen = with_current_date(|d| *d);
+        let seen = with_date_at(Instant::now(), |d| *d);
         // The second may tick between the two reads.
         assert!(seen == render_imf_fixdate(now) || seen == render_imf_fixdate(now + 1));
     }

@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::chunked::is_token_byte;
-use crate::date::with_current_date;
+use crate::date::with_date_at;
 use crate::{Response, ResponseBody, StatusCode, Version};
 
 /// How the body of an encoded response must be sent.
@@ -29,6 +29,8 @@ pub(crate) struct HeadContext {
     pub(crate) version: Version,
     pub(crate) keep_alive: bool,
     pub(crate) head_request: bool,
+    /// A recent reading of the clock, for the `Date` header.
+    pub(crate) now: std::time::Instant,
 }
 
 /// A header that may not be sent.
@@ -68,7 +70,7 @@ pub(crate) fn encode_head(
             buf.put_slice(b" \r\n");
         }
     }
-    with_current_date(|date| {
+    with_date_at(ctx.now, |date| {
         buf.put_slice(b"date: ");
         buf.put_slice(date);
         buf.put_slice(b"\r\n");
@@ -184,15 +186,18 @@ mod tests {
         )
     }
 
-    const KEEP: HeadContext = HeadContext {
-        version: Version::Http11,
-        keep_alive: true,
-        head_request: false,
-    };
+    fn keep() -> HeadContext {
+        HeadContext {
+            version: Version::Http11,
+            keep_alive: true,
+            head_request: false,
+            now: std::time::Instant::now(),
+        }
+    }
 
     #[test]
     fn full_body_has_length_and_date() {
-        let (head, framing, keep) = encode(&Response::text(StatusCode::OK, "hello"), KEEP);
+        let (head, framing, keep) = encode(&Response::text(StatusCode::OK, "hello"), keep());
         assert!(head.starts_with("HTTP/1.1 200 OK\r\ndate: "));
         assert!(head.contains("content-type: text/plain; charset=utf-8\r\n"));
         assert!(head.contains("content-length: 5\r\n"));
@@ -203,12 +208,12 @@ mod tests {
 
     #[test]
     fn no_body_statuses_and_head_requests() {
-        let (head, framing, _) = encode(&Response::new(StatusCode::NO_CONTENT), KEEP);
+        let (head, framing, _) = encode(&Response::new(StatusCode::NO_CONTENT), keep());
         assert!(!head.contains("content-length"));
         assert_eq!(framing, Framing::NoBody);
         let head_ctx = HeadContext {
             head_request: true,
-            ..KEEP
+            ..keep()
         };
         let (head, framing, _) = encode(&Response::text(StatusCode::OK, "hello"), head_ctx);
         assert!(
@@ -223,20 +228,20 @@ mod tests {
         let stream = Response::stream(StatusCode::OK, EmptyStream);
         let ctx = HeadContext {
             version: Version::Http10,
-            ..KEEP
+            ..keep()
         };
-        let (head, framing, keep) = encode(&stream, ctx);
+        let (head, framing, keep_alive) = encode(&stream, ctx);
         assert!(!head.contains("transfer-encoding"));
         assert!(head.contains("connection: close\r\n"));
-        assert_eq!((framing, keep), (Framing::UntilClose, false));
-        let (head, framing, _) = encode(&Response::stream(StatusCode::OK, EmptyStream), KEEP);
+        assert_eq!((framing, keep_alive), (Framing::UntilClose, false));
+        let (head, framing, _) = encode(&Response::stream(StatusCode::OK, EmptyStream), keep());
         assert!(head.contains("transfer-encoding: chunked\r\n"));
         assert_eq!(framing, Framing::Chunked);
     }
 
     #[test]
     fn unknown_status_and_chunk_sizes() {
-        let (head, _, _) = encode(&Response::new(StatusCode::from_u16(599).unwrap()), KEEP);
+        let (head, _, _) = encode(&Response::new(StatusCode::from_u16(599).unwrap()), keep());
         assert!(head.starts_with("HTTP/1.1 599 \r\n"));
         let mut buf = BytesMut::new();
         encode_chunk_header(&mut buf, 0x1a2b);

@@ -25,6 +25,8 @@ enum Segment {
 
 struct Route {
     pattern: String,
+    /// The whole path, for routes without parameters: matched with one comparison.
+    exact: Option<Box<str>>,
     segments: Vec<Segment>,
     params: usize,
     methods: Vec<(Method, BoxHandler)>,
@@ -77,8 +79,10 @@ impl Router {
                     .iter()
                     .filter(|s| matches!(s, Segment::Param(_)))
                     .count();
+                let exact = (params == 0).then(|| pattern.into());
                 self.routes.push(Route {
                     pattern: pattern.to_owned(),
+                    exact,
                     segments,
                     params,
                     methods: Vec::new(),
@@ -129,8 +133,16 @@ impl Router {
     }
 
     fn find(&self, path: &str, path_start: usize) -> Option<(&Route, Params)> {
+        // A route without parameters beats any with them.
+        if let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| r.exact.as_deref() == Some(path))
+        {
+            return Some((route, Vec::new()));
+        }
         let mut best: Option<(&Route, Vec<_>)> = None;
-        for route in &self.routes {
+        for route in self.routes.iter().filter(|r| r.exact.is_none()) {
             if best.as_ref().is_some_and(|(b, _)| b.params <= route.params) {
                 continue;
             }

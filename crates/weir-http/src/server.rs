@@ -1,6 +1,7 @@
 //! The accept loop: the connection limit, one task per connection, graceful shutdown.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,7 @@ impl<H: Handler> Server<H> {
             config: self.config.clone(),
             metrics: self.metrics,
             shutdown: shutdown.clone(),
+            draining: AtomicBool::new(false),
         });
         tracing::info!(%local, "accepting HTTP connections");
 
@@ -108,6 +110,7 @@ impl<H: Handler> Server<H> {
             );
         }
 
+        ctx.draining.store(true, Ordering::Relaxed);
         drop(listener);
         connections.close();
         tracing::info!(
