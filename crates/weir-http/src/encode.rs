@@ -4,6 +4,8 @@
 //! cached date, and the framing header computed from the body. Nothing is allocated per
 //! response on this path.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 
 use crate::chunked::is_token_byte;
@@ -38,15 +40,24 @@ pub(crate) struct HeadContext {
 pub(crate) struct InvalidHeader(pub(crate) String);
 
 /// Checks the handler's header fields; an invalid one must not reach the wire.
+///
+/// Text borrowed for `'static` (string literals in the program) is taken as written: an
+/// injected CR or LF comes from data, and data is owned. Checking every literal on every
+/// response cost about 5% of a small response's instructions (bench/http/work.sh).
 pub(crate) fn validate_headers(response: &Response) -> Result<(), InvalidHeader> {
-    let valid_value = |v: &str| v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    let valid_value = |v: &Cow<'static, str>| match v {
+        Cow::Borrowed(_) => true,
+        Cow::Owned(v) => !v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f),
+    };
     if let Some(ct) = &response.content_type {
         if !valid_value(ct) {
             return Err(InvalidHeader("content-type".into()));
         }
     }
     for (name, value) in &response.headers {
-        if name.is_empty() || !name.bytes().all(is_token_byte) || !valid_value(value) {
+        let valid_name = matches!(name, Cow::Borrowed(_))
+            || (!name.is_empty() && name.bytes().all(is_token_byte));
+        if !valid_name || !valid_value(value) {
             return Err(InvalidHeader(name.to_string()));
         }
     }
@@ -251,17 +262,15 @@ mod tests {
 
     #[test]
     fn invalid_headers_are_caught() {
-        assert!(validate_headers(
-            &Response::new(StatusCode::OK).with_header("x-ok", "fine\tvalue")
-        )
-        .is_ok());
-        assert!(validate_headers(
-            &Response::new(StatusCode::OK).with_header("x-bad", "a\r\nset-cookie: x")
-        )
-        .is_err());
-        assert!(
-            validate_headers(&Response::new(StatusCode::OK).with_header("bad name", "v")).is_err()
-        );
+        let ok = Response::new(StatusCode::OK).with_header("x-ok", "fine\tvalue".to_string());
+        assert!(validate_headers(&ok).is_ok());
+        let injected =
+            Response::new(StatusCode::OK).with_header("x-bad", "a\r\nset-cookie: x".to_string());
+        assert!(validate_headers(&injected).is_err());
+        let bad_name = Response::new(StatusCode::OK).with_header("bad name".to_string(), "v");
+        assert!(validate_headers(&bad_name).is_err());
+        let ctl = Response::new(StatusCode::OK).with_content_type("text/plain\x01".to_string());
+        assert!(validate_headers(&ctl).is_err());
     }
 
     struct EmptyStream;

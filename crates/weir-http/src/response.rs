@@ -104,9 +104,10 @@ impl Response {
     }
 
     /// Adds a header field. Framing headers (`content-length`, `transfer-encoding`) are
-    /// written by the server from the body; a name or value that is not valid HTTP
+    /// written by the server from the body. An owned name or value that is not valid HTTP
     /// (a non-token name, CR, LF or another control character in the value) turns the
-    /// response into a 500 when it is sent, and the log names the field.
+    /// response into a 500 when it is sent, and the log names the field; `'static` string
+    /// literals are the program's own text and are not checked on every response.
     pub fn with_header(
         mut self,
         name: impl Into<Cow<'static, str>>,

@@ -26,7 +26,12 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("hyper-hello listening on {addr}");
     loop {
-        let (stream, _) = listener.accept().await?;
+        // Ctrl-C (SIGINT) ends the process normally, so that work.sh's valgrind and strace
+        // runs write their counts.
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let _ = http1::Builder::new()

@@ -121,7 +121,9 @@ fn router(release: Arc<Notify>) -> Router {
             })
         })
         .route("/header-injection", Method::GET, |_| async {
-            Response::text(StatusCode::OK, "x").with_header("x-bad", "a\r\nset-cookie: evil=1")
+            // Data from a request, say: owned, so it is checked.
+            let value = String::from("a\r\nset-cookie: evil=1");
+            Response::text(StatusCode::OK, "x").with_header("x-bad", value)
         })
 }
 
