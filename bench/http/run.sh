@@ -73,10 +73,13 @@ to_ms() { # wrk prints 1.23ms, 456.00us or 1.02s
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A RESULTS
+declare -A RESULTS ROUND_RATIOS
 for mode in keepalive pipelined; do
   for round in $(seq "$ROUNDS"); do
-    for server in hyper weir; do
+    # Odd rounds run hyper first, even rounds weir first, so a drift inside a round favours
+    # neither side.
+    if (( round % 2 )); then order="hyper weir"; else order="weir hyper"; fi
+    for server in $order; do
       if [ "$server" = hyper ]; then bin=$HYPER_BIN; port=7080; else bin=$WEIR_BIN; port=7081; fi
       start_server "$bin" "$port"
       # Warm-up: connections, caches, the CPU clock.
@@ -85,7 +88,11 @@ for mode in keepalive pipelined; do
       stop_server
       echo "$mode round $round $server: $result" >&2
       RESULTS[$mode,$server]+="$result"$'\n'
+      eval "round_${server}=${result%% *}"
     done
+    # Servers run back to back within a round, so the round's ratio is less exposed to the
+    # machine's drift than the ratio of medians.
+    ROUND_RATIOS[$mode]+="$(awk -v w="$round_weir" -v h="$round_hyper" 'BEGIN { printf "%.3f", w / h }') "
   done
 done
 
@@ -103,6 +110,8 @@ for mode in keepalive pipelined; do
   # wrk reports no per-request latency in pipelined mode (it prints 0): the ratio is n/a then.
   awk -v w="$weir_rps" -v h="$hyper_rps" -v wp="$weir_p99" -v hp="$hyper_p99" -v wc="$weir_cpu" -v hc="$hyper_cpu" -v m="$mode" \
     'BEGIN { printf "%-10s ratio weir/hyper: requests/s %.2fx, p99 %s, cpu per request %.2fx\n", m, w / h, (hp > 0 && wp > 0 ? sprintf("%.2fx", wp / hp) : "n/a"), wc / hc }'
+  ratios=${ROUND_RATIOS[$mode]}
+  printf '%-10s per-round requests/s ratios: %s(median %s)\n' "$mode" "$ratios" "$(tr ' ' '\n' <<<"$ratios" | awk NF | median)"
 done
 echo
 echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
