@@ -10,5 +10,5 @@ if ! command -v curl >/dev/null 2>&1; then
   fi
 fi
 
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+cargo test --workspace --all-targets --all-features
+cargo test --workspace --doc --all-features

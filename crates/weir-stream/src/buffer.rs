@@ -9,12 +9,15 @@ use futures_core::Stream;
 
 use crate::{DropCounter, OverflowPolicy, Overflowed};
 
+/// Items one poll may take from an always-ready upstream before it yields.
+const PULL_BUDGET: usize = 256;
+
 pin_project_lite::pin_project! {
     /// The stream returned by [`WeirStreamExt::buffer`](crate::WeirStreamExt::buffer).
     ///
-    /// Each poll first takes every item the upstream has ready (up to `capacity` items per
-    /// poll, so an always-ready upstream cannot hold the poll forever), then hands out the
-    /// oldest queued item.
+    /// Each poll first takes every item the upstream has ready (up to
+    /// `max(capacity, 256)` items per poll, so an always-ready upstream cannot hold the poll
+    /// forever), then hands out the oldest queued item.
     ///
     /// * **Backpressure:** with [`OverflowPolicy::Backpressure`] the upstream is not polled
     ///   while the queue is full; the other policies keep pulling and drop (counted by
@@ -69,7 +72,8 @@ impl<S: Stream> Stream for Buffer<S> {
             return Poll::Ready(None);
         }
         let mut pulled = 0;
-        while !*this.upstream_done && pulled < *this.capacity {
+        let budget = (*this.capacity).max(PULL_BUDGET);
+        while !*this.upstream_done && pulled < budget {
             let full = this.queue.len() >= *this.capacity;
             if full && *this.policy == OverflowPolicy::Backpressure {
                 break;
@@ -91,7 +95,9 @@ impl<S: Stream> Stream for Buffer<S> {
                         OverflowPolicy::Fail => {
                             *this.failed = true;
                             this.queue.clear();
-                            return Poll::Ready(Some(Err(Overflowed { capacity: *this.capacity })));
+                            return Poll::Ready(Some(Err(Overflowed {
+                                capacity: *this.capacity,
+                            })));
                         }
                         OverflowPolicy::Backpressure => unreachable!("checked before polling"),
                     }
@@ -111,7 +117,10 @@ impl<S: Stream> Stream for Buffer<S> {
         let (low, high) = self.upstream.size_hint();
         let queued = self.queue.len();
         match self.policy {
-            OverflowPolicy::Backpressure => (low.saturating_add(queued), high.and_then(|h| h.checked_add(queued))),
+            OverflowPolicy::Backpressure => (
+                low.saturating_add(queued),
+                high.and_then(|h| h.checked_add(queued)),
+            ),
             _ => (queued.min(1), high.and_then(|h| h.checked_add(queued))),
         }
     }

@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::time::Instant;
 
 /// A clock and resettable sleeps.
-pub trait Timer: Clone + Send + Sync + Unpin + 'static {
+pub trait Timer: Clone + Send + Sync + Unpin + std::fmt::Debug + 'static {
     /// A sleep that completes at its deadline.
-    type Sleep: Future<Output = ()> + Send;
+    type Sleep: Future<Output = ()> + Send + std::fmt::Debug;
 
     /// The current time on this timer's clock.
     fn now(&self) -> Instant;
@@ -79,7 +79,9 @@ impl Timer for SmolTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
-        SmolSleep { timer: async_io::Timer::at(deadline) }
+        SmolSleep {
+            timer: async_io::Timer::at(deadline),
+        }
     }
 
     fn reset(&self, sleep: Pin<&mut Self::Sleep>, deadline: Instant) {
