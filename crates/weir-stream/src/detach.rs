@@ -73,8 +73,10 @@ impl<T> Channel<T> {
 ///
 /// * **Backpressure:** the task pulls from the upstream only while the queue has room
 ///   (`capacity` items): a slow consumer slows the upstream down; nothing is dropped.
-/// * **Progress:** the upstream (with any in-flight futures of a concurrent map in it) is
-///   polled by its own task whenever it is woken, whether or not the consumer is polling.
+/// * **Progress:** the upstream is polled by its own task whenever it is woken, whether or
+///   not the consumer is polling. A detached concurrent map (its own `detach`) starts a new
+///   future only when the queue has room for its result, and keeps polling the futures it
+///   started even while the queue is full, so none of them stalls (futures-rs issue 2387).
 /// * **Cancel safety:** dropping `next()` loses nothing. Dropping this stream stops the task
 ///   at its next wake-up and drops the upstream.
 /// * **Allocation:** one queue of `capacity` items and one task, per stage.
@@ -84,9 +86,63 @@ pub struct Detached<T> {
     channel: Arc<Channel<T>>,
 }
 
+/// A stream that can be told how much room its consumer has, so that it takes in only as
+/// much new work as can complete, while still driving work already started.
+///
+/// This is what a detached stage needs to fix futures-rs issue 2387 completely: a plain
+/// stream can only be polled for its next item, so when the consumer's queue is full the
+/// driving task must stop polling it, and a concurrent map's in-flight futures would stall
+/// there. A [`MapConcurrent`](crate::MapConcurrent) told the room admits new futures only
+/// while every in-flight one has a place for its result, and keeps polling them.
+pub trait Drive: Stream {
+    /// Polls for the next item. `room` is how many items the consumer can take now; an item
+    /// may be returned only when `room > 0`.
+    fn poll_with_room(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        room: usize,
+    ) -> Poll<Option<Self::Item>>;
+}
+
+pin_project_lite::pin_project! {
+    /// Any stream as a [`Drive`]: polled only when there is room.
+    #[derive(Debug)]
+    pub(crate) struct Plain<S> {
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S> Plain<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S: Stream> Stream for Plain<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        self.project().inner.poll_next(cx)
+    }
+}
+
+impl<S: Stream> Drive for Plain<S> {
+    fn poll_with_room(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        room: usize,
+    ) -> Poll<Option<S::Item>> {
+        if room == 0 {
+            return Poll::Pending;
+        }
+        self.poll_next(cx)
+    }
+}
+
 pub(crate) fn detach<S, Sp>(upstream: S, spawner: &Sp, capacity: NonZeroUsize) -> Detached<S::Item>
 where
-    S: Stream + Send + 'static,
+    S: Drive + Send + 'static,
     S::Item: Send + 'static,
     Sp: Spawner,
 {
@@ -104,21 +160,19 @@ where
     Detached { channel }
 }
 
-async fn drive<S: Stream>(upstream: S, channel: Arc<Channel<S::Item>>) {
+async fn drive<S: Drive>(upstream: S, channel: Arc<Channel<S::Item>>) {
     let mut upstream = std::pin::pin!(upstream);
     poll_fn(|cx| loop {
-        {
+        let room = {
             let mut state = channel.lock();
             if state.consumer_gone {
                 return Poll::Ready(());
             }
             // Registered before every wait: room freed and consumer gone both wake us.
             state.producer = Some(cx.waker().clone());
-            if state.queue.len() >= channel.capacity {
-                return Poll::Pending;
-            }
-        }
-        match upstream.as_mut().poll_next(cx) {
+            channel.capacity - state.queue.len()
+        };
+        match upstream.as_mut().poll_with_room(cx, room) {
             Poll::Ready(Some(item)) => {
                 let consumer = {
                     let mut state = channel.lock();

@@ -8,7 +8,7 @@ use futures_core::Stream;
 
 use crate::batch::Batch;
 use crate::buffer::Buffer;
-use crate::detach::{detach, Detached, Spawner};
+use crate::detach::{detach, Detached, Plain, Spawner};
 use crate::fanout::{fan_out, FanOutReceiver};
 use crate::map_concurrent::{MapConcurrent, MapConcurrentOrdered};
 use crate::rate::{Debounce, Sample, Throttle};
@@ -115,7 +115,7 @@ pub trait WeirStreamExt: Stream + Sized {
         Self: Send + 'static,
         Self::Item: Send + 'static,
     {
-        detach(self, spawner, capacity)
+        detach(Plain::new(self), spawner, capacity)
     }
 
     /// Groups items into batches of at most `max_items`, emitted when full or `max_wait`

@@ -50,7 +50,7 @@ pub use buffer::Buffer;
 pub use detach::SmolSpawner;
 #[cfg(feature = "tokio")]
 pub use detach::TokioSpawner;
-pub use detach::{Detached, Spawner};
+pub use detach::{Detached, Drive, Spawner};
 pub use ext::WeirStreamExt;
 pub use fanout::FanOutReceiver;
 pub use map_concurrent::{MapConcurrent, MapConcurrentOrdered};

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
+use crate::detach::{detach, Detached, Drive, Spawner};
 use crate::ready_set::ChildWakers;
 use crate::slab::FutureSlots;
 
@@ -62,6 +63,25 @@ where
     }
 }
 
+impl<S, F, Fut> MapConcurrent<S, F, Fut>
+where
+    S: Stream + Send + 'static,
+    F: FnMut(S::Item) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    /// Runs this stage on its own task with a queue of `capacity` results; see
+    /// [`Detached`]. A future is started only when the queue has room for its result, so
+    /// every started future is polled to completion on time, whatever the consumer does.
+    pub fn detach<Sp: Spawner>(
+        self,
+        spawner: &Sp,
+        capacity: NonZeroUsize,
+    ) -> Detached<Fut::Output> {
+        detach(self, spawner, capacity)
+    }
+}
+
 impl<S, F, Fut> Stream for MapConcurrent<S, F, Fut>
 where
     S: Stream,
@@ -71,9 +91,25 @@ where
     type Item = Fut::Output;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_with_room(cx, usize::MAX)
+    }
+}
+
+impl<S, F, Fut> Drive for MapConcurrent<S, F, Fut>
+where
+    S: Stream,
+    F: FnMut(S::Item) -> Fut,
+    Fut: Future,
+{
+    fn poll_with_room(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        room: usize,
+    ) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         this.wakers.register(cx.waker());
-        while !*this.upstream_done && !this.free.is_empty() {
+        // Admit new work only while every in-flight future has room for its result.
+        while !*this.upstream_done && !this.free.is_empty() && this.slots.in_flight() < room {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(item)) => {
                     let slot = this.free.pop().expect("checked non-empty");
@@ -147,6 +183,25 @@ where
     }
 }
 
+impl<S, F, Fut> MapConcurrentOrdered<S, F, Fut>
+where
+    S: Stream + Send + 'static,
+    F: FnMut(S::Item) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    /// Runs this stage on its own task with a queue of `capacity` results; see
+    /// [`Detached`]. Started futures are polled to completion on time while the queue is
+    /// full; their results wait inside the stage (at most `limit`).
+    pub fn detach<Sp: Spawner>(
+        self,
+        spawner: &Sp,
+        capacity: NonZeroUsize,
+    ) -> Detached<Fut::Output> {
+        detach(self, spawner, capacity)
+    }
+}
+
 impl<S, F, Fut> Stream for MapConcurrentOrdered<S, F, Fut>
 where
     S: Stream,
@@ -156,10 +211,25 @@ where
     type Item = Fut::Output;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_with_room(cx, usize::MAX)
+    }
+}
+
+impl<S, F, Fut> Drive for MapConcurrentOrdered<S, F, Fut>
+where
+    S: Stream,
+    F: FnMut(S::Item) -> Fut,
+    Fut: Future,
+{
+    fn poll_with_room(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        room: usize,
+    ) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         let limit = *this.limit as u64;
         this.wakers.register(cx.waker());
-        while !*this.upstream_done && *this.next_seq - *this.next_out < limit {
+        while room > 0 && !*this.upstream_done && *this.next_seq - *this.next_out < limit {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(item)) => {
                     let slot = (*this.next_seq % limit) as usize;
@@ -177,6 +247,9 @@ where
             if let Poll::Ready(output) = this.slots.poll(slot, &mut child) {
                 this.results[slot] = Some(output);
             }
+        }
+        if room == 0 {
+            return Poll::Pending;
         }
         if let Some(output) = this.results[head].take() {
             *this.next_out += 1;
