@@ -46,6 +46,9 @@ impl Wake for ChildWaker {
 pub(crate) struct ChildWakers {
     set: Arc<ReadySet>,
     wakers: Box<[Waker]>,
+    /// The parent waker last stored in the set, kept here too so that polling again from
+    /// the same task skips the lock (it was a third of a ready-future poll).
+    registered: Option<Waker>,
 }
 
 impl ChildWakers {
@@ -64,7 +67,11 @@ impl ChildWakers {
                 }))
             })
             .collect();
-        let this = Self { set, wakers };
+        let this = Self {
+            set,
+            wakers,
+            registered: None,
+        };
         for i in 0..children {
             this.set.mark(i);
         }
@@ -72,12 +79,16 @@ impl ChildWakers {
     }
 
     /// Records the parent's waker; a no-op when the same task polls again.
-    pub(crate) fn register(&self, parent: &Waker) {
-        let mut slot = self.set.parent.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            Some(current) if current.will_wake(parent) => {}
-            _ => *slot = Some(parent.clone()),
+    pub(crate) fn register(&mut self, parent: &Waker) {
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(parent))
+        {
+            return;
         }
+        self.registered = Some(parent.clone());
+        *self.set.parent.lock().unwrap_or_else(|e| e.into_inner()) = Some(parent.clone());
     }
 
     /// The waker for child `index`.
