@@ -19,6 +19,10 @@ async fn a_cancelled_token_ends_the_stream_between_items() {
     assert_eq!(stream.next().await, Some(0));
     assert_eq!(stream.next().await, Some(1));
     token.cancel();
-    assert_eq!(stream.next().await, None, "no item is taken once the token is cancelled");
+    assert_eq!(
+        stream.next().await,
+        None,
+        "no item is taken once the token is cancelled"
+    );
     assert_eq!(stream.next().await, None, "and the stream stays ended");
 }
