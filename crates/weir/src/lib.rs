@@ -10,3 +10,4 @@ pub mod config;
 pub mod logging;
 mod routes;
 pub mod serve;
+mod topics;

@@ -8,6 +8,8 @@ use weir_http::{HttpMetrics, Router, Server};
 
 use crate::config::ServeConfig;
 use crate::routes::add_operational_routes;
+use crate::topics::add_topic_routes;
+use weir_pubsub::Hub;
 
 /// Why `weir serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +36,9 @@ pub enum ServeError {
 }
 
 /// The routes of the HTTP API.
-pub fn router(config: &ServeConfig, metrics: Arc<HttpMetrics>) -> Router {
-    let _ = config;
-    add_operational_routes(Router::new(), metrics)
+pub fn router(config: &ServeConfig, metrics: Arc<HttpMetrics>, hub: Hub) -> Router {
+    let router = add_operational_routes(Router::new(), metrics);
+    add_topic_routes(router, hub, config.sse_heartbeat)
 }
 
 /// Prepares the data directory and binds the listener: everything that can fail before
@@ -61,7 +63,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
-    let router = router(&config, metrics.clone());
+    let hub = Hub::new(config.pubsub.clone());
+    let router = router(&config, metrics.clone(), hub);
     let local = listener.local_addr()?;
     tracing::info!(
         addr = %local,

@@ -55,6 +55,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "http.body_read_timeout", flag: "body-read-timeout", env: "WEIR_HTTP_BODY_READ_TIMEOUT", default: "30s", help: "Time one read of a request body may wait; slower gets 408" },
     Setting { key: "http.write_timeout", flag: "write-timeout", env: "WEIR_HTTP_WRITE_TIMEOUT", default: "30s", help: "Time one write of a response may wait for the client before the connection is closed" },
     Setting { key: "http.sse_heartbeat", flag: "sse-heartbeat", env: "WEIR_HTTP_SSE_HEARTBEAT", default: "15s", help: "Interval of keep-alive comments on quiet Server-Sent Events streams" },
+    Setting { key: "pubsub.max_payload", flag: "max-payload", env: "WEIR_PUBSUB_MAX_PAYLOAD", default: "1MiB", help: "Largest message a client may publish; larger gets 413" },
+    Setting { key: "pubsub.retention_messages", flag: "retention-messages", env: "WEIR_PUBSUB_RETENTION_MESSAGES", default: "1000", help: "Messages each topic keeps for replay (0: live only)" },
+    Setting { key: "pubsub.retention_age", flag: "retention-age", env: "WEIR_PUBSUB_RETENTION_AGE", default: "1h", help: "Age past which a message is no longer replayed" },
+    Setting { key: "pubsub.lag_limit", flag: "lag-limit", env: "WEIR_PUBSUB_LAG_LIMIT", default: "1024", help: "Messages a subscriber may fall behind before the slow-subscriber policy applies" },
+    Setting { key: "pubsub.slow_policy", flag: "slow-policy", env: "WEIR_PUBSUB_SLOW_POLICY", default: "drop-oldest", help: "For a subscriber past the lag limit: drop-oldest (skip ahead, with a lagged notice) or disconnect" },
+    Setting { key: "pubsub.max_topics", flag: "max-topics", env: "WEIR_PUBSUB_MAX_TOPICS", default: "100000", help: "Topics held at most; publishing to a new topic past it gets 503" },
     Setting { key: "shutdown.drain_timeout", flag: "drain-timeout", env: "WEIR_DRAIN_TIMEOUT", default: "10s", help: "On Ctrl-C or SIGTERM, time in-flight requests get to finish before connections are closed" },
 ];
 
@@ -143,6 +149,8 @@ pub struct ServeConfig {
     pub http: ServerConfig,
     /// Heartbeat interval of Server-Sent Events streams.
     pub sse_heartbeat: Duration,
+    /// The pub/sub hub's limits and retention.
+    pub pubsub: weir_pubsub::HubConfig,
 }
 
 impl ServeConfig {
@@ -256,6 +264,21 @@ impl<'a> Layers<'a> {
         let write_timeout = get("http.write_timeout", &positive_duration);
         let sse_heartbeat = get("http.sse_heartbeat", &positive_duration);
         let drain_timeout = get("shutdown.drain_timeout", &duration);
+        let max_payload = get("pubsub.max_payload", &size(1));
+        let retention_messages = get("pubsub.retention_messages", &|t| {
+            parse_count(t, 0, 10_000_000).map(Parsed::Number)
+        });
+        let retention_age = get("pubsub.retention_age", &duration);
+        let lag_limit = get("pubsub.lag_limit", &|t| {
+            parse_count(t, 1, 1_000_000).map(Parsed::Number)
+        });
+        let slow_policy = get("pubsub.slow_policy", &|t| match t {
+            "drop-oldest" | "disconnect" => Ok(Parsed::Text(t.into())),
+            _ => Err("drop-oldest or disconnect".to_string()),
+        });
+        let max_topics = get("pubsub.max_topics", &|t| {
+            parse_count(t, 1, 100_000_000).map(Parsed::Number)
+        });
 
         if !errors.is_empty() {
             return Err(errors);
@@ -285,6 +308,21 @@ impl<'a> Layers<'a> {
                 ..defaults
             },
             sse_heartbeat: sse_heartbeat.duration(),
+            pubsub: weir_pubsub::HubConfig {
+                default_retention: weir_pubsub::Retention {
+                    max_messages: retention_messages.number() as usize,
+                    max_age: retention_age.duration(),
+                },
+                retention_rules: Vec::new(),
+                lag_limit: nonzero(lag_limit.number()),
+                slow_policy: if slow_policy.text() == "disconnect" {
+                    weir_pubsub::SlowSubscriberPolicy::Disconnect
+                } else {
+                    weir_pubsub::SlowSubscriberPolicy::DropOldest
+                },
+                max_topics: max_topics.number() as usize,
+                max_payload: usize::try_from(max_payload.number()).unwrap_or(usize::MAX),
+            },
         })
     }
 }

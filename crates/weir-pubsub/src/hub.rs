@@ -1,0 +1,555 @@
+//! The hub: topics created on first use, publishing, and subscriptions.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_core::Stream;
+
+use crate::log::{Message, ReadAt, Retention, SubWaker, TopicLog};
+use crate::{NameError, TopicName, TopicPattern};
+
+/// What a subscriber does when it falls too far behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowSubscriberPolicy {
+    /// Skip ahead to the newest `lag_limit` messages and say so with [`Event::Lagged`].
+    DropOldest,
+    /// End the subscription with [`Event::Disconnected`], as NATS and Redis cut off slow
+    /// consumers; the client reconnects from its last offset and sees a gap notice.
+    Disconnect,
+}
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Retention of topics no rule below matches.
+    pub default_retention: Retention,
+    /// Retention by pattern; the first match wins.
+    pub retention_rules: Vec<(TopicPattern, Retention)>,
+    /// Messages a subscriber may fall behind a topic's newest before its policy applies.
+    /// Default 1,024.
+    pub lag_limit: NonZeroUsize,
+    /// The slow-subscriber policy.
+    pub slow_policy: SlowSubscriberPolicy,
+    /// Topics the hub holds at most; publishing to a new topic past it fails. Default
+    /// 100,000: a bound on memory for names a client chooses.
+    pub max_topics: usize,
+    /// Largest payload in bytes. Default 1 MiB.
+    pub max_payload: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            default_retention: Retention::default(),
+            retention_rules: Vec::new(),
+            lag_limit: NonZeroUsize::new(1024).expect("non-zero"),
+            slow_policy: SlowSubscriberPolicy::DropOldest,
+            max_topics: 100_000,
+            max_payload: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The topic name is invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The payload is larger than the limit.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The hub holds its maximum number of topics.
+    #[error("the hub already holds its maximum of {0} topics")]
+    TooManyTopics(usize),
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// With the next message published.
+    Now,
+    /// With the oldest message retained.
+    Earliest,
+    /// With the message at this offset (the one after the last the client saw). If it is
+    /// older than the retention, an [`Event::Gap`] comes first; if it is beyond the newest,
+    /// the subscription starts now. For single topics only.
+    Offset(u64),
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message.
+    Message(Message),
+    /// Messages `from..=to` of `topic` are no longer retained: the replay starts after them.
+    Gap {
+        /// The topic.
+        topic: TopicName,
+        /// The topic's epoch.
+        epoch: u64,
+        /// First missing offset.
+        from: u64,
+        /// Last missing offset.
+        to: u64,
+    },
+    /// This subscriber fell more than the lag limit behind and skipped `missed` messages.
+    Lagged {
+        /// The topic.
+        topic: TopicName,
+        /// Messages skipped.
+        missed: u64,
+    },
+    /// The hub ended this subscription (it was too slow under
+    /// [`SlowSubscriberPolicy::Disconnect`]); the stream ends after this.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The pattern is invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// An offset was given with a wildcard pattern: offsets belong to one topic.
+    #[error("a start offset needs a single topic, not the pattern {0:?}")]
+    OffsetWithWildcard(String),
+    /// The topic does not exist and the hub holds its maximum number of topics.
+    #[error("the hub already holds its maximum of {0} topics")]
+    TooManyTopics(usize),
+}
+
+/// A topic's numbers, for the dashboard and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The name.
+    pub name: TopicName,
+    /// The current epoch.
+    pub epoch: u64,
+    /// The oldest offset held.
+    pub first_offset: u64,
+    /// The offset the next message gets.
+    pub next_offset: u64,
+}
+
+/// A subscriber that fell behind, for metrics that name the slow connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowSubscriber {
+    /// The label given at subscribe time (a peer address, a connection id).
+    pub label: String,
+    /// Messages it skipped or was cut off at.
+    pub missed: u64,
+    /// Times it fell behind.
+    pub times: u64,
+}
+
+#[derive(Debug)]
+struct Topic {
+    name: TopicName,
+    log: Mutex<TopicLog>,
+}
+
+impl Topic {
+    fn log(&self) -> MutexGuard<'_, TopicLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Topics a wildcard subscription has yet to pick up, pushed by the hub as they appear.
+#[derive(Debug, Default)]
+struct Discovered {
+    topics: Mutex<Vec<Arc<Topic>>>,
+    waker: SubWaker,
+}
+
+#[derive(Debug, Default)]
+struct LagStats {
+    missed: AtomicU64,
+    times: AtomicU64,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: HubConfig,
+    topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
+    patterns: Mutex<Vec<(TopicPattern, Weak<Discovered>)>>,
+    slow: Mutex<Vec<(Arc<str>, Weak<LagStats>)>>,
+    epoch_base: u64,
+    epochs_issued: AtomicU64,
+}
+
+/// The pub/sub hub. Clone it freely: clones share the topics.
+///
+/// Fan-out is a shared log per topic with a cursor per subscriber (as tokio's broadcast
+/// channel and Kafka do): publishing appends once and wakes the waiting subscribers; nothing
+/// is copied per subscriber. A slow subscriber never slows the publisher or the others: it
+/// only falls behind in its cursor, and past the lag limit its policy applies.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Hub {
+    /// A hub with `config`.
+    pub fn new(config: HubConfig) -> Hub {
+        // Epochs must differ across restarts of an in-memory hub: history is lost then.
+        let epoch_base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64)
+            << 8;
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                topics: RwLock::new(HashMap::new()),
+                patterns: Mutex::new(Vec::new()),
+                slow: Mutex::new(Vec::new()),
+                epoch_base,
+                epochs_issued: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Publishes `payload` to `topic`, creating the topic on first use.
+    pub fn publish(&self, topic: &str, payload: Bytes) -> Result<Message, PublishError> {
+        let limit = self.inner.config.max_payload;
+        if payload.len() > limit {
+            return Err(PublishError::PayloadTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let name = TopicName::new(topic)?;
+        let topic = self.topic(&name)?;
+        let (message, waiters) = topic.log().append(&topic.name, payload, SystemTime::now());
+        for waiter in waiters {
+            waiter.wake();
+        }
+        Ok(message)
+    }
+
+    fn topic(&self, name: &TopicName) -> Result<Arc<Topic>, PublishError> {
+        if let Some(topic) = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(topic.clone());
+        }
+        let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(topic) = topics.get(name) {
+            return Ok(topic.clone());
+        }
+        if topics.len() >= self.inner.config.max_topics {
+            return Err(PublishError::TooManyTopics(self.inner.config.max_topics));
+        }
+        let config = &self.inner.config;
+        let retention = config
+            .retention_rules
+            .iter()
+            .find(|(pattern, _)| pattern.matches(name))
+            .map_or(config.default_retention, |(_, r)| *r);
+        let epoch =
+            self.inner.epoch_base + self.inner.epochs_issued.fetch_add(1, Ordering::Relaxed);
+        let topic = Arc::new(Topic {
+            name: name.clone(),
+            log: Mutex::new(TopicLog::new(epoch, retention, config.lag_limit.get())),
+        });
+        topics.insert(name.clone(), topic.clone());
+        drop(topics);
+        // Tell the wildcard subscriptions that match; forget the ones that ended.
+        let mut patterns = self
+            .inner
+            .patterns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        patterns.retain(|(pattern, discovered)| match discovered.upgrade() {
+            Some(discovered) => {
+                if pattern.matches(name) {
+                    discovered
+                        .topics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(topic.clone());
+                    discovered.waker.wake();
+                }
+                true
+            }
+            None => false,
+        });
+        Ok(topic)
+    }
+
+    /// Subscribes to a topic or a wildcard pattern. `label` names the subscriber in the
+    /// slow-subscriber report (a peer address, a connection id).
+    pub fn subscribe(
+        &self,
+        pattern: &str,
+        start: StartFrom,
+        label: &str,
+    ) -> Result<Subscription, SubscribeError> {
+        let pattern = TopicPattern::new(pattern)?;
+        if pattern.is_wildcard() && matches!(start, StartFrom::Offset(_)) {
+            return Err(SubscribeError::OffsetWithWildcard(pattern.to_string()));
+        }
+        let stats = Arc::new(LagStats::default());
+        self.inner
+            .slow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((label.into(), Arc::downgrade(&stats)));
+        let mut subscription = Subscription {
+            hub: self.clone(),
+            cursors: Vec::new(),
+            tracked: HashSet::new(),
+            discovered: None,
+            pending: VecDeque::new(),
+            turn: 0,
+            stats,
+            ended: false,
+        };
+        let now = SystemTime::now();
+        if pattern.is_wildcard() {
+            // Register first, then scan: a topic created in between is seen twice, not never.
+            let discovered = Arc::new(Discovered::default());
+            self.inner
+                .patterns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((pattern.clone(), Arc::downgrade(&discovered)));
+            let existing: Vec<Arc<Topic>> = self
+                .inner
+                .topics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|t| pattern.matches(&t.name))
+                .cloned()
+                .collect();
+            for topic in existing {
+                subscription.track(topic, start, now);
+            }
+            subscription.discovered = Some(discovered);
+        } else {
+            let name = TopicName::new(pattern.as_str())?;
+            // Subscribing creates the topic, so that offsets and epochs exist from now on.
+            let topic = self.topic(&name).map_err(|e| match e {
+                PublishError::Name(e) => SubscribeError::Name(e),
+                PublishError::TooManyTopics(n) => SubscribeError::TooManyTopics(n),
+                PublishError::PayloadTooLarge { .. } => unreachable!("no payload here"),
+            })?;
+            subscription.track(topic, start, now);
+        }
+        Ok(subscription)
+    }
+
+    /// Every topic with its offsets, sorted by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let mut infos: Vec<TopicInfo> = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|topic| {
+                let log = topic.log();
+                TopicInfo {
+                    name: topic.name.clone(),
+                    epoch: log.epoch,
+                    first_offset: log.first(),
+                    next_offset: log.next,
+                }
+            })
+            .collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// Connected subscribers that have fallen behind at least once, worst first.
+    pub fn slow_subscribers(&self) -> Vec<SlowSubscriber> {
+        let mut slow = self.inner.slow.lock().unwrap_or_else(|e| e.into_inner());
+        slow.retain(|(_, stats)| stats.strong_count() > 0);
+        let mut report: Vec<SlowSubscriber> = slow
+            .iter()
+            .filter_map(|(label, stats)| {
+                let stats = stats.upgrade()?;
+                let times = stats.times.load(Ordering::Relaxed);
+                (times > 0).then(|| SlowSubscriber {
+                    label: label.to_string(),
+                    missed: stats.missed.load(Ordering::Relaxed),
+                    times,
+                })
+            })
+            .collect();
+        report.sort_by_key(|s| std::cmp::Reverse(s.missed));
+        report
+    }
+}
+
+#[derive(Debug)]
+struct Cursor {
+    topic: Arc<Topic>,
+    next: u64,
+    waker: Arc<SubWaker>,
+}
+
+/// A subscription: a stream of [`Event`]s.
+///
+/// * **Backpressure:** none on the publisher. The subscriber reads at its own pace from the
+///   topic's log; past the lag limit its [`SlowSubscriberPolicy`] applies.
+/// * **Fairness:** a wildcard subscription reads its topics round-robin.
+/// * **Cancel safety:** the cursor advances only when an event is returned; dropping
+///   `next()` loses nothing.
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct Subscription {
+    hub: Hub,
+    cursors: Vec<Cursor>,
+    tracked: HashSet<TopicName>,
+    discovered: Option<Arc<Discovered>>,
+    pending: VecDeque<Event>,
+    turn: usize,
+    stats: Arc<LagStats>,
+    ended: bool,
+}
+
+impl Subscription {
+    fn track(&mut self, topic: Arc<Topic>, start: StartFrom, now: SystemTime) {
+        if !self.tracked.insert(topic.name.clone()) {
+            return;
+        }
+        let log = topic.log();
+        let next = match start {
+            StartFrom::Now => log.next,
+            StartFrom::Earliest => log.replay_start(now),
+            StartFrom::Offset(offset) => {
+                let retained = log.replay_start(now);
+                if offset > log.next {
+                    log.next
+                } else if offset < retained {
+                    self.pending.push_back(Event::Gap {
+                        topic: topic.name.clone(),
+                        epoch: log.epoch,
+                        from: offset,
+                        to: retained - 1,
+                    });
+                    retained
+                } else {
+                    offset
+                }
+            }
+        };
+        drop(log);
+        self.cursors.push(Cursor {
+            topic,
+            next,
+            waker: Arc::new(SubWaker::default()),
+        });
+    }
+
+    /// The topics this subscription follows so far.
+    pub fn topics(&self) -> Vec<TopicName> {
+        self.cursors.iter().map(|c| c.topic.name.clone()).collect()
+    }
+
+    fn pick_up_new_topics(&mut self) {
+        let Some(discovered) = self.discovered.clone() else {
+            return;
+        };
+        let new: Vec<Arc<Topic>> =
+            std::mem::take(&mut *discovered.topics.lock().unwrap_or_else(|e| e.into_inner()));
+        for topic in new {
+            // A topic created after the subscription: everything in it is new to us.
+            self.track(topic, StartFrom::Offset(0), SystemTime::now());
+        }
+    }
+
+    /// Reads one event from cursor `index`, or registers to be woken.
+    fn read(&mut self, index: usize, cx: &Context<'_>) -> Option<Event> {
+        let config = &self.hub.inner.config;
+        let lag_limit = config.lag_limit.get() as u64;
+        let policy = config.slow_policy;
+        let cursor = &mut self.cursors[index];
+        let mut log = cursor.topic.log();
+        let behind = log.next.saturating_sub(cursor.next);
+        let overwritten = matches!(log.read(cursor.next), ReadAt::Overwritten);
+        if behind > lag_limit || overwritten {
+            let keep_from = log.next.saturating_sub(lag_limit).max(log.first());
+            let missed = keep_from.saturating_sub(cursor.next);
+            self.stats.missed.fetch_add(missed, Ordering::Relaxed);
+            self.stats.times.fetch_add(1, Ordering::Relaxed);
+            let topic = cursor.topic.name.clone();
+            tracing::warn!(%topic, missed, ?policy, "subscriber fell behind the lag limit");
+            return Some(match policy {
+                SlowSubscriberPolicy::DropOldest => {
+                    cursor.next = keep_from;
+                    Event::Lagged { topic, missed }
+                }
+                SlowSubscriberPolicy::Disconnect => {
+                    self.ended = true;
+                    Event::Disconnected {
+                        reason: format!("{missed} messages behind on {topic}, past the lag limit of {lag_limit}"),
+                    }
+                }
+            });
+        }
+        match log.read(cursor.next) {
+            ReadAt::Message(message) => {
+                cursor.next += 1;
+                Some(Event::Message(message))
+            }
+            ReadAt::UpToDate | ReadAt::Overwritten => {
+                cursor.waker.set(cx.waker());
+                log.wait(&cursor.waker);
+                None
+            }
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let this = self.get_mut();
+        if let Some(event) = this.pending.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(discovered) = &this.discovered {
+            discovered.waker.set(cx.waker());
+        }
+        this.pick_up_new_topics();
+        let count = this.cursors.len();
+        for step in 0..count {
+            let index = (this.turn + step) % count;
+            if let Some(event) = this.read(index, cx) {
+                this.turn = index + 1;
+                return Poll::Ready(Some(event));
+            }
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,25 @@
+//! The real-time hub, independent of transports.
+//!
+//! * [`Hub`]: topics created on first use with validated names ([`TopicName`]), each an
+//!   offset log with an epoch that changes when history is lost (a restart of an in-memory
+//!   hub); subscriptions ([`Subscription`]) start now, at the earliest retained message, or
+//!   at an offset, with an explicit [`Event::Gap`] when the offset is older than the
+//!   retention; wildcard patterns ([`TopicPattern`]: `orders.*`, `orders.>`); a slow
+//!   subscriber never slows the publisher or other subscribers and is handled by its
+//!   [`SlowSubscriberPolicy`], and [`Hub::slow_subscribers`] names it.
+//! * [`Presence`]: who is in which room, per user rather than per connection.
+//!
+//! The transports (SSE, WebSocket, the TCP line protocol) live in the `weir` binary.
+
+mod hub;
+mod log;
+mod name;
+mod presence;
+
+pub use hub::{
+    Event, Hub, HubConfig, PublishError, SlowSubscriber, SlowSubscriberPolicy, StartFrom,
+    SubscribeError, Subscription, TopicInfo,
+};
+pub use log::{Message, Retention};
+pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN};
+pub use presence::{Presence, PresenceChange};

@@ -1,0 +1,174 @@
+//! One topic's offset log: a ring of recent messages, its epoch, and who waits on it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::TopicName;
+
+/// A published message as subscribers see it. Cloning copies two reference counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The topic it was published to.
+    pub topic: TopicName,
+    /// Its offset in the topic: 0 for the first message, then one more each time.
+    pub offset: u64,
+    /// The topic's epoch when it was published.
+    pub epoch: u64,
+    /// The bytes published.
+    pub payload: Bytes,
+    /// When the hub accepted it.
+    pub published_at: SystemTime,
+}
+
+/// How much history a topic keeps for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages kept (0: none, live delivery only).
+    pub max_messages: usize,
+    /// Age past which a message is no longer replayed.
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    /// 1,000 messages or one hour: enough for a client to reconnect after a network blip or
+    /// a deploy without a gap, small enough that a thousand busy topics hold tens of MiB.
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A subscription's wake-up handle, registered with each topic it waits on; `armed` keeps
+/// it registered at most once per topic between two publishes.
+#[derive(Debug, Default)]
+pub(crate) struct SubWaker {
+    waker: Mutex<Option<Waker>>,
+    armed: AtomicBool,
+}
+
+impl SubWaker {
+    pub(crate) fn set(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        self.armed.store(false, Ordering::Release);
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct TopicLog {
+    pub(crate) epoch: u64,
+    entries: VecDeque<Message>,
+    /// Offset of `entries[0]`.
+    first: u64,
+    /// Offset the next message will get.
+    pub(crate) next: u64,
+    retention: Retention,
+    /// Ring size: the retention, or the subscriber lag limit if larger, so that a live
+    /// subscriber can always read what it is allowed to lag behind.
+    window: usize,
+    waiters: Vec<Arc<SubWaker>>,
+}
+
+/// What a read at a subscriber's cursor found.
+#[derive(Debug)]
+pub(crate) enum ReadAt {
+    /// The message at the cursor.
+    Message(Message),
+    /// The cursor is at the end: nothing new.
+    UpToDate,
+    /// The cursor points before the oldest message still held.
+    Overwritten,
+}
+
+impl TopicLog {
+    pub(crate) fn new(epoch: u64, retention: Retention, lag_limit: usize) -> Self {
+        let window = retention.max_messages.max(lag_limit).max(1);
+        Self {
+            epoch,
+            entries: VecDeque::new(),
+            first: 0,
+            next: 0,
+            retention,
+            window,
+            waiters: Vec::new(),
+        }
+    }
+
+    /// Appends a message and returns it with the waiters to wake (outside the lock).
+    pub(crate) fn append(
+        &mut self,
+        topic: &TopicName,
+        payload: Bytes,
+        now: SystemTime,
+    ) -> (Message, Vec<Arc<SubWaker>>) {
+        let message = Message {
+            topic: topic.clone(),
+            offset: self.next,
+            epoch: self.epoch,
+            payload,
+            published_at: now,
+        };
+        self.entries.push_back(message.clone());
+        self.next += 1;
+        if self.entries.len() > self.window {
+            self.entries.pop_front();
+            self.first += 1;
+        }
+        (message, std::mem::take(&mut self.waiters))
+    }
+
+    /// The oldest offset a replay may start from now: within the count and age retention.
+    pub(crate) fn replay_start(&self, now: SystemTime) -> u64 {
+        let by_count = self
+            .next
+            .saturating_sub(self.retention.max_messages as u64)
+            .max(self.first);
+        let skip = self
+            .entries
+            .iter()
+            .skip((by_count - self.first) as usize)
+            .take_while(|m| {
+                now.duration_since(m.published_at)
+                    .is_ok_and(|age| age > self.retention.max_age)
+            })
+            .count() as u64;
+        by_count + skip
+    }
+
+    pub(crate) fn read(&self, cursor: u64) -> ReadAt {
+        if cursor < self.first {
+            return ReadAt::Overwritten;
+        }
+        match self.entries.get((cursor - self.first) as usize) {
+            Some(message) => ReadAt::Message(message.clone()),
+            None => ReadAt::UpToDate,
+        }
+    }
+
+    /// Registers `waker` to be woken by the next append (once, however often it asks).
+    pub(crate) fn wait(&mut self, waker: &Arc<SubWaker>) {
+        if !waker.armed.swap(true, Ordering::AcqRel) {
+            self.waiters.push(waker.clone());
+        }
+    }
+
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+}

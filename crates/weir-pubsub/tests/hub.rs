@@ -1,0 +1,213 @@
+//! The hub's contract: offsets, replay, gaps, wildcards, slow subscribers.
+
+#![allow(missing_docs)]
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::{future, StreamExt};
+use weir_pubsub::{
+    Event, Hub, HubConfig, PublishError, Retention, SlowSubscriberPolicy, StartFrom,
+    SubscribeError, Subscription, TopicPattern,
+};
+
+fn hub() -> Hub {
+    Hub::new(HubConfig::default())
+}
+
+fn payload(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+/// The next event, or None if nothing is ready right now.
+fn ready(subscription: &mut Subscription) -> Option<Event> {
+    future::block_on(future::poll_once(subscription.next())).flatten()
+}
+
+fn message_text(event: Event) -> (String, u64) {
+    match event {
+        Event::Message(m) => (String::from_utf8(m.payload.to_vec()).unwrap(), m.offset),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[test]
+fn offsets_count_from_zero_per_topic() {
+    let hub = hub();
+    assert_eq!(hub.publish("a", payload("1")).unwrap().offset, 0);
+    assert_eq!(hub.publish("a", payload("2")).unwrap().offset, 1);
+    assert_eq!(hub.publish("b", payload("1")).unwrap().offset, 0);
+    let topics = hub.topics();
+    assert_eq!(topics.len(), 2);
+    assert_eq!((topics[0].name.as_str(), topics[0].next_offset), ("a", 2));
+    assert_ne!(
+        topics[0].epoch, topics[1].epoch,
+        "each topic has its own epoch"
+    );
+}
+
+#[test]
+fn subscribers_start_now_earliest_or_at_an_offset() {
+    let hub = hub();
+    for i in 0..5 {
+        hub.publish("t", payload(&i.to_string())).unwrap();
+    }
+    let mut now = hub.subscribe("t", StartFrom::Now, "now").unwrap();
+    let mut earliest = hub.subscribe("t", StartFrom::Earliest, "earliest").unwrap();
+    let mut from_three = hub.subscribe("t", StartFrom::Offset(3), "from-3").unwrap();
+    assert_eq!(ready(&mut now), None);
+    assert_eq!(message_text(ready(&mut earliest).unwrap()), ("0".into(), 0));
+    assert_eq!(
+        message_text(ready(&mut from_three).unwrap()),
+        ("3".into(), 3)
+    );
+    hub.publish("t", payload("5")).unwrap();
+    assert_eq!(message_text(ready(&mut now).unwrap()), ("5".into(), 5));
+    assert_eq!(
+        message_text(ready(&mut from_three).unwrap()),
+        ("4".into(), 4)
+    );
+    assert_eq!(
+        message_text(ready(&mut from_three).unwrap()),
+        ("5".into(), 5)
+    );
+    assert_eq!(ready(&mut from_three), None);
+}
+
+#[test]
+fn an_offset_older_than_the_retention_gets_a_gap_notice_first() {
+    let config = HubConfig {
+        default_retention: Retention {
+            max_messages: 3,
+            max_age: Duration::from_secs(3600),
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config);
+    for i in 0..10 {
+        hub.publish("t", payload(&i.to_string())).unwrap();
+    }
+    let mut sub = hub.subscribe("t", StartFrom::Offset(2), "late").unwrap();
+    match ready(&mut sub).unwrap() {
+        Event::Gap { from, to, .. } => assert_eq!((from, to), (2, 6)),
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    assert_eq!(message_text(ready(&mut sub).unwrap()).1, 7);
+}
+
+#[test]
+fn wildcards_follow_existing_and_new_topics() {
+    let hub = hub();
+    hub.publish("orders.eu", payload("old")).unwrap();
+    let mut one = hub.subscribe("orders.*", StartFrom::Now, "one").unwrap();
+    let mut all = hub.subscribe("orders.>", StartFrom::Now, "all").unwrap();
+    hub.publish("orders.eu", payload("eu")).unwrap();
+    hub.publish("orders.us.created", payload("us-created"))
+        .unwrap();
+    hub.publish("orders.jp", payload("jp")).unwrap();
+    hub.publish("payments.eu", payload("other")).unwrap();
+    let mut got_one = Vec::new();
+    while let Some(event) = ready(&mut one) {
+        got_one.push(message_text(event).0);
+    }
+    got_one.sort();
+    assert_eq!(got_one, vec!["eu", "jp"]);
+    let mut got_all = Vec::new();
+    while let Some(event) = ready(&mut all) {
+        got_all.push(message_text(event).0);
+    }
+    got_all.sort();
+    assert_eq!(got_all, vec!["eu", "jp", "us-created"]);
+    assert_eq!(
+        hub.subscribe("orders.*", StartFrom::Offset(1), "x")
+            .unwrap_err(),
+        SubscribeError::OffsetWithWildcard("orders.*".into())
+    );
+}
+
+fn slow_hub(policy: SlowSubscriberPolicy) -> Hub {
+    Hub::new(HubConfig {
+        lag_limit: NonZeroUsize::new(4).unwrap(),
+        slow_policy: policy,
+        ..HubConfig::default()
+    })
+}
+
+#[test]
+fn a_slow_subscriber_skips_ahead_with_a_lagged_notice() {
+    let hub = slow_hub(SlowSubscriberPolicy::DropOldest);
+    let mut slow = hub.subscribe("t", StartFrom::Now, "10.0.0.7:5123").unwrap();
+    let mut fast = hub.subscribe("t", StartFrom::Now, "fast").unwrap();
+    for i in 0..10 {
+        hub.publish("t", payload(&i.to_string())).unwrap();
+        // The fast one keeps up; the publisher never waits for the slow one.
+        assert_eq!(message_text(ready(&mut fast).unwrap()).1, i);
+    }
+    match ready(&mut slow).unwrap() {
+        Event::Lagged { missed, .. } => assert_eq!(missed, 6),
+        other => panic!("expected a lag notice, got {other:?}"),
+    }
+    let rest: Vec<u64> = std::iter::from_fn(|| ready(&mut slow))
+        .map(|e| message_text(e).1)
+        .collect();
+    assert_eq!(rest, vec![6, 7, 8, 9]);
+    let report = hub.slow_subscribers();
+    assert_eq!(report.len(), 1);
+    assert_eq!(
+        (report[0].label.as_str(), report[0].missed),
+        ("10.0.0.7:5123", 6),
+        "the slow connection is named"
+    );
+}
+
+#[test]
+fn a_slow_subscriber_can_be_disconnected_instead() {
+    let hub = slow_hub(SlowSubscriberPolicy::Disconnect);
+    let mut slow = hub.subscribe("t", StartFrom::Now, "slow").unwrap();
+    for i in 0..10 {
+        hub.publish("t", payload(&i.to_string())).unwrap();
+    }
+    assert!(matches!(ready(&mut slow), Some(Event::Disconnected { .. })));
+    assert_eq!(future::block_on(slow.next()), None);
+}
+
+#[tokio::test]
+async fn a_waiting_subscriber_is_woken_by_a_publish() {
+    let hub = hub();
+    let mut sub = hub.subscribe("t", StartFrom::Now, "waiter").unwrap();
+    let publisher = hub.clone();
+    let task = tokio::spawn(async move { sub.next().await });
+    tokio::task::yield_now().await;
+    publisher.publish("t", payload("hello")).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(message_text(event).0, "hello");
+}
+
+#[test]
+fn bad_input_gets_a_named_error() {
+    let hub = Hub::new(HubConfig {
+        max_payload: 4,
+        max_topics: 2,
+        ..HubConfig::default()
+    });
+    assert!(matches!(
+        hub.publish("a b", payload("x")),
+        Err(PublishError::Name(_))
+    ));
+    assert_eq!(
+        hub.publish("a", payload("12345")),
+        Err(PublishError::PayloadTooLarge { size: 5, limit: 4 })
+    );
+    hub.publish("a", payload("1")).unwrap();
+    hub.publish("b", payload("1")).unwrap();
+    assert_eq!(
+        hub.publish("c", payload("1")),
+        Err(PublishError::TooManyTopics(2))
+    );
+    assert!(TopicPattern::new("orders.>").is_ok());
+}
