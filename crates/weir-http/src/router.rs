@@ -107,6 +107,20 @@ impl Router {
         })
     }
 
+    /// Every registered method and pattern, in registration order (for documentation checks
+    /// and listings).
+    pub fn routes(&self) -> Vec<(Method, String)> {
+        self.routes
+            .iter()
+            .flat_map(|route| {
+                route
+                    .methods
+                    .iter()
+                    .map(|(m, _)| (m.clone(), route.pattern.clone()))
+            })
+            .collect()
+    }
+
     /// Finds the route for a request, fills its parameters and runs it.
     pub async fn dispatch(&self, mut request: Request) -> Response {
         let path = request.path();
