@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -157,15 +157,21 @@ pub struct SlowSubscriber {
     pub times: u64,
 }
 
+/// A topic: its log behind a read-write lock, so that many subscribers read at once and
+/// only an append excludes them.
 #[derive(Debug)]
 struct Topic {
     name: TopicName,
-    log: Mutex<TopicLog>,
+    log: RwLock<TopicLog>,
 }
 
 impl Topic {
-    fn log(&self) -> MutexGuard<'_, TopicLog> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    fn log(&self) -> RwLockReadGuard<'_, TopicLog> {
+        self.log.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_mut(&self) -> RwLockWriteGuard<'_, TopicLog> {
+        self.log.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -239,7 +245,9 @@ impl Hub {
         }
         let name = TopicName::new(topic)?;
         let topic = self.topic(&name)?;
-        let (message, waiters) = topic.log().append(&topic.name, payload, SystemTime::now());
+        let (message, waiters) = topic
+            .log_mut()
+            .append(&topic.name, payload, SystemTime::now());
         for waiter in waiters {
             waiter.wake();
         }
@@ -273,7 +281,7 @@ impl Hub {
             self.inner.epoch_base + self.inner.epochs_issued.fetch_add(1, Ordering::Relaxed);
         let topic = Arc::new(Topic {
             name: name.clone(),
-            log: Mutex::new(TopicLog::new(epoch, retention, config.lag_limit.get())),
+            log: RwLock::new(TopicLog::new(epoch, retention, config.lag_limit.get())),
         });
         topics.insert(name.clone(), topic.clone());
         drop(topics);
@@ -406,6 +414,9 @@ impl Hub {
     }
 }
 
+/// Messages a subscription takes from a topic per lock.
+const READ_BATCH: usize = 64;
+
 #[derive(Debug)]
 struct Cursor {
     topic: Arc<Topic>,
@@ -490,7 +501,7 @@ impl Subscription {
         let lag_limit = config.lag_limit.get() as u64;
         let policy = config.slow_policy;
         let cursor = &mut self.cursors[index];
-        let mut log = cursor.topic.log();
+        let log = cursor.topic.log();
         let behind = log.next.saturating_sub(cursor.next);
         let overwritten = matches!(log.read(cursor.next), ReadAt::Overwritten);
         if behind > lag_limit || overwritten {
@@ -516,6 +527,17 @@ impl Subscription {
         match log.read(cursor.next) {
             ReadAt::Message(message) => {
                 cursor.next += 1;
+                // Take what else is ready under the same lock: with many subscribers on a busy
+                // topic, one lock per message was the cost that mattered (benches/fanout.rs).
+                while self.pending.len() < READ_BATCH {
+                    match log.read(cursor.next) {
+                        ReadAt::Message(more) => {
+                            cursor.next += 1;
+                            self.pending.push_back(Event::Message(more));
+                        }
+                        ReadAt::UpToDate | ReadAt::Overwritten => break,
+                    }
+                }
                 Some(Event::Message(message))
             }
             ReadAt::UpToDate | ReadAt::Overwritten => {

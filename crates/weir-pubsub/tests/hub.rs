@@ -27,7 +27,7 @@ fn ready(subscription: &mut Subscription) -> Option<Event> {
 
 fn message_text(event: Event) -> (String, u64) {
     match event {
-        Event::Message(m) => (String::from_utf8(m.payload.to_vec()).unwrap(), m.offset),
+        Event::Message(m) => (String::from_utf8(m.payload().to_vec()).unwrap(), m.offset()),
         other => panic!("expected a message, got {other:?}"),
     }
 }
@@ -35,9 +35,9 @@ fn message_text(event: Event) -> (String, u64) {
 #[test]
 fn offsets_count_from_zero_per_topic() {
     let hub = hub();
-    assert_eq!(hub.publish("a", payload("1")).unwrap().offset, 0);
-    assert_eq!(hub.publish("a", payload("2")).unwrap().offset, 1);
-    assert_eq!(hub.publish("b", payload("1")).unwrap().offset, 0);
+    assert_eq!(hub.publish("a", payload("1")).unwrap().offset(), 0);
+    assert_eq!(hub.publish("a", payload("2")).unwrap().offset(), 1);
+    assert_eq!(hub.publish("b", payload("1")).unwrap().offset(), 0);
     let topics = hub.topics();
     assert_eq!(topics.len(), 2);
     assert_eq!((topics[0].name.as_str(), topics[0].next_offset), ("a", 2));

@@ -43,7 +43,7 @@ async fn publish(hub: Hub, mut req: Request) -> Response {
     };
     match hub.publish(&topic, payload) {
         Ok(message) => {
-            let body = serde_json::json!({ "topic": topic, "offset": message.offset, "epoch": message.epoch });
+            let body = serde_json::json!({ "topic": topic, "offset": message.offset(), "epoch": message.epoch() });
             Response::json(StatusCode::ACCEPTED, body.to_string())
         }
         Err(error @ PublishError::PayloadTooLarge { .. }) => {
@@ -127,13 +127,13 @@ fn to_sse(event: Event, wildcard: bool) -> SseEvent {
     match event {
         Event::Message(message) => {
             // SSE is text: a payload that is not UTF-8 arrives with U+FFFD in place of bad bytes.
-            let data = String::from_utf8_lossy(&message.payload).into_owned();
+            let data = String::from_utf8_lossy(message.payload()).into_owned();
             if wildcard {
                 SseEvent::data(data)
-                    .with_event(message.topic.as_str())
-                    .with_id(format!("{}:{}", message.topic, message.offset))
+                    .with_event(message.topic().as_str())
+                    .with_id(format!("{}:{}", message.topic(), message.offset()))
             } else {
-                SseEvent::data(data).with_id(message.offset.to_string())
+                SseEvent::data(data).with_id(message.offset().to_string())
             }
         }
         Event::Gap {
