@@ -86,6 +86,9 @@ pub enum StartFrom {
     /// older than the retention, an [`Event::Gap`] comes first; if it is beyond the newest,
     /// the subscription starts now. For single topics only.
     Offset(u64),
+    /// With the last `n` messages retained (a chat room's recent history). For single
+    /// topics only.
+    Last(u64),
 }
 
 /// What a subscription yields.
@@ -317,7 +320,7 @@ impl Hub {
         label: &str,
     ) -> Result<Subscription, SubscribeError> {
         let pattern = TopicPattern::new(pattern)?;
-        if pattern.is_wildcard() && matches!(start, StartFrom::Offset(_)) {
+        if pattern.is_wildcard() && matches!(start, StartFrom::Offset(_) | StartFrom::Last(_)) {
             return Err(SubscribeError::OffsetWithWildcard(pattern.to_string()));
         }
         let stats = Arc::new(LagStats::default());
@@ -453,6 +456,7 @@ impl Subscription {
         let next = match start {
             StartFrom::Now => log.next,
             StartFrom::Earliest => log.replay_start(now),
+            StartFrom::Last(n) => log.next.saturating_sub(n).max(log.replay_start(now)),
             StartFrom::Offset(offset) => {
                 let retained = log.replay_start(now);
                 if offset > log.next {

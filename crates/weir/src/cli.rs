@@ -139,10 +139,10 @@ fn serve_command(matches: &ArgMatches) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listener = crate::serve::bind(&config).await?;
+        let listeners = crate::serve::bind(&config).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(shutdown_on_signal(shutdown.clone()));
-        crate::serve::run(config, listener, shutdown).await
+        crate::serve::run(config, listeners, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

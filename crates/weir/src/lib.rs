@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod line;
 pub mod logging;
 mod routes;
 pub mod serve;

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use weir_http::{HttpMetrics, Router, Server};
 
 use crate::config::ServeConfig;
+use crate::line::{serve_lines, LineConfig};
 use crate::routes::add_operational_routes;
 use crate::topics::add_topic_routes;
 use weir_pubsub::Hub;
@@ -41,39 +42,69 @@ pub fn router(config: &ServeConfig, metrics: Arc<HttpMetrics>, hub: Hub) -> Rout
     add_topic_routes(router, hub, config.sse_heartbeat)
 }
 
-/// Prepares the data directory and binds the listener: everything that can fail before
+/// The bound listeners of `weir serve`.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP API and dashboard.
+    pub http: TcpListener,
+    /// The TCP line protocol.
+    pub line: TcpListener,
+}
+
+impl Listeners {
+    /// Both on loopback with ports the system picks, for tests.
+    pub async fn ephemeral() -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            http: TcpListener::bind("127.0.0.1:0").await?,
+            line: TcpListener::bind("127.0.0.1:0").await?,
+        })
+    }
+}
+
+/// Prepares the data directory and binds the listeners: everything that can fail before
 /// serving, so that failures are reported before the server says it is up.
-pub async fn bind(config: &ServeConfig) -> Result<TcpListener, ServeError> {
+pub async fn bind(config: &ServeConfig) -> Result<Listeners, ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
-    TcpListener::bind(config.http_addr)
+    let http = TcpListener::bind(config.http_addr)
         .await
         .map_err(|source| ServeError::Bind {
             addr: config.http_addr,
             source,
-        })
+        })?;
+    let line = TcpListener::bind(config.line_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.line_addr,
+            source,
+        })?;
+    Ok(Listeners { http, line })
 }
 
-/// Serves the HTTP API on `listener` until `shutdown` is cancelled, then drains.
+/// Serves the HTTP API and the line protocol until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: ServeConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
     let hub = Hub::new(config.pubsub.clone());
-    let router = router(&config, metrics.clone(), hub);
-    let local = listener.local_addr()?;
+    let router = router(&config, metrics.clone(), hub.clone());
+    let local = listeners.http.local_addr()?;
     tracing::info!(
         addr = %local,
         data_dir = %config.data_dir.display(),
         "weir is serving HTTP on http://{local}/"
     );
-    Server::new(router, config.http)
+    let http = Server::new(router, config.http)
         .with_metrics(metrics)
-        .serve(listener, shutdown)
-        .await?;
+        .serve(listeners.http, shutdown.clone());
+    let line = serve_lines(listeners.line, hub, LineConfig::default(), shutdown);
+    // Both run in this task until shutdown; `join!` waits for both to drain.
+    let (http, line) = tokio::join!(http, line);
+    http?;
+    line?;
     Ok(())
 }

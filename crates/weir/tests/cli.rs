@@ -239,7 +239,11 @@ fn signal(child: &Child, name: &str) {
 #[test]
 fn serve_answers_health_and_metrics_and_exits_0_on_sigterm() {
     let dir = scratch_dir();
-    let mut running = start_serving(&dir, &["--http-addr", "127.0.0.1:0"], &[]);
+    let mut running = start_serving(
+        &dir,
+        &["--http-addr", "127.0.0.1:0", "--line-addr", "127.0.0.1:0"],
+        &[],
+    );
     assert!(
         dir.join("weir-data").is_dir(),
         "the default data directory is created"
@@ -274,7 +278,11 @@ fn serve_answers_health_and_metrics_and_exits_0_on_sigterm() {
 #[test]
 fn ctrl_c_also_shuts_down_cleanly() {
     let dir = scratch_dir();
-    let mut running = start_serving(&dir, &["--http-addr", "127.0.0.1:0"], &[]);
+    let mut running = start_serving(
+        &dir,
+        &["--http-addr", "127.0.0.1:0", "--line-addr", "127.0.0.1:0"],
+        &[],
+    );
     signal(&running.child, "INT");
     assert_eq!(wait_for_exit(&mut running.child).code(), Some(0));
 }
@@ -291,7 +299,7 @@ fn flags_beat_environment_beats_file_beats_default() {
     // environment (beating the file), the log format from the file (beating the default).
     let mut running = start_serving(
         &dir,
-        &["--http-addr", "127.0.0.1:0"],
+        &["--http-addr", "127.0.0.1:0", "--line-addr", "127.0.0.1:0"],
         &[("WEIR_DATA_DIR", "from-env")],
     );
     assert!(dir.join("from-env").is_dir());

@@ -6,17 +6,17 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn start(config: ServeConfig) -> (String, CancellationToken) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
+    let addr = listeners.http.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
-    tokio::spawn(weir::serve::run(config, listener, shutdown.clone()));
+    tokio::spawn(weir::serve::run(config, listeners, shutdown.clone()));
     (addr, shutdown)
 }
 

@@ -41,6 +41,7 @@ pub struct Setting {
 /// (docs/configuration.md, checked by a test) all come from this table.
 pub const SETTINGS: &[Setting] = &[
     Setting { key: "http.addr", flag: "http-addr", env: "WEIR_HTTP_ADDR", default: "127.0.0.1:7070", help: "Address for the HTTP API and dashboard (loopback unless you mean otherwise)" },
+    Setting { key: "line.addr", flag: "line-addr", env: "WEIR_LINE_ADDR", default: "127.0.0.1:7071", help: "Address for the TCP line protocol (chat and pub/sub by hand with nc)" },
     Setting { key: "data_dir", flag: "data-dir", env: "WEIR_DATA_DIR", default: "./weir-data", help: "Directory for the embedded database and other state (created if missing)" },
     Setting { key: "log.format", flag: "log-format", env: "WEIR_LOG_FORMAT", default: "human", help: "Log format: human, or json for log collectors" },
     Setting { key: "log.level", flag: "log-level", env: "WEIR_LOG", default: "info", help: "Log filter: a level (error, warn, info, debug, trace) or per-target, e.g. info,weir_http=debug" },
@@ -137,6 +138,8 @@ pub enum LogFormat {
 pub struct ServeConfig {
     /// Address of the HTTP listener.
     pub http_addr: SocketAddr,
+    /// Address of the line-protocol listener.
+    pub line_addr: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Log format.
@@ -231,6 +234,7 @@ impl<'a> Layers<'a> {
         };
 
         let http_addr = get("http.addr", &|t| parse_socket_addr(t).map(Parsed::Addr));
+        let line_addr = get("line.addr", &|t| parse_socket_addr(t).map(Parsed::Addr));
         let data_dir = get("data_dir", &|t| {
             if t.trim().is_empty() {
                 Err("a directory path".to_string())
@@ -286,6 +290,7 @@ impl<'a> Layers<'a> {
         let defaults = ServerConfig::default();
         Ok(ServeConfig {
             http_addr: http_addr.addr(),
+            line_addr: line_addr.addr(),
             data_dir: PathBuf::from(data_dir.text()),
             log_format: if log_format.text() == "json" {
                 LogFormat::Json

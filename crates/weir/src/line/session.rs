@@ -1,0 +1,414 @@
+//! One line-protocol connection: commands in, replies and events out.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{timeout, Instant};
+use weir_pubsub::{Event, PresenceChange, StartFrom, Subscription, TopicName};
+
+use super::command::{parse, Command};
+use super::reader::{Line, LineReader};
+use super::LineContext;
+
+/// A reply or event line must reach the client within this, or the connection is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const HELP: &str = "+OK commands: NICK name | JOIN room | PART room | SAY room text | WHO room | SUB topic [earliest|OFFSET] | UNSUB topic | PUB topic text | QUIT";
+
+/// A token bucket: `rate` lines per second on average, `burst` at once.
+#[derive(Debug)]
+struct FloodGate {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+impl FloodGate {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.strikes = 0;
+            true
+        } else {
+            self.strikes += 1;
+            false
+        }
+    }
+}
+
+struct Session {
+    id: u64,
+    peer: SocketAddr,
+    nick: Option<String>,
+    rooms: HashMap<String, AbortHandle>,
+    subscriptions: HashMap<String, AbortHandle>,
+    forwarders: JoinSet<()>,
+    outbound: mpsc::Sender<String>,
+    ctx: Arc<LineContext>,
+}
+
+enum Reply {
+    Lines(Vec<String>),
+    Quit,
+}
+
+fn one(line: impl Into<String>) -> Reply {
+    Reply::Lines(vec![line.into()])
+}
+
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<LineContext>) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let mut reader = LineReader::new(read_half, ctx.config.max_line_bytes);
+    let mut out = BufWriter::new(write_half);
+    // Lines from this connection's subscriptions. Bounded: when the client reads slowly the
+    // forwarding tasks wait here, their cursors fall behind in the hub, and the hub's
+    // slow-subscriber policy applies; the publisher never waits.
+    let (outbound, mut events) = mpsc::channel::<String>(ctx.config.outbound_queue);
+    let config = ctx.config.clone();
+    let mut gate = FloodGate {
+        tokens: f64::from(config.flood_burst),
+        rate: f64::from(config.flood_rate),
+        burst: f64::from(config.flood_burst),
+        last: Instant::now(),
+        strikes: 0,
+    };
+    let mut session = Session {
+        id,
+        peer,
+        nick: None,
+        rooms: HashMap::new(),
+        subscriptions: HashMap::new(),
+        forwarders: JoinSet::new(),
+        outbound,
+        ctx: ctx.clone(),
+    };
+    tracing::debug!("line session opened");
+    let mut pending = vec!["+OK weir line protocol; HELP for commands".to_string()];
+    loop {
+        if !pending.is_empty() {
+            if write_lines(&mut out, &pending).await.is_err() {
+                break;
+            }
+            pending.clear();
+        }
+        // Reap forwarders that ended (a disconnected subscription).
+        while session.forwarders.try_join_next().is_some() {}
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => {
+                let _ = write_lines(&mut out, &["-ERR server shutting down".to_string()]).await;
+                break;
+            }
+            Some(line) = events.recv() => pending.push(line),
+            read = timeout(config.idle_timeout, reader.next_line()) => match read {
+                Err(_) => {
+                    let _ = write_lines(&mut out, &[format!("-ERR idle for {:?}; closing", config.idle_timeout)]).await;
+                    break;
+                }
+                Ok(Err(_)) | Ok(Ok(Line::End)) => break,
+                Ok(Ok(Line::TooLong)) => pending.push(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes)),
+                Ok(Ok(Line::NotUtf8)) => pending.push("-ERR line is not UTF-8; it was discarded".to_string()),
+                Ok(Ok(Line::Text(text))) => {
+                    if !gate.allow() {
+                        if gate.strikes >= config.flood_strikes {
+                            let _ = write_lines(&mut out, &["-ERR disconnected for flooding".to_string()]).await;
+                            break;
+                        }
+                        pending.push(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate));
+                        continue;
+                    }
+                    match session.handle(&text) {
+                        Reply::Lines(lines) => pending.extend(lines),
+                        Reply::Quit => {
+                            let _ = write_lines(&mut out, &["+OK bye".to_string()]).await;
+                            break;
+                        }
+                    }
+                }
+            },
+        }
+    }
+    session.close();
+    tracing::debug!("line session closed");
+}
+
+async fn write_lines(out: &mut BufWriter<OwnedWriteHalf>, lines: &[String]) -> std::io::Result<()> {
+    let write = async {
+        for line in lines {
+            out.write_all(line.as_bytes()).await?;
+            out.write_all(b"\r\n").await?;
+        }
+        out.flush().await
+    };
+    timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client stopped reading",
+        ))
+    })
+}
+
+impl Session {
+    fn handle(&mut self, text: &str) -> Reply {
+        let command = match parse(text) {
+            Ok(command) => command,
+            Err(error) => return one(format!("-ERR {}", error.0)),
+        };
+        match command {
+            Command::Help => one(HELP),
+            Command::Quit => Reply::Quit,
+            Command::Nick(nick) => self.nick(nick),
+            Command::Join(room) => self.join(room),
+            Command::Part(room) => self.part(&room),
+            Command::Say { room, text } => self.say(&room, &text),
+            Command::Who(room) => {
+                let members = self.ctx.presence.members(&room);
+                if members.is_empty() {
+                    one(format!("+OK {room}: nobody"))
+                } else {
+                    one(format!("+OK {room}: {}", members.join(" ")))
+                }
+            }
+            Command::Sub { pattern, from } => self.subscribe(pattern, from),
+            Command::Unsub(pattern) => match self.subscriptions.remove(&pattern) {
+                Some(handle) => {
+                    handle.abort();
+                    one(format!("+OK unsubscribed from {pattern}"))
+                }
+                None => one(format!("-ERR not subscribed to {pattern}")),
+            },
+            Command::Pub { topic, payload } => {
+                match self.ctx.hub.publish(&topic, payload.into_bytes().into()) {
+                    Ok(message) => one(format!("+OK {topic} offset {}", message.offset())),
+                    Err(error) => one(format!("-ERR {error}")),
+                }
+            }
+        }
+    }
+
+    fn nick(&mut self, nick: String) -> Reply {
+        if self.nick.as_deref() == Some(nick.as_str()) {
+            return one(format!("+OK you are {nick}"));
+        }
+        if !self.rooms.is_empty() {
+            return one("-ERR part your rooms before changing your nickname");
+        }
+        if !self.ctx.nicks.claim(&nick, self.id) {
+            return one(format!("-ERR nickname {nick} is taken"));
+        }
+        if let Some(old) = self.nick.replace(nick.clone()) {
+            self.ctx.nicks.release(&old, self.id);
+        }
+        one(format!("+OK you are {nick}"))
+    }
+
+    fn room_topic(room: &str) -> Option<TopicName> {
+        if room.contains('.') {
+            return None;
+        }
+        TopicName::new(&format!("chat.{room}")).ok()
+    }
+
+    fn join(&mut self, room: String) -> Reply {
+        let Some(nick) = self.nick.clone() else {
+            return one("-ERR set a nickname first: NICK <name>");
+        };
+        let Some(topic) = Self::room_topic(&room) else {
+            return one(format!(
+                "-ERR room {room:?}: use letters, digits, '_', '-' or ':'"
+            ));
+        };
+        if self.rooms.contains_key(&room) {
+            return one(format!("+OK already in {room}"));
+        }
+        let label = format!("line {} {nick}", self.peer);
+        let subscription = match self.ctx.hub.subscribe(
+            topic.as_str(),
+            StartFrom::Last(self.ctx.config.history),
+            &label,
+        ) {
+            Ok(subscription) => subscription,
+            Err(error) => return one(format!("-ERR {error}")),
+        };
+        let handle = self.forwarders.spawn(forward(
+            subscription,
+            self.outbound.clone(),
+            Format::Chat(room.clone()),
+        ));
+        self.rooms.insert(room.clone(), handle);
+        if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
+            let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "");
+        }
+        let here = self.ctx.presence.members(&room).len();
+        one(format!("+OK joined {room} ({here} here)"))
+    }
+
+    fn part(&mut self, room: &str) -> Reply {
+        let Some(handle) = self.rooms.remove(room) else {
+            return one(format!("-ERR you are not in {room}"));
+        };
+        handle.abort();
+        let nick = self.nick.clone().unwrap_or_default();
+        if self.ctx.presence.part(room, &nick, self.id) == PresenceChange::Left {
+            if let Some(topic) = Self::room_topic(room) {
+                let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "");
+            }
+        }
+        one(format!("+OK left {room}"))
+    }
+
+    fn say(&mut self, room: &str, text: &str) -> Reply {
+        if !self.rooms.contains_key(room) {
+            return one(format!("-ERR join {room} before saying something there"));
+        }
+        let (Some(nick), Some(topic)) = (self.nick.clone(), Self::room_topic(room)) else {
+            return one("-ERR set a nickname first: NICK <name>");
+        };
+        // No reply on success: the message comes back as a MSG line, like everyone else's.
+        match announce(&self.ctx, topic.as_str(), "say", &nick, text) {
+            Ok(()) => Reply::Lines(Vec::new()),
+            Err(error) => one(format!("-ERR {error}")),
+        }
+    }
+
+    fn subscribe(&mut self, pattern: String, from: Option<String>) -> Reply {
+        if self.subscriptions.contains_key(&pattern) {
+            return one(format!("-ERR already subscribed to {pattern}"));
+        }
+        let start = match from.as_deref() {
+            None => StartFrom::Now,
+            Some("earliest") => StartFrom::Earliest,
+            Some(offset) => match offset.parse() {
+                Ok(offset) => StartFrom::Offset(offset),
+                Err(_) => {
+                    return one(format!(
+                        "-ERR {offset:?} is not an offset; use a number or 'earliest'"
+                    ))
+                }
+            },
+        };
+        let label = format!("line {} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
+        match self.ctx.hub.subscribe(&pattern, start, &label) {
+            Ok(subscription) => {
+                let handle = self.forwarders.spawn(forward(
+                    subscription,
+                    self.outbound.clone(),
+                    Format::Topic(pattern.clone()),
+                ));
+                self.subscriptions.insert(pattern.clone(), handle);
+                one(format!("+OK subscribed to {pattern}"))
+            }
+            Err(error) => one(format!("-ERR {error}")),
+        }
+    }
+
+    /// Leaves everything: rooms are told the user left (if this was their last connection).
+    fn close(mut self) {
+        self.forwarders.abort_all();
+        if let Some(nick) = self.nick.take() {
+            for room in self.ctx.presence.disconnect(&nick, self.id) {
+                if let Some(topic) = Self::room_topic(&room) {
+                    let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "");
+                }
+            }
+            self.ctx.nicks.release(&nick, self.id);
+        }
+    }
+}
+
+fn announce(
+    ctx: &LineContext,
+    topic: &str,
+    kind: &str,
+    nick: &str,
+    text: &str,
+) -> Result<(), weir_pubsub::PublishError> {
+    let payload = serde_json::json!({ "kind": kind, "nick": nick, "text": text }).to_string();
+    ctx.hub
+        .publish(topic, payload.into_bytes().into())
+        .map(|_| ())
+}
+
+enum Format {
+    /// A chat room: `MSG room nick text`, `JOIN room nick`, `PART room nick`.
+    Chat(String),
+    /// A topic: `EVENT topic offset payload`.
+    Topic(String),
+}
+
+/// Forwards a subscription's events to the connection's outbound queue as lines.
+async fn forward(mut subscription: Subscription, outbound: mpsc::Sender<String>, format: Format) {
+    while let Some(event) = poll_fn(|cx| Pin::new(&mut subscription).poll_next(cx)).await {
+        let ended = matches!(event, Event::Disconnected { .. });
+        let line = render(event, &format);
+        if outbound.send(line).await.is_err() || ended {
+            break;
+        }
+    }
+}
+
+fn render(event: Event, format: &Format) -> String {
+    match event {
+        Event::Message(message) => {
+            let text = String::from_utf8_lossy(message.payload());
+            match format {
+                Format::Chat(room) => {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    let field = |name: &str| {
+                        value
+                            .get(name)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    match field("kind").as_str() {
+                        "join" => format!("JOIN {room} {}", field("nick")),
+                        "part" => format!("PART {room} {}", field("nick")),
+                        _ => format!("MSG {room} {} {}", field("nick"), one_line(&field("text"))),
+                    }
+                }
+                Format::Topic(_) => format!(
+                    "EVENT {} {} {}",
+                    message.topic(),
+                    message.offset(),
+                    one_line(&text)
+                ),
+            }
+        }
+        Event::Gap {
+            topic, from, to, ..
+        } => format!("GAP {topic} {from} {to}"),
+        Event::Lagged { topic, missed } => format!("LAGGED {topic} {missed}"),
+        Event::Disconnected { reason } => {
+            let what = match format {
+                Format::Chat(room) => room,
+                Format::Topic(pattern) => pattern,
+            };
+            format!("-ERR subscription {what} ended: {reason}")
+        }
+    }
+}
+
+/// Payloads published over HTTP may hold line breaks; a line-protocol line cannot.
+fn one_line(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}

@@ -1,0 +1,258 @@
+//! The TCP line protocol over real sockets: chat, pub/sub, and bad input that gets an error
+//! line rather than a disconnect.
+
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use weir::config::ServeConfig;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Server {
+    line: String,
+    http: String,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+async fn start() -> Server {
+    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
+    let line = listeners.line.local_addr().unwrap().to_string();
+    let http = listeners.http.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(weir::serve::run(
+        ServeConfig::defaults(),
+        listeners,
+        shutdown.clone(),
+    ));
+    Server {
+        line,
+        http,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+struct Client {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+}
+
+impl Client {
+    async fn connect(server: &Server) -> Client {
+        let (read, write) = TcpStream::connect(&server.line).await.unwrap().into_split();
+        let mut client = Client {
+            lines: BufReader::new(read).lines(),
+            write,
+        };
+        assert!(client.line().await.starts_with("+OK weir line protocol"));
+        client
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.write.write_all(line.as_bytes()).await.unwrap();
+        self.write.write_all(b"\r\n").await.unwrap();
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.write.write_all(bytes).await.unwrap();
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .expect("a line within the deadline")
+            .unwrap()
+            .expect("the connection is open")
+    }
+
+    async fn ask(&mut self, line: &str) -> String {
+        self.send(line).await;
+        self.line().await
+    }
+
+    /// Reads until a line starting with `prefix`; returns it.
+    async fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.line().await;
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn chat_with_nicknames_rooms_presence_and_history() {
+    let server = start().await;
+    let mut ada = Client::connect(&server).await;
+    let mut bob = Client::connect(&server).await;
+
+    assert_eq!(
+        ada.ask("JOIN lobby").await,
+        "-ERR set a nickname first: NICK <name>"
+    );
+    assert_eq!(ada.ask("NICK ada").await, "+OK you are ada");
+    assert_eq!(
+        bob.ask("NICK ADA").await,
+        "-ERR nickname ADA is taken",
+        "nicknames are unique, case-insensitively"
+    );
+    assert_eq!(bob.ask("NICK bob").await, "+OK you are bob");
+
+    assert_eq!(ada.ask("JOIN lobby").await, "+OK joined lobby (1 here)");
+    assert_eq!(ada.line().await, "JOIN lobby ada");
+    ada.send("SAY lobby hello, anyone?").await;
+    assert_eq!(ada.line().await, "MSG lobby ada hello, anyone?");
+
+    // Bob joins and gets the recent history, then his own join.
+    bob.send("JOIN lobby").await;
+    assert_eq!(bob.expect("+OK").await, "+OK joined lobby (2 here)");
+    bob.expect("MSG lobby ada hello, anyone?").await;
+    assert_eq!(ada.line().await, "JOIN lobby bob", "joins are announced");
+    assert_eq!(ada.ask("WHO lobby").await, "+OK lobby: ada bob");
+
+    bob.send("SAY lobby hi ada").await;
+    assert_eq!(ada.line().await, "MSG lobby bob hi ada");
+
+    // Ada's second connection does not announce her again: presence is per user.
+    let mut ada_phone = Client::connect(&server).await;
+    assert_eq!(
+        ada_phone.ask("NICK ada").await,
+        "-ERR nickname ada is taken"
+    );
+}
+
+#[tokio::test]
+async fn parting_and_disconnecting_are_announced() {
+    let server = start().await;
+    let mut ada = Client::connect(&server).await;
+    let mut bob = Client::connect(&server).await;
+    ada.ask("NICK ada").await;
+    bob.ask("NICK bob").await;
+    ada.send("JOIN lobby").await;
+    ada.expect("JOIN lobby ada").await;
+    bob.send("JOIN lobby").await;
+    ada.expect("JOIN lobby bob").await;
+    bob.send("PART lobby").await;
+    assert_eq!(ada.line().await, "PART lobby bob");
+    bob.send("JOIN lobby").await;
+    ada.expect("JOIN lobby bob").await;
+    drop(bob);
+    assert_eq!(
+        ada.line().await,
+        "PART lobby bob",
+        "a dropped connection parts its rooms"
+    );
+    assert_eq!(ada.ask("WHO lobby").await, "+OK lobby: ada");
+}
+
+#[tokio::test]
+async fn pub_sub_from_an_offset_and_across_transports() {
+    let server = start().await;
+    let mut client = Client::connect(&server).await;
+    assert_eq!(client.ask("PUB news first").await, "+OK news offset 0");
+    assert_eq!(client.ask("PUB news second").await, "+OK news offset 1");
+    assert_eq!(client.ask("SUB news 1").await, "+OK subscribed to news");
+    assert_eq!(client.line().await, "EVENT news 1 second");
+    // Published over HTTP, received on the line protocol.
+    let mut http = TcpStream::connect(&server.http).await.unwrap();
+    http.write_all(
+        b"POST /v1/topics/news HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nfrom\nhttp!",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        client.line().await,
+        "EVENT news 2 from\\nhttp!",
+        "line breaks are escaped"
+    );
+    assert_eq!(
+        client.ask("SUB news").await,
+        "-ERR already subscribed to news"
+    );
+    assert_eq!(client.ask("UNSUB news").await, "+OK unsubscribed from news");
+    assert_eq!(
+        client.ask("SUB orders.>").await,
+        "+OK subscribed to orders.>"
+    );
+    client.ask("PUB orders.eu.new 42").await;
+    assert_eq!(client.line().await, "EVENT orders.eu.new 0 42");
+}
+
+#[tokio::test]
+async fn bad_lines_get_an_error_and_the_connection_goes_on() {
+    let server = start().await;
+    let mut client = Client::connect(&server).await;
+    assert_eq!(
+        client.ask("FROBNICATE now").await,
+        "-ERR unknown command \"FROBNICATE\"; try HELP"
+    );
+    client.send_raw(b"NICK \xff\xfe\r\n").await;
+    assert_eq!(
+        client.line().await,
+        "-ERR line is not UTF-8; it was discarded"
+    );
+    let long = format!("SAY lobby {}", "x".repeat(10_000));
+    assert_eq!(
+        client.ask(&long).await,
+        "-ERR line too long (limit 4096 bytes); it was discarded"
+    );
+    assert_eq!(
+        client.ask("SAY lobby hi").await,
+        "-ERR join lobby before saying something there"
+    );
+    assert_eq!(
+        client.ask("JOIN a.b").await,
+        "-ERR set a nickname first: NICK <name>"
+    );
+    client.ask("NICK eve").await;
+    assert!(client
+        .ask("JOIN a.b")
+        .await
+        .starts_with("-ERR room \"a.b\""));
+    assert!(client
+        .ask("PUB bad..topic x")
+        .await
+        .starts_with("-ERR topic \"bad..topic\" has an empty segment"));
+    assert!(client.ask("HELP").await.starts_with("+OK commands: NICK"));
+    assert_eq!(client.ask("QUIT").await, "+OK bye");
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_slowed_then_disconnected() {
+    let server = start().await;
+    let mut client = Client::connect(&server).await;
+    // 60 lines at once: the burst of 20 passes, the rest are refused, and after 20 refusals
+    // in a row the server hangs up.
+    let burst: String = (0..60).map(|i| format!("PUB flood {i}\r\n")).collect();
+    client.send_raw(burst.as_bytes()).await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    loop {
+        match tokio::time::timeout(DEADLINE, client.lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(line) if line.starts_with("+OK flood") => accepted += 1,
+            Some(line) if line.starts_with("-ERR flood") => refused += 1,
+            Some(line) if line == "-ERR disconnected for flooding" => break,
+            Some(line) => panic!("unexpected {line}"),
+            None => panic!("closed without saying why"),
+        }
+    }
+    assert!(
+        (20..=22).contains(&accepted),
+        "the burst passes: {accepted}"
+    );
+    assert_eq!(refused, 19, "refused lines are answered until the limit");
+    assert_eq!(
+        client.lines.next_line().await.unwrap(),
+        None,
+        "then the connection closes"
+    );
+}
