@@ -13,6 +13,51 @@ use crate::detach::{detach, Detached, Drive, Spawner};
 use crate::ready_set::ChildWakers;
 use crate::slab::FutureSlots;
 
+/// What both concurrent maps share: `Stream` is `Drive` with unlimited room, and `detach`
+/// runs the stage on its own task with admission by room.
+macro_rules! concurrent_stage {
+    ($stage:ident, $detach_doc:literal) => {
+        impl<S, F, Fut> Stream for $stage<S, F, Fut>
+        where
+            S: Stream,
+            F: FnMut(S::Item) -> Fut,
+            Fut: Future,
+        {
+            type Item = Fut::Output;
+
+            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+                self.poll_with_room(cx, usize::MAX)
+            }
+        }
+
+        impl<S, F, Fut> $stage<S, F, Fut>
+        where
+            S: Stream + Send + 'static,
+            F: FnMut(S::Item) -> Fut + Send + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: Send + 'static,
+        {
+            #[doc = $detach_doc]
+            pub fn detach<Sp: Spawner>(
+                self,
+                spawner: &Sp,
+                capacity: NonZeroUsize,
+            ) -> Detached<Fut::Output> {
+                detach(self, spawner, capacity)
+            }
+        }
+    };
+}
+
+concurrent_stage!(
+    MapConcurrent,
+    "Runs this stage on its own task with a queue of `capacity` results; see [`Detached`]. A future is started only when the queue has room for its result, so every started future is polled to completion on time, whatever the consumer does."
+);
+concurrent_stage!(
+    MapConcurrentOrdered,
+    "Runs this stage on its own task with a queue of `capacity` results; see [`Detached`]. Started futures are polled to completion on time while the queue is full; their results wait inside the stage (at most `limit`)."
+);
+
 pin_project_lite::pin_project! {
     /// The stream returned by [`WeirStreamExt::map_concurrent`](crate::WeirStreamExt::map_concurrent):
     /// results in completion order.
@@ -60,38 +105,6 @@ where
             cursor: 0,
             upstream_done: false,
         }
-    }
-}
-
-impl<S, F, Fut> MapConcurrent<S, F, Fut>
-where
-    S: Stream + Send + 'static,
-    F: FnMut(S::Item) -> Fut + Send + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: Send + 'static,
-{
-    /// Runs this stage on its own task with a queue of `capacity` results; see
-    /// [`Detached`]. A future is started only when the queue has room for its result, so
-    /// every started future is polled to completion on time, whatever the consumer does.
-    pub fn detach<Sp: Spawner>(
-        self,
-        spawner: &Sp,
-        capacity: NonZeroUsize,
-    ) -> Detached<Fut::Output> {
-        detach(self, spawner, capacity)
-    }
-}
-
-impl<S, F, Fut> Stream for MapConcurrent<S, F, Fut>
-where
-    S: Stream,
-    F: FnMut(S::Item) -> Fut,
-    Fut: Future,
-{
-    type Item = Fut::Output;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_with_room(cx, usize::MAX)
     }
 }
 
@@ -187,38 +200,6 @@ where
             limit,
             upstream_done: false,
         }
-    }
-}
-
-impl<S, F, Fut> MapConcurrentOrdered<S, F, Fut>
-where
-    S: Stream + Send + 'static,
-    F: FnMut(S::Item) -> Fut + Send + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: Send + 'static,
-{
-    /// Runs this stage on its own task with a queue of `capacity` results; see
-    /// [`Detached`]. Started futures are polled to completion on time while the queue is
-    /// full; their results wait inside the stage (at most `limit`).
-    pub fn detach<Sp: Spawner>(
-        self,
-        spawner: &Sp,
-        capacity: NonZeroUsize,
-    ) -> Detached<Fut::Output> {
-        detach(self, spawner, capacity)
-    }
-}
-
-impl<S, F, Fut> Stream for MapConcurrentOrdered<S, F, Fut>
-where
-    S: Stream,
-    F: FnMut(S::Item) -> Fut,
-    Fut: Future,
-{
-    type Item = Fut::Output;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_with_room(cx, usize::MAX)
     }
 }
 
