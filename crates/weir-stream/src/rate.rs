@@ -136,6 +136,10 @@ pin_project_lite::pin_project! {
     /// Every `period`, emits the latest item that arrived during that period, if any.
     /// Earlier items of the period are dropped by design. When the upstream ends, the
     /// latest unsent item is emitted at once.
+    ///
+    /// * **Backpressure:** the upstream is drained on every poll; a consumer slower than the
+    ///   period gets the latest item when it comes back, and the missed ticks are skipped.
+    /// * **Cancel safety:** the latest item is held by the stream.
     #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct Sample<S: Stream, T: Timer> {

@@ -89,6 +89,9 @@ pin_project_lite::pin_project! {
     ///
     /// Passes items through; when `limit` passes without one, yields `Err(IdleTimeout)` and
     /// ends, dropping the upstream's remaining items unread.
+    ///
+    /// * **Backpressure:** none added: the upstream is polled only when this stream is.
+    /// * **Cancel safety:** the deadline belongs to the stream; dropping `next()` keeps it.
     #[derive(Debug)]
     #[must_use = "streams do nothing unless polled"]
     pub struct IdleTimeoutStream<S, T: Timer> {
