@@ -548,6 +548,30 @@ mod tests {
     }
 
     #[test]
+    fn bare_line_feeds_end_lines_in_the_head() {
+        // Found by the request_head fuzz target: a request line ended by LF alone, then CRLF.
+        let raw = "&P& /10. HTTP/1.0\n\r\n";
+        let head = parse(raw).unwrap().unwrap();
+        assert_eq!(head.head_len, raw.len());
+        assert_eq!(head.method, Method::Other("&P&".into()));
+        let req = crate::Request::new(
+            bytes::Bytes::from("GET / HTTP/1.1\nHost: h\nX-A: 1\r\n\n"),
+            parse("GET / HTTP/1.1\nHost: h\nX-A: 1\r\n\n")
+                .unwrap()
+                .unwrap(),
+            None,
+            crate::Body::empty(),
+        );
+        assert_eq!(
+            req.header("host"),
+            Some("h"),
+            "headers are found with LF endings"
+        );
+        assert_eq!(req.header("x-a"), Some("1"));
+        assert_eq!(req.headers().count(), 2);
+    }
+
+    #[test]
     fn identical_content_lengths_are_one() {
         let head = parse(
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n",

@@ -178,11 +178,13 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a str, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        // The head was validated by the parser: every line is `name: value\r\n` with a token
-        // name, and the section ends with an empty line.
-        let end = self.rest.windows(2).position(|w| w == b"\r\n")?;
+        // The head was validated by the parser: every line is `name: value` with a token
+        // name, ended by CRLF or (as RFC 9112 section 2.2 lets a recipient accept) a bare LF,
+        // and the section ends with an empty line.
+        let end = self.rest.iter().position(|&b| b == b'\n')?;
         let line = &self.rest[..end];
-        self.rest = &self.rest[end + 2..];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.rest = &self.rest[end + 1..];
         let colon = line.iter().position(|&b| b == b':')?;
         let name = std::str::from_utf8(&line[..colon]).ok()?;
         Some((name, trim_ows(&line[colon + 1..])))

@@ -4,15 +4,21 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use weir_http::{HttpMetrics, Method, Request, Response, Router, StatusCode};
+use weir_pubsub::Hub;
 
 /// Adds `/healthz` and `/metrics` to `router`.
-pub(crate) fn add_operational_routes(router: Router, metrics: Arc<HttpMetrics>) -> Router {
+pub(crate) fn add_operational_routes(
+    router: Router,
+    metrics: Arc<HttpMetrics>,
+    hub: Hub,
+) -> Router {
     router
         .route("/healthz", Method::GET, |_: Request| async {
             Response::text(StatusCode::OK, "ok\n")
         })
         .route("/metrics", Method::GET, move |_: Request| {
             let metrics = metrics.clone();
+            let hub = hub.clone();
             async move {
                 let mut text = String::with_capacity(4096);
                 let _ = writeln!(text, "# HELP weir_build_info Weir version.");
@@ -23,8 +29,39 @@ pub(crate) fn add_operational_routes(router: Router, metrics: Arc<HttpMetrics>) 
                     env!("CARGO_PKG_VERSION")
                 );
                 metrics.render_prometheus(&mut text);
+                render_pubsub(&hub, &mut text);
                 Response::text(StatusCode::OK, text)
                     .with_content_type("text/plain; version=0.0.4; charset=utf-8")
             }
         })
+}
+
+/// The hub's gauges, and the subscribers that fell behind, by name: a slow consumer is
+/// visible, not silently dropped.
+fn render_pubsub(hub: &Hub, text: &mut String) {
+    let topics = hub.topics();
+    let _ = writeln!(text, "# HELP weir_pubsub_topics Topics held by the hub.");
+    let _ = writeln!(text, "# TYPE weir_pubsub_topics gauge");
+    let _ = writeln!(text, "weir_pubsub_topics {}", topics.len());
+    let published: u64 = topics.iter().map(|t| t.next_offset).sum();
+    let _ = writeln!(
+        text,
+        "# HELP weir_pubsub_messages_total Messages published, all topics."
+    );
+    let _ = writeln!(text, "# TYPE weir_pubsub_messages_total counter");
+    let _ = writeln!(text, "weir_pubsub_messages_total {published}");
+    let _ = writeln!(
+        text,
+        "# HELP weir_pubsub_subscriber_missed Messages a connected subscriber skipped or was cut off at, by subscriber (its peer address)."
+    );
+    let _ = writeln!(text, "# TYPE weir_pubsub_subscriber_missed gauge");
+    // The worst 50: enough to find the culprits, a bound on the scrape's size.
+    for slow in hub.slow_subscribers().iter().take(50) {
+        let label = slow.label.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            text,
+            "weir_pubsub_subscriber_missed{{subscriber=\"{label}\"}} {}",
+            slow.missed
+        );
+    }
 }

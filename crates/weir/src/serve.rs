@@ -38,7 +38,7 @@ pub enum ServeError {
 
 /// The routes of the HTTP API.
 pub fn router(config: &ServeConfig, metrics: Arc<HttpMetrics>, hub: Hub) -> Router {
-    let router = add_operational_routes(Router::new(), metrics);
+    let router = add_operational_routes(Router::new(), metrics, hub.clone());
     add_topic_routes(router, hub, config.sse_heartbeat)
 }
 
