@@ -12,3 +12,4 @@ pub mod logging;
 mod routes;
 pub mod serve;
 mod topics;
+mod ws;

@@ -10,6 +10,7 @@ use crate::config::ServeConfig;
 use crate::line::{serve_lines, LineConfig};
 use crate::routes::add_operational_routes;
 use crate::topics::add_topic_routes;
+use crate::ws::add_ws_route;
 use weir_pubsub::Hub;
 
 /// Why `weir serve` stopped with an error.
@@ -39,7 +40,8 @@ pub enum ServeError {
 /// The routes of the HTTP API.
 pub fn router(config: &ServeConfig, metrics: Arc<HttpMetrics>, hub: Hub) -> Router {
     let router = add_operational_routes(Router::new(), metrics, hub.clone());
-    add_topic_routes(router, hub, config.sse_heartbeat)
+    let router = add_topic_routes(router, hub.clone(), config.sse_heartbeat);
+    add_ws_route(router, hub)
 }
 
 /// The bound listeners of `weir serve`.

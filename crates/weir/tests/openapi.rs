@@ -18,6 +18,9 @@ fn documented() -> BTreeSet<(String, String)> {
     let mut path = None;
     let mut in_paths = false;
     for line in spec.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
         if !line.starts_with(' ') {
             in_paths = line.trim_end() == "paths:";
             continue;

@@ -1,0 +1,202 @@
+//! Pub/sub over WebSocket, with a minimal client written here (masking, framing) so the
+//! test depends on nothing but the RFC.
+
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use weir::config::ServeConfig;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn start() -> (String, tokio_util::sync::DropGuard) {
+    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
+    let http = listeners.http.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(weir::serve::run(
+        ServeConfig::defaults(),
+        listeners,
+        shutdown.clone(),
+    ));
+    (http, shutdown.drop_guard())
+}
+
+struct Ws(TcpStream);
+
+impl Ws {
+    async fn connect(addr: &str) -> Ws {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"GET /v1/ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(DEADLINE, stream.read_exact(&mut byte))
+                .await
+                .unwrap()
+                .unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        Ws(stream)
+    }
+
+    /// Sends one masked frame.
+    async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend((n as u16).to_be_bytes());
+            }
+        }
+        frame.extend(mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.0.write_all(&frame).await.unwrap();
+    }
+
+    async fn send(&mut self, json: &str) {
+        self.send_frame(0x1, json.as_bytes()).await;
+    }
+
+    /// Reads one (unmasked) server frame: opcode and payload.
+    async fn frame(&mut self) -> (u8, Vec<u8>) {
+        let read = async {
+            let mut head = [0u8; 2];
+            self.0.read_exact(&mut head).await.unwrap();
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut n = [0u8; 2];
+                    self.0.read_exact(&mut n).await.unwrap();
+                    u16::from_be_bytes(n) as usize
+                }
+                127 => {
+                    let mut n = [0u8; 8];
+                    self.0.read_exact(&mut n).await.unwrap();
+                    u64::from_be_bytes(n) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            self.0.read_exact(&mut payload).await.unwrap();
+            (head[0] & 0x0f, payload)
+        };
+        tokio::time::timeout(DEADLINE, read)
+            .await
+            .expect("a frame within the deadline")
+    }
+
+    async fn json(&mut self) -> Value {
+        let (opcode, payload) = self.frame().await;
+        assert_eq!(opcode, 0x1, "a text frame");
+        serde_json::from_slice(&payload).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn subscribe_publish_and_receive_over_websocket() {
+    let (addr, _guard) = start().await;
+    let mut ws = Ws::connect(&addr).await;
+    ws.send(r#"{"op":"subscribe","topic":"news"}"#).await;
+    assert_eq!(ws.json().await["type"], "subscribed");
+    ws.send(r#"{"op":"publish","topic":"news","payload":"hello"}"#)
+        .await;
+    let mut got = [ws.json().await, ws.json().await];
+    got.sort_by_key(|v| v["type"].as_str().unwrap().to_string());
+    assert_eq!(got[0]["type"], "message");
+    assert_eq!(
+        (got[0]["payload"].as_str(), got[0]["offset"].as_u64()),
+        (Some("hello"), Some(0))
+    );
+    assert_eq!(got[1]["type"], "published");
+
+    // Published over HTTP, received over the WebSocket.
+    let mut http = TcpStream::connect(&addr).await.unwrap();
+    http.write_all(b"POST /v1/topics/news HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nfrom")
+        .await
+        .unwrap();
+    let message = ws.json().await;
+    assert_eq!(
+        (message["payload"].as_str(), message["offset"].as_u64()),
+        (Some("from"), Some(1))
+    );
+
+    // A late subscriber replays from an offset.
+    let mut late = Ws::connect(&addr).await;
+    late.send(r#"{"op":"subscribe","topic":"news","from":0}"#)
+        .await;
+    assert_eq!(late.json().await["type"], "subscribed");
+    assert_eq!(late.json().await["payload"], "hello");
+    assert_eq!(late.json().await["payload"], "from");
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_pings_get_pongs() {
+    let (addr, _guard) = start().await;
+    let mut ws = Ws::connect(&addr).await;
+    ws.send("not json").await;
+    assert!(ws.json().await["message"]
+        .as_str()
+        .unwrap()
+        .contains("JSON"));
+    ws.send(r#"{"op":"dance","topic":"t"}"#).await;
+    assert!(ws.json().await["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown op"));
+    ws.send(r#"{"op":"subscribe","topic":"a..b"}"#).await;
+    assert!(ws.json().await["message"]
+        .as_str()
+        .unwrap()
+        .contains("empty segment"));
+    ws.send_frame(0x2, b"\x00\x01").await;
+    assert!(ws.json().await["message"]
+        .as_str()
+        .unwrap()
+        .contains("binary"));
+    ws.send_frame(0x9, b"are you there").await;
+    assert_eq!(
+        ws.frame().await,
+        (0xA, b"are you there".to_vec()),
+        "a pong with the ping's payload"
+    );
+    ws.send_frame(0x8, &1000u16.to_be_bytes()).await;
+    let (opcode, _) = ws.frame().await;
+    assert_eq!(opcode, 0x8, "the close is answered");
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_closes_with_1009() {
+    let (addr, _guard) = start().await;
+    let mut ws = Ws::connect(&addr).await;
+    let big = format!(
+        r#"{{"op":"publish","topic":"t","payload":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    // Over 65,535 bytes: the 64-bit length form.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend((big.len() as u64).to_be_bytes());
+    frame.extend(mask);
+    frame.extend(big.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let _ = ws.0.write_all(&frame).await;
+    let (opcode, payload) = ws.frame().await;
+    assert_eq!(opcode, 0x8);
+    assert_eq!(
+        u16::from_be_bytes([payload[0], payload[1]]),
+        1009,
+        "message too big"
+    );
+}
