@@ -2,6 +2,7 @@
 //!
 //! Only the binary installs a subscriber; libraries just emit spans and events.
 
+use std::io::IsTerminal;
 use std::str::FromStr;
 
 use tracing_subscriber::filter::Targets;
@@ -24,7 +25,14 @@ pub fn init(format: LogFormat, filter: &str) {
     let registry = tracing_subscriber::registry().with(targets);
     let result = match format {
         LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // Colours for a terminal only: a log file or a pipe gets plain text.
+                    .with_ansi(
+                        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                    )
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
