@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use weir_http::{HttpMetrics, Router, Server};
 
 use crate::config::ServeConfig;
-use crate::line::{serve_lines, LineConfig};
+use crate::line::{serve_lines, LineConfig, LineContext};
 use crate::routes::add_operational_routes;
 use crate::topics::add_topic_routes;
 use crate::ws::add_ws_route;
@@ -38,10 +38,15 @@ pub enum ServeError {
 }
 
 /// The routes of the HTTP API.
-pub fn router(config: &ServeConfig, metrics: Arc<HttpMetrics>, hub: Hub) -> Router {
+pub fn router(
+    config: &ServeConfig,
+    metrics: Arc<HttpMetrics>,
+    hub: Hub,
+    chat: Arc<LineContext>,
+) -> Router {
     let router = add_operational_routes(Router::new(), metrics, hub.clone());
     let router = add_topic_routes(router, hub.clone(), config.sse_heartbeat);
-    add_ws_route(router, hub)
+    add_ws_route(router, hub, chat)
 }
 
 /// The bound listeners of `weir serve`.
@@ -93,7 +98,12 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
     let hub = Hub::new(config.pubsub.clone());
-    let router = router(&config, metrics.clone(), hub.clone());
+    let chat = Arc::new(LineContext::new(
+        hub.clone(),
+        LineConfig::default(),
+        shutdown.clone(),
+    ));
+    let router = router(&config, metrics.clone(), hub.clone(), chat.clone());
     let local = listeners.http.local_addr()?;
     tracing::info!(
         addr = %local,
@@ -103,7 +113,7 @@ pub async fn run(
     let http = Server::new(router, config.http)
         .with_metrics(metrics)
         .serve(listeners.http, shutdown.clone());
-    let line = serve_lines(listeners.line, hub, LineConfig::default(), shutdown);
+    let line = serve_lines(listeners.line, chat);
     // Both run in this task until shutdown; `join!` waits for both to drain.
     let (http, line) = tokio::join!(http, line);
     http?;

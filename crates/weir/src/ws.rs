@@ -8,11 +8,9 @@
 //! `error`. See docs/protocol.md.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_core::Stream;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -24,7 +22,10 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use weir_http::websocket::{upgrade, Upgraded};
 use weir_http::{Method, Request, Router};
-use weir_pubsub::{Event, Hub, StartFrom, Subscription};
+use weir_pubsub::{Hub, StartFrom};
+
+use crate::line::session::{forward, Encoding, Format, Reply, Session};
+use crate::line::{Command, LineContext};
 
 /// Largest message and frame a client may send: 64 KiB, the same order as the line
 /// protocol's lines; larger closes the connection with status 1009 (message too big).
@@ -35,19 +36,19 @@ const OUTBOUND_QUEUE: usize = 256;
 const IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Adds `GET /v1/ws`.
-pub(crate) fn add_ws_route(router: Router, hub: Hub) -> Router {
+pub(crate) fn add_ws_route(router: Router, hub: Hub, chat: Arc<LineContext>) -> Router {
     router.route("/v1/ws", Method::GET, move |req: Request| {
-        let hub = hub.clone();
+        let (hub, chat) = (hub.clone(), chat.clone());
         async move {
             let label = req
                 .peer_addr()
                 .map_or_else(|| "ws".to_string(), |peer| format!("ws {peer}"));
-            upgrade(&req, move |upgraded| session(upgraded, hub, label))
+            upgrade(&req, move |upgraded| session(upgraded, hub, chat, label))
         }
     })
 }
 
-async fn session(upgraded: Upgraded, hub: Hub, label: String) {
+async fn session(upgraded: Upgraded, hub: Hub, chat: Arc<LineContext>, label: String) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
@@ -58,14 +59,25 @@ async fn session(upgraded: Upgraded, hub: Hub, label: String) {
     let (outbound, mut events) = mpsc::channel::<String>(OUTBOUND_QUEUE);
     let mut subscriptions: HashMap<String, AbortHandle> = HashMap::new();
     let mut forwarders = JoinSet::new();
+    // Chat rooms and nicknames are shared with the line protocol: one server, one lobby.
+    let mut rooms = Session::new(
+        chat.connection_id(),
+        label.clone(),
+        Encoding::Json,
+        chat.clone(),
+        outbound.clone(),
+    );
     loop {
         while forwarders.try_join_next().is_some() {}
+        rooms.reap();
         let reply = tokio::select! {
             Some(event) = events.recv() => Some(event),
             frame = tokio::time::timeout(IDLE, frames.next()) => match frame {
-                Ok(Some(Ok(Frame::Text(text)))) => {
-                    Some(handle(&hub, &label, text.as_str(), &mut subscriptions, &mut forwarders, &outbound))
-                }
+                Ok(Some(Ok(Frame::Text(text)))) => match chat_command(text.as_str()) {
+                    Some(Ok(command)) => reply_json(rooms.handle_command(command)),
+                    Some(Err(message)) => Some(error(&message)),
+                    None => Some(handle(&hub, &label, text.as_str(), &mut subscriptions, &mut forwarders, &outbound)),
+                },
                 Ok(Some(Ok(Frame::Binary(_)))) => Some(error("binary frames are not supported; send JSON text frames")),
                 // tungstenite queues the pong for a ping; the next send or flush writes it.
                 Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_)))) => None,
@@ -87,7 +99,61 @@ async fn session(upgraded: Upgraded, hub: Hub, label: String) {
         }
     }
     forwarders.abort_all();
+    rooms.close();
     let _ = sink.close().await;
+}
+
+/// A chat frame as a line-protocol command: `None` when the frame is not a chat op.
+fn chat_command(text: &str) -> Option<Result<Command, String>> {
+    let request: Value = serde_json::from_str(text).ok()?;
+    let field = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let need =
+        |name: &str| field(name).ok_or_else(|| format!("field \"{name}\" (a string) is required"));
+    let command = match request.get("op").and_then(Value::as_str)? {
+        "nick" => need("nick").and_then(|nick| validate(Command::Nick(nick), "NICK")),
+        "join" => need("room").map(Command::Join),
+        "part" => need("room").map(Command::Part),
+        "say" => need("room").and_then(|room| need("text").map(|text| Command::Say { room, text })),
+        "who" => need("room").map(Command::Who),
+        _ => return None,
+    };
+    Some(command)
+}
+
+/// Applies the line protocol's nickname rules to a nickname that came in a JSON frame.
+fn validate(command: Command, verb: &str) -> Result<Command, String> {
+    let Command::Nick(nick) = &command else {
+        return Ok(command);
+    };
+    crate::line::parse_command(&format!("{verb} {nick}")).map_err(|e| e.0)
+}
+
+/// A line-protocol reply as JSON frames: `+OK text` → `{"type":"ok","message":text}`,
+/// `-ERR text` → `{"type":"error","message":text}`; nothing for a reply without lines (a
+/// successful `say`, whose answer is the chat event itself).
+fn reply_json(reply: Reply) -> Option<String> {
+    let lines = match reply {
+        Reply::Lines(lines) => lines,
+        Reply::Quit => Vec::new(),
+    };
+    let frames: Vec<Value> = lines
+        .iter()
+        .map(|line| match line.split_once(' ') {
+            Some(("+OK", rest)) => json!({ "type": "ok", "message": rest }),
+            Some(("-ERR", rest)) => json!({ "type": "error", "message": rest }),
+            _ => json!({ "type": "ok", "message": line }),
+        })
+        .collect();
+    match frames.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        _ => Some(Value::Array(frames).to_string()),
+    }
 }
 
 fn error(message: &str) -> String {
@@ -128,7 +194,12 @@ fn handle(
             };
             match hub.subscribe(topic, start, label) {
                 Ok(subscription) => {
-                    let handle = forwarders.spawn(forward(subscription, outbound.clone()));
+                    let handle = forwarders.spawn(forward(
+                        subscription,
+                        outbound.clone(),
+                        Format::Topic(topic.to_string()),
+                        Encoding::Json,
+                    ));
                     subscriptions.insert(topic.to_string(), handle);
                     json!({ "type": "subscribed", "topic": topic }).to_string()
                 }
@@ -155,35 +226,5 @@ fn handle(
             "unknown op {other:?}; use subscribe, unsubscribe or publish"
         )),
         None => error("field \"op\" (a string) is required"),
-    }
-}
-
-async fn forward(mut subscription: Subscription, outbound: mpsc::Sender<String>) {
-    while let Some(event) = poll_fn(|cx| Pin::new(&mut subscription).poll_next(cx)).await {
-        let ended = matches!(event, Event::Disconnected { .. });
-        let frame = match event {
-            Event::Message(m) => json!({
-                "type": "message",
-                "topic": m.topic().as_str(),
-                "offset": m.offset(),
-                "epoch": m.epoch(),
-                "payload": String::from_utf8_lossy(m.payload()),
-            }),
-            Event::Gap {
-                topic,
-                epoch,
-                from,
-                to,
-            } => {
-                json!({ "type": "gap", "topic": topic.as_str(), "epoch": epoch, "from": from, "to": to })
-            }
-            Event::Lagged { topic, missed } => {
-                json!({ "type": "lagged", "topic": topic.as_str(), "missed": missed })
-            }
-            Event::Disconnected { reason } => json!({ "type": "disconnected", "reason": reason }),
-        };
-        if outbound.send(frame.to_string()).await.is_err() || ended {
-            break;
-        }
     }
 }

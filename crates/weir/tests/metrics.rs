@@ -15,7 +15,16 @@ async fn metrics_name_the_slow_subscriber() {
     let mut config = ServeConfig::defaults();
     config.pubsub.lag_limit = NonZeroUsize::new(2).unwrap();
     let hub = Hub::new(config.pubsub.clone());
-    let router = weir::serve::router(&config, Arc::new(HttpMetrics::new()), hub.clone());
+    let router = weir::serve::router(
+        &config,
+        Arc::new(HttpMetrics::new()),
+        hub.clone(),
+        Arc::new(weir::line::LineContext::new(
+            hub.clone(),
+            weir::line::LineConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )),
+    );
 
     let mut slow = hub
         .subscribe("ticks", StartFrom::Now, "sse 10.1.2.3:4444")

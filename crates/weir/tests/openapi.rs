@@ -49,11 +49,13 @@ fn documented() -> BTreeSet<(String, String)> {
 #[test]
 fn every_route_is_documented_and_every_documented_route_exists() {
     let config = ServeConfig::defaults();
-    let router = weir::serve::router(
-        &config,
-        Arc::new(HttpMetrics::new()),
-        Hub::new(config.pubsub.clone()),
-    );
+    let hub = Hub::new(config.pubsub.clone());
+    let chat = Arc::new(weir::line::LineContext::new(
+        hub.clone(),
+        weir::line::LineConfig::default(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let router = weir::serve::router(&config, Arc::new(HttpMetrics::new()), hub, chat);
     let served: BTreeSet<(String, String)> = router
         .routes()
         .into_iter()

@@ -14,15 +14,21 @@ use weir::config::ServeConfig;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn start() -> (String, tokio_util::sync::DropGuard) {
+    let (http, _line, guard) = start_both().await;
+    (http, guard)
+}
+
+async fn start_both() -> (String, String, tokio_util::sync::DropGuard) {
     let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
     let http = listeners.http.local_addr().unwrap().to_string();
+    let line = listeners.line.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
     tokio::spawn(weir::serve::run(
         ServeConfig::defaults(),
         listeners,
         shutdown.clone(),
     ));
-    (http, shutdown.drop_guard())
+    (http, line, shutdown.drop_guard())
 }
 
 struct Ws(TcpStream);
@@ -199,4 +205,72 @@ async fn a_message_over_the_limit_closes_with_1009() {
         1009,
         "message too big"
     );
+}
+
+#[tokio::test]
+async fn chat_rooms_are_shared_between_websocket_and_the_line_protocol() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (http, line, _guard) = start_both().await;
+    let mut ws = Ws::connect(&http).await;
+    ws.send(r#"{"op":"join","room":"lobby"}"#).await;
+    assert_eq!(
+        ws.json().await["message"],
+        "set a nickname first: NICK <name>"
+    );
+    ws.send(r#"{"op":"nick","nick":"web"}"#).await;
+    assert_eq!(
+        ws.json().await,
+        serde_json::json!({"type": "ok", "message": "you are web"})
+    );
+    ws.send(r#"{"op":"join","room":"lobby"}"#).await;
+    assert_eq!(ws.json().await["message"], "joined lobby (1 here)");
+    assert_eq!(
+        ws.json().await,
+        serde_json::json!({"type": "chat", "room": "lobby", "kind": "join", "nick": "web", "text": ""})
+    );
+
+    let (read, mut write) = TcpStream::connect(&line).await.unwrap().into_split();
+    let mut lines = BufReader::new(read).lines();
+    lines.next_line().await.unwrap();
+    write.write_all(b"NICK web\r\n").await.unwrap();
+    assert_eq!(
+        lines.next_line().await.unwrap().unwrap(),
+        "-ERR nickname web is taken",
+        "one set of nicknames"
+    );
+    write
+        .write_all(b"NICK term\r\nJOIN lobby\r\nSAY lobby hello from a terminal\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.json().await["nick"],
+        "term",
+        "the terminal's join reaches the browser"
+    );
+    let said = ws.json().await;
+    assert_eq!(
+        (said["kind"].as_str(), said["text"].as_str()),
+        (Some("say"), Some("hello from a terminal"))
+    );
+
+    ws.send(r#"{"op":"say","room":"lobby","text":"hi terminal"}"#)
+        .await;
+    loop {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if line == "MSG lobby web hi terminal" {
+            break;
+        }
+    }
+    ws.send(r#"{"op":"who","room":"lobby"}"#).await;
+    loop {
+        let frame = ws.json().await;
+        if frame["type"] == "ok" {
+            assert_eq!(frame["message"], "lobby: term web");
+            break;
+        }
+    }
 }

@@ -8,7 +8,9 @@
 
 mod command;
 mod reader;
-mod session;
+pub(crate) mod session;
+
+pub(crate) use command::{parse as parse_command, Command};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -91,36 +93,45 @@ impl Nicknames {
     }
 }
 
-/// What every session shares.
+/// What every chat session shares, whatever its transport (the line protocol or a
+/// WebSocket): one set of nicknames and rooms for the whole server.
 #[derive(Debug)]
-pub(crate) struct LineContext {
+pub struct LineContext {
     pub(crate) hub: Hub,
     pub(crate) presence: Presence,
     pub(crate) nicks: Nicknames,
     pub(crate) config: LineConfig,
     pub(crate) shutdown: CancellationToken,
+    /// Connection ids, unique across transports (presence counts connections by id).
+    next_connection: AtomicU64,
 }
 
-/// Serves the line protocol on `listener` until `shutdown`; then tells every client and
-/// closes.
-pub async fn serve_lines(
-    listener: TcpListener,
-    hub: Hub,
-    config: LineConfig,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+impl LineContext {
+    /// Shared chat state for the hub.
+    pub fn new(hub: Hub, config: LineConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            hub,
+            presence: Presence::new(),
+            nicks: Nicknames::default(),
+            config,
+            shutdown,
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Serves the line protocol on `listener` until the context's shutdown; then tells every
+/// client and closes.
+pub async fn serve_lines(listener: TcpListener, ctx: Arc<LineContext>) -> std::io::Result<()> {
+    let shutdown = ctx.shutdown.clone();
     let local = listener.local_addr()?;
     tracing::info!(%local, "weir line protocol on {local} (try: nc {} {})", local.ip(), local.port());
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let ctx = Arc::new(LineContext {
-        hub,
-        presence: Presence::new(),
-        nicks: Nicknames::default(),
-        config,
-        shutdown: shutdown.clone(),
-    });
+    let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
     let sessions = TaskTracker::new();
-    let next_id = AtomicU64::new(1);
     loop {
         let slot = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -137,7 +148,7 @@ pub async fn serve_lines(
                 }
             },
         };
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let id = ctx.connection_id();
         let ctx = ctx.clone();
         sessions.spawn(
             async move {

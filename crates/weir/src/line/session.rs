@@ -16,8 +16,9 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{timeout, Instant};
 use weir_pubsub::{Event, PresenceChange, StartFrom, Subscription, TopicName};
 
-use super::command::{parse, Command};
+use super::command::parse;
 use super::reader::{Line, LineReader};
+use super::Command;
 use super::LineContext;
 
 /// A reply or event line must reach the client within this, or the connection is closed.
@@ -52,9 +53,20 @@ impl FloodGate {
     }
 }
 
-struct Session {
+/// How a session's replies and events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// Text lines (the line protocol).
+    Line,
+    /// JSON objects (WebSocket frames).
+    Json,
+}
+
+/// One client's chat and pub/sub state, whatever the transport.
+pub(crate) struct Session {
     id: u64,
-    peer: SocketAddr,
+    peer: String,
+    encoding: Encoding,
     nick: Option<String>,
     rooms: HashMap<String, AbortHandle>,
     subscriptions: HashMap<String, AbortHandle>,
@@ -63,7 +75,8 @@ struct Session {
     ctx: Arc<LineContext>,
 }
 
-enum Reply {
+/// The answer to a command, in the line protocol's words (`+OK …`, `-ERR …`).
+pub(crate) enum Reply {
     Lines(Vec<String>),
     Quit,
 }
@@ -89,16 +102,13 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
         last: Instant::now(),
         strikes: 0,
     };
-    let mut session = Session {
+    let mut session = Session::new(
         id,
-        peer,
-        nick: None,
-        rooms: HashMap::new(),
-        subscriptions: HashMap::new(),
-        forwarders: JoinSet::new(),
+        format!("line {peer}"),
+        Encoding::Line,
+        ctx.clone(),
         outbound,
-        ctx: ctx.clone(),
-    };
+    );
     tracing::debug!("line session opened");
     let mut pending = vec!["+OK weir line protocol; HELP for commands".to_string()];
     loop {
@@ -109,7 +119,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
             pending.clear();
         }
         // Reap forwarders that ended (a disconnected subscription).
-        while session.forwarders.try_join_next().is_some() {}
+        session.reap();
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => {
@@ -166,11 +176,39 @@ async fn write_lines(out: &mut BufWriter<OwnedWriteHalf>, lines: &[String]) -> s
 }
 
 impl Session {
+    pub(crate) fn new(
+        id: u64,
+        peer: String,
+        encoding: Encoding,
+        ctx: Arc<LineContext>,
+        outbound: mpsc::Sender<String>,
+    ) -> Self {
+        Self {
+            id,
+            peer,
+            encoding,
+            nick: None,
+            rooms: HashMap::new(),
+            subscriptions: HashMap::new(),
+            forwarders: JoinSet::new(),
+            outbound,
+            ctx,
+        }
+    }
+
+    /// Forgets forwarders that have ended.
+    pub(crate) fn reap(&mut self) {
+        while self.forwarders.try_join_next().is_some() {}
+    }
+
     fn handle(&mut self, text: &str) -> Reply {
-        let command = match parse(text) {
-            Ok(command) => command,
-            Err(error) => return one(format!("-ERR {}", error.0)),
-        };
+        match parse(text) {
+            Ok(command) => self.handle_command(command),
+            Err(error) => one(format!("-ERR {}", error.0)),
+        }
+    }
+
+    pub(crate) fn handle_command(&mut self, command: Command) -> Reply {
         match command {
             Command::Help => one(HELP),
             Command::Quit => Reply::Quit,
@@ -238,7 +276,7 @@ impl Session {
         if self.rooms.contains_key(&room) {
             return one(format!("+OK already in {room}"));
         }
-        let label = format!("line {} {nick}", self.peer);
+        let label = format!("{} {nick}", self.peer);
         let subscription = match self.ctx.hub.subscribe(
             topic.as_str(),
             StartFrom::Last(self.ctx.config.history),
@@ -251,6 +289,7 @@ impl Session {
             subscription,
             self.outbound.clone(),
             Format::Chat(room.clone()),
+            self.encoding,
         ));
         self.rooms.insert(room.clone(), handle);
         if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
@@ -304,13 +343,14 @@ impl Session {
                 }
             },
         };
-        let label = format!("line {} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
+        let label = format!("{} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
         match self.ctx.hub.subscribe(&pattern, start, &label) {
             Ok(subscription) => {
                 let handle = self.forwarders.spawn(forward(
                     subscription,
                     self.outbound.clone(),
                     Format::Topic(pattern.clone()),
+                    self.encoding,
                 ));
                 self.subscriptions.insert(pattern.clone(), handle);
                 one(format!("+OK subscribed to {pattern}"))
@@ -320,7 +360,7 @@ impl Session {
     }
 
     /// Leaves everything: rooms are told the user left (if this was their last connection).
-    fn close(mut self) {
+    pub(crate) fn close(mut self) {
         self.forwarders.abort_all();
         if let Some(nick) = self.nick.take() {
             for room in self.ctx.presence.disconnect(&nick, self.id) {
@@ -346,18 +386,26 @@ fn announce(
         .map(|_| ())
 }
 
-enum Format {
+pub(crate) enum Format {
     /// A chat room: `MSG room nick text`, `JOIN room nick`, `PART room nick`.
     Chat(String),
     /// A topic: `EVENT topic offset payload`.
     Topic(String),
 }
 
-/// Forwards a subscription's events to the connection's outbound queue as lines.
-async fn forward(mut subscription: Subscription, outbound: mpsc::Sender<String>, format: Format) {
+/// Forwards a subscription's events to the connection's outbound queue.
+pub(crate) async fn forward(
+    mut subscription: Subscription,
+    outbound: mpsc::Sender<String>,
+    format: Format,
+    encoding: Encoding,
+) {
     while let Some(event) = poll_fn(|cx| Pin::new(&mut subscription).poll_next(cx)).await {
         let ended = matches!(event, Event::Disconnected { .. });
-        let line = render(event, &format);
+        let line = match encoding {
+            Encoding::Line => render(event, &format),
+            Encoding::Json => render_json(event, &format).to_string(),
+        };
         if outbound.send(line).await.is_err() || ended {
             break;
         }
@@ -403,6 +451,41 @@ fn render(event: Event, format: &Format) -> String {
             };
             format!("-ERR subscription {what} ended: {reason}")
         }
+    }
+}
+
+/// An event as a JSON object (WebSocket frames).
+pub(crate) fn render_json(event: Event, format: &Format) -> serde_json::Value {
+    use serde_json::json;
+    match event {
+        Event::Message(message) => {
+            let text = String::from_utf8_lossy(message.payload());
+            match format {
+                Format::Chat(room) => {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    json!({ "type": "chat", "room": room, "kind": value["kind"], "nick": value["nick"], "text": value["text"] })
+                }
+                Format::Topic(_) => json!({
+                    "type": "message",
+                    "topic": message.topic().as_str(),
+                    "offset": message.offset(),
+                    "epoch": message.epoch(),
+                    "payload": text,
+                }),
+            }
+        }
+        Event::Gap {
+            topic,
+            epoch,
+            from,
+            to,
+        } => {
+            json!({ "type": "gap", "topic": topic.as_str(), "epoch": epoch, "from": from, "to": to })
+        }
+        Event::Lagged { topic, missed } => {
+            json!({ "type": "lagged", "topic": topic.as_str(), "missed": missed })
+        }
+        Event::Disconnected { reason } => json!({ "type": "disconnected", "reason": reason }),
     }
 }
 
