@@ -5,16 +5,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Parses `500ms`, `10s`, `2m`, `1h` (or a bare number of seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const ALLOWED: &str = "a duration such as 500ms, 10s, 2m or 1h";
+/// Splits `16MiB` into 16 and `MiB`; `allowed` is the message when there is no number.
+fn number_and_unit<'a>(text: &'a str, allowed: &str) -> Result<(u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| ALLOWED.to_string())?;
-    let millis = match unit.trim() {
+    let value = number.parse().map_err(|_| allowed.to_string())?;
+    Ok((value, unit.trim()))
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const ALLOWED: &str = "a duration such as 500ms, 10s, 2m or 1h";
+    let (value, unit) = number_and_unit(text, ALLOWED)?;
+    let millis = match unit {
         "ms" => Some(value),
         "" | "s" => value.checked_mul(1000),
         "m" => value.checked_mul(60_000),
@@ -29,13 +35,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a byte size: `65536`, `64KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1000).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     const ALLOWED: &str = "a size in bytes such as 65536, 64KiB, 16MiB or 1GiB";
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| ALLOWED.to_string())?;
-    let factor: u64 = match unit.trim() {
+    let (value, unit) = number_and_unit(text, ALLOWED)?;
+    let factor: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,

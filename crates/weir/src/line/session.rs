@@ -196,6 +196,16 @@ impl Session {
         }
     }
 
+    /// Starts forwarding a subscription's events to this client, in its encoding.
+    fn spawn_forwarder(&mut self, subscription: Subscription, format: Format) -> AbortHandle {
+        self.forwarders.spawn(forward(
+            subscription,
+            self.outbound.clone(),
+            format,
+            self.encoding,
+        ))
+    }
+
     /// Forgets forwarders that have ended.
     pub(crate) fn reap(&mut self) {
         while self.forwarders.try_join_next().is_some() {}
@@ -285,12 +295,7 @@ impl Session {
             Ok(subscription) => subscription,
             Err(error) => return one(format!("-ERR {error}")),
         };
-        let handle = self.forwarders.spawn(forward(
-            subscription,
-            self.outbound.clone(),
-            Format::Chat(room.clone()),
-            self.encoding,
-        ));
+        let handle = self.spawn_forwarder(subscription, Format::Chat(room.clone()));
         self.rooms.insert(room.clone(), handle);
         if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
             let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "");
@@ -346,12 +351,7 @@ impl Session {
         let label = format!("{} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
         match self.ctx.hub.subscribe(&pattern, start, &label) {
             Ok(subscription) => {
-                let handle = self.forwarders.spawn(forward(
-                    subscription,
-                    self.outbound.clone(),
-                    Format::Topic(pattern.clone()),
-                    self.encoding,
-                ));
+                let handle = self.spawn_forwarder(subscription, Format::Topic(pattern.clone()));
                 self.subscriptions.insert(pattern.clone(), handle);
                 one(format!("+OK subscribed to {pattern}"))
             }
