@@ -93,9 +93,7 @@ where
 {
     pub(crate) fn new(upstream: S, limit: NonZeroUsize, f: F) -> Self {
         let limit = limit.get();
-        let wakers = ChildWakers::new(limit);
-        // Slots start free, not ready: clear the initial marks.
-        while wakers.take_from(0).is_some() {}
+        let wakers = ChildWakers::idle(limit);
         Self {
             upstream,
             f,
@@ -185,8 +183,7 @@ where
 {
     pub(crate) fn new(upstream: S, limit: NonZeroUsize, f: F) -> Self {
         let limit = limit.get();
-        let wakers = ChildWakers::new(limit);
-        while wakers.take_from(0).is_some() {}
+        let wakers = ChildWakers::idle(limit);
         Self {
             upstream,
             f,

@@ -52,8 +52,18 @@ pub(crate) struct ChildWakers {
 }
 
 impl ChildWakers {
-    /// `children` wakers, all children initially marked ready.
+    /// `children` wakers, all children initially marked ready (a merge polls every child
+    /// once at the start).
     pub(crate) fn new(children: usize) -> Self {
+        let this = Self::idle(children);
+        for i in 0..children {
+            this.set.mark(i);
+        }
+        this
+    }
+
+    /// `children` wakers, none marked ready (a concurrent map's slots start empty).
+    pub(crate) fn idle(children: usize) -> Self {
         let words = children.div_ceil(64).max(1);
         let set = Arc::new(ReadySet {
             bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
@@ -67,15 +77,11 @@ impl ChildWakers {
                 }))
             })
             .collect();
-        let this = Self {
+        Self {
             set,
             wakers,
             registered: None,
-        };
-        for i in 0..children {
-            this.set.mark(i);
         }
-        this
     }
 
     /// Records the parent's waker; a no-op when the same task polls again.

@@ -256,3 +256,24 @@ async fn a_flooding_client_is_slowed_then_disconnected() {
         "then the connection closes"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_told_and_disconnected_after_the_idle_timeout() {
+    let server = start().await;
+    let mut client = Client::connect(&server).await;
+    let started = tokio::time::Instant::now();
+    // Paused time: the 15-minute idle timer fires as soon as everything waits. (The
+    // helper's 20 s deadline would fire first, so wait longer here.)
+    let line = tokio::time::timeout(Duration::from_secs(3600), client.lines.next_line())
+        .await
+        .expect("told within the hour")
+        .unwrap()
+        .unwrap();
+    assert!(line.starts_with("-ERR idle for"), "{line}");
+    assert!(started.elapsed() >= Duration::from_secs(15 * 60));
+    assert_eq!(
+        client.lines.next_line().await.unwrap(),
+        None,
+        "then the connection closes"
+    );
+}
