@@ -41,6 +41,9 @@ pub struct HubConfig {
     pub max_topics: usize,
     /// Largest payload in bytes. Default 1 MiB.
     pub max_payload: usize,
+    /// Subscriptions to one topic, or to one wildcard pattern, held at once; past it a
+    /// subscribe fails with [`SubscribeError::TooManySubscribers`]. Default 100,000.
+    pub max_subscribers_per_topic: usize,
 }
 
 impl Default for HubConfig {
@@ -52,6 +55,7 @@ impl Default for HubConfig {
             slow_policy: SlowSubscriberPolicy::DropOldest,
             max_topics: 100_000,
             max_payload: 1024 * 1024,
+            max_subscribers_per_topic: 100_000,
         }
     }
 }
@@ -134,6 +138,14 @@ pub enum SubscribeError {
     /// The topic does not exist and the hub holds its maximum number of topics.
     #[error("the hub already holds its maximum of {0} topics")]
     TooManyTopics(usize),
+    /// The topic (or pattern) already has the most subscribers allowed.
+    #[error("{pattern} already has its maximum of {limit} subscribers")]
+    TooManySubscribers {
+        /// The topic or pattern.
+        pattern: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A topic's numbers, for the dashboard and metrics.
@@ -147,6 +159,8 @@ pub struct TopicInfo {
     pub first_offset: u64,
     /// The offset the next message gets.
     pub next_offset: u64,
+    /// Subscriptions naming this topic exactly (wildcard subscribers not included).
+    pub subscribers: usize,
 }
 
 /// A subscriber that fell behind, for metrics that name the slow connection.
@@ -197,6 +211,8 @@ struct HubInner {
     topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
     patterns: Mutex<Vec<(TopicPattern, Weak<Discovered>)>>,
     slow: Mutex<Vec<(Arc<str>, Weak<LagStats>)>>,
+    /// Subscriptions held per topic or pattern, for `max_subscribers_per_topic`.
+    subscribers: Mutex<HashMap<TopicPattern, usize>>,
     epoch_base: u64,
     epochs_issued: AtomicU64,
 }
@@ -226,6 +242,7 @@ impl Hub {
                 topics: RwLock::new(HashMap::new()),
                 patterns: Mutex::new(Vec::new()),
                 slow: Mutex::new(Vec::new()),
+                subscribers: Mutex::new(HashMap::new()),
                 epoch_base,
                 epochs_issued: AtomicU64::new(0),
             }),
@@ -323,6 +340,7 @@ impl Hub {
         if pattern.is_wildcard() && matches!(start, StartFrom::Offset(_) | StartFrom::Last(_)) {
             return Err(SubscribeError::OffsetWithWildcard(pattern.to_string()));
         }
+        let slot = SubscriberSlot::take(self, &pattern)?;
         let stats = Arc::new(LagStats::default());
         self.inner
             .slow
@@ -338,6 +356,7 @@ impl Hub {
             turn: 0,
             stats,
             ended: false,
+            _slot: slot,
         };
         let now = SystemTime::now();
         if pattern.is_wildcard() {
@@ -376,6 +395,12 @@ impl Hub {
 
     /// Every topic with its offsets, sorted by name.
     pub fn topics(&self) -> Vec<TopicInfo> {
+        let counts = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut infos: Vec<TopicInfo> = self
             .inner
             .topics
@@ -389,6 +414,10 @@ impl Hub {
                     epoch: log.epoch,
                     first_offset: log.first(),
                     next_offset: log.next,
+                    subscribers: TopicPattern::new(topic.name.as_str())
+                        .ok()
+                        .and_then(|pattern| counts.get(&pattern).copied())
+                        .unwrap_or(0),
                 }
             })
             .collect();
@@ -445,6 +474,53 @@ pub struct Subscription {
     turn: usize,
     stats: Arc<LagStats>,
     ended: bool,
+    _slot: SubscriberSlot,
+}
+
+/// One subscription's place in its topic's (or pattern's) subscriber count, given back
+/// when the subscription is dropped.
+#[derive(Debug)]
+struct SubscriberSlot {
+    hub: Weak<HubInner>,
+    pattern: TopicPattern,
+}
+
+impl SubscriberSlot {
+    fn take(hub: &Hub, pattern: &TopicPattern) -> Result<SubscriberSlot, SubscribeError> {
+        let limit = hub.inner.config.max_subscribers_per_topic;
+        let mut counts = hub
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(pattern.clone()).or_insert(0);
+        if *count >= limit {
+            return Err(SubscribeError::TooManySubscribers {
+                pattern: pattern.to_string(),
+                limit,
+            });
+        }
+        *count += 1;
+        Ok(SubscriberSlot {
+            hub: Arc::downgrade(&hub.inner),
+            pattern: pattern.clone(),
+        })
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let mut counts = hub.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.pattern) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.pattern);
+            }
+        }
+    }
 }
 
 impl Subscription {

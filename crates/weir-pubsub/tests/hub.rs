@@ -211,3 +211,27 @@ fn bad_input_gets_a_named_error() {
     );
     assert!(TopicPattern::new("orders.>").is_ok());
 }
+
+#[test]
+fn subscribers_per_topic_are_limited_and_counted() {
+    let hub = Hub::new(HubConfig {
+        max_subscribers_per_topic: 2,
+        ..HubConfig::default()
+    });
+    let first = hub.subscribe("room", StartFrom::Now, "a").unwrap();
+    let _second = hub.subscribe("room", StartFrom::Now, "b").unwrap();
+    assert_eq!(
+        hub.subscribe("room", StartFrom::Now, "c").unwrap_err(),
+        SubscribeError::TooManySubscribers {
+            pattern: "room".into(),
+            limit: 2
+        }
+    );
+    // Patterns are counted on their own: a wildcard is not a subscriber of "room".
+    let _wild = hub.subscribe("room.>", StartFrom::Now, "d").unwrap();
+    assert_eq!(hub.topics()[0].subscribers, 2);
+    // A dropped subscription gives its place back.
+    drop(first);
+    let _third = hub.subscribe("room", StartFrom::Now, "c").unwrap();
+    assert_eq!(hub.topics()[0].subscribers, 2);
+}

@@ -5,6 +5,7 @@
 //! its layering and validation ([`config`]), logging ([`logging`]), and the wiring of the
 //! HTTP API ([`serve`]). The protocol work lives in the `weir-*` library crates.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod line;

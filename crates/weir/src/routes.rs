@@ -6,20 +6,30 @@ use std::sync::Arc;
 use weir_http::{HttpMetrics, Method, Request, Response, Router, StatusCode};
 use weir_pubsub::Hub;
 
+use crate::auth::{Scope, Tokens};
+
 /// Adds `/healthz` and `/metrics` to `router`.
+///
+/// `/healthz` is open (load balancers probe it); `/metrics` names connections, so it needs
+/// the `admin` scope once tokens are set.
 pub(crate) fn add_operational_routes(
     router: Router,
     metrics: Arc<HttpMetrics>,
     hub: Hub,
+    tokens: Arc<Tokens>,
 ) -> Router {
     router
         .route("/healthz", Method::GET, |_: Request| async {
             Response::text(StatusCode::OK, "ok\n")
         })
-        .route("/metrics", Method::GET, move |_: Request| {
+        .route("/metrics", Method::GET, move |req: Request| {
+            let allowed = tokens.authorize(&req, Scope::Admin);
             let metrics = metrics.clone();
             let hub = hub.clone();
             async move {
+                if let Err(denied) = allowed {
+                    return *denied;
+                }
                 let mut text = String::with_capacity(4096);
                 let _ = writeln!(text, "# HELP weir_build_info Weir version.");
                 let _ = writeln!(text, "# TYPE weir_build_info gauge");

@@ -44,9 +44,10 @@ pub fn router(
     hub: Hub,
     chat: Arc<LineContext>,
 ) -> Router {
-    let router = add_operational_routes(Router::new(), metrics, hub.clone());
-    let router = add_topic_routes(router, hub.clone(), config.sse_heartbeat);
-    add_ws_route(router, hub, chat)
+    let tokens = Arc::new(config.tokens.clone());
+    let router = add_operational_routes(Router::new(), metrics, hub.clone(), tokens.clone());
+    let router = add_topic_routes(router, hub, tokens, config.sse_heartbeat);
+    add_ws_route(router, chat)
 }
 
 /// The bound listeners of `weir serve`.
@@ -98,11 +99,12 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
     let hub = Hub::new(config.pubsub.clone());
-    let chat = Arc::new(LineContext::new(
-        hub.clone(),
-        LineConfig::default(),
-        shutdown.clone(),
-    ));
+    let line_config = LineConfig {
+        max_subscriptions: config.max_subscriptions,
+        tokens: config.tokens.clone(),
+        ..LineConfig::default()
+    };
+    let chat = Arc::new(LineContext::new(hub.clone(), line_config, shutdown.clone()));
     let router = router(&config, metrics.clone(), hub.clone(), chat.clone());
     let local = listeners.http.local_addr()?;
     tracing::info!(

@@ -2,6 +2,7 @@
 //! Server-Sent Events on `GET /v1/topics/{pattern}/events`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -10,16 +11,35 @@ use weir_http::sse::{sse_response, Event as SseEvent};
 use weir_http::{Method, Request, Response, Router, StatusCode};
 use weir_pubsub::{Event, Hub, PublishError, StartFrom, SubscribeError, Subscription};
 
+use crate::auth::{Scope, Tokens};
+
 /// Adds the topic routes to `router`.
-pub(crate) fn add_topic_routes(router: Router, hub: Hub, heartbeat: Duration) -> Router {
-    let publish_hub = hub.clone();
+/// Publishing needs the `publish` scope, subscribing `subscribe`.
+pub(crate) fn add_topic_routes(
+    router: Router,
+    hub: Hub,
+    tokens: Arc<Tokens>,
+    heartbeat: Duration,
+) -> Router {
+    let (publish_hub, publish_tokens) = (hub.clone(), tokens.clone());
     router
         .route("/v1/topics/{topic}", Method::POST, move |req| {
-            publish(publish_hub.clone(), req)
+            // Checked before the body is read: a refused request changes nothing.
+            let allowed = publish_tokens.authorize(&req, Scope::Publish);
+            let hub = publish_hub.clone();
+            async move {
+                match allowed {
+                    Ok(()) => publish(hub, req).await,
+                    Err(denied) => *denied,
+                }
+            }
         })
         .route("/v1/topics/{topic}/events", Method::GET, move |req| {
-            let hub = hub.clone();
-            async move { subscribe(&hub, &req, heartbeat) }
+            let response = match tokens.authorize(&req, Scope::Subscribe) {
+                Ok(()) => subscribe(&hub, &req, heartbeat),
+                Err(denied) => *denied,
+            };
+            async move { response }
         })
 }
 
@@ -93,9 +113,9 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
             },
             heartbeat,
         ),
-        Err(error @ SubscribeError::TooManyTopics(_)) => {
-            json_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
-        }
+        Err(
+            error @ (SubscribeError::TooManyTopics(_) | SubscribeError::TooManySubscribers { .. }),
+        ) => json_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         Err(error) => json_error(StatusCode::BAD_REQUEST, &format!("topic: {error}")),
     }
 }

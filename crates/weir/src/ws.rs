@@ -7,14 +7,12 @@
 //! `subscribed`, `unsubscribed`, `published`, `message`, `gap`, `lagged`, `disconnected`,
 //! `error`. See docs/protocol.md.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinSet};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -22,9 +20,10 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use weir_http::websocket::{upgrade, Upgraded};
 use weir_http::{Method, Request, Router};
-use weir_pubsub::{Hub, StartFrom};
+use weir_pubsub::StartFrom;
 
-use crate::line::session::{forward, Encoding, Format, Reply, Session};
+use crate::auth::{denial, Access, Scope};
+use crate::line::session::{Encoding, Reply, Session};
 use crate::line::{Command, LineContext};
 
 /// Largest message and frame a client may send: 64 KiB, the same order as the line
@@ -36,19 +35,26 @@ const OUTBOUND_QUEUE: usize = 256;
 const IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Adds `GET /v1/ws`.
-pub(crate) fn add_ws_route(router: Router, hub: Hub, chat: Arc<LineContext>) -> Router {
+///
+/// With tokens configured, the upgrade itself needs a valid one (header or `?token=`):
+/// without it the answer is 401 and no socket is opened.
+pub(crate) fn add_ws_route(router: Router, chat: Arc<LineContext>) -> Router {
     router.route("/v1/ws", Method::GET, move |req: Request| {
-        let (hub, chat) = (hub.clone(), chat.clone());
+        let chat = chat.clone();
         async move {
+            let access = chat.config.tokens.request_access(&req);
+            if !access.is_authenticated() {
+                return denial(access, Scope::Subscribe);
+            }
             let label = req
                 .peer_addr()
                 .map_or_else(|| "ws".to_string(), |peer| format!("ws {peer}"));
-            upgrade(&req, move |upgraded| session(upgraded, hub, chat, label))
+            upgrade(&req, move |upgraded| session(upgraded, chat, label, access))
         }
     })
 }
 
-async fn session(upgraded: Upgraded, hub: Hub, chat: Arc<LineContext>, label: String) {
+async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, access: Access) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
@@ -57,26 +63,24 @@ async fn session(upgraded: Upgraded, hub: Hub, chat: Arc<LineContext>, label: St
     // Subscription events for this client; bounded so that a slow client makes its
     // forwarders wait and fall behind in the hub, never the publisher.
     let (outbound, mut events) = mpsc::channel::<String>(OUTBOUND_QUEUE);
-    let mut subscriptions: HashMap<String, AbortHandle> = HashMap::new();
-    let mut forwarders = JoinSet::new();
     // Chat rooms and nicknames are shared with the line protocol: one server, one lobby.
-    let mut rooms = Session::new(
+    let mut session = Session::new(
         chat.connection_id(),
-        label.clone(),
+        label,
         Encoding::Json,
         chat.clone(),
-        outbound.clone(),
+        outbound,
+        access,
     );
     loop {
-        while forwarders.try_join_next().is_some() {}
-        rooms.reap();
+        session.reap();
         let reply = tokio::select! {
             Some(event) = events.recv() => Some(event),
             frame = tokio::time::timeout(IDLE, frames.next()) => match frame {
                 Ok(Some(Ok(Frame::Text(text)))) => match chat_command(text.as_str()) {
-                    Some(Ok(command)) => reply_json(rooms.handle_command(command)),
+                    Some(Ok(command)) => reply_json(session.handle_command(command)),
                     Some(Err(message)) => Some(error(&message)),
-                    None => Some(handle(&hub, &label, text.as_str(), &mut subscriptions, &mut forwarders, &outbound)),
+                    None => Some(handle(&mut session, text.as_str())),
                 },
                 Ok(Some(Ok(Frame::Binary(_)))) => Some(error("binary frames are not supported; send JSON text frames")),
                 // tungstenite queues the pong for a ping; the next send or flush writes it.
@@ -98,8 +102,7 @@ async fn session(upgraded: Upgraded, hub: Hub, chat: Arc<LineContext>, label: St
             break;
         }
     }
-    forwarders.abort_all();
-    rooms.close();
+    session.close();
     let _ = sink.close().await;
 }
 
@@ -160,14 +163,9 @@ fn error(message: &str) -> String {
     json!({ "type": "error", "message": message }).to_string()
 }
 
-fn handle(
-    hub: &Hub,
-    label: &str,
-    text: &str,
-    subscriptions: &mut HashMap<String, AbortHandle>,
-    forwarders: &mut JoinSet<()>,
-    outbound: &mpsc::Sender<String>,
-) -> String {
+/// A pub/sub frame: subscribe, unsubscribe or publish, through the client's session (which
+/// checks scopes and the per-connection subscription limit).
+fn handle(session: &mut Session, text: &str) -> String {
     let Ok(request) = serde_json::from_str::<Value>(text) else {
         return error(
             "frames must be JSON objects such as {\"op\":\"subscribe\",\"topic\":\"news\"}",
@@ -179,9 +177,6 @@ fn handle(
     };
     match field("op") {
         Some("subscribe") => {
-            if subscriptions.contains_key(topic) {
-                return error(&format!("already subscribed to {topic}"));
-            }
             let start = match request.get("from") {
                 None | Some(Value::Null) => StartFrom::Now,
                 Some(Value::String(s)) if s == "earliest" => StartFrom::Earliest,
@@ -192,38 +187,26 @@ fn handle(
                     return error("field \"from\" must be an offset (a number) or \"earliest\"")
                 }
             };
-            match hub.subscribe(topic, start, label) {
-                Ok(subscription) => {
-                    let handle = forwarders.spawn(forward(
-                        subscription,
-                        outbound.clone(),
-                        Format::Topic(topic.to_string()),
-                        Encoding::Json,
-                    ));
-                    subscriptions.insert(topic.to_string(), handle);
-                    json!({ "type": "subscribed", "topic": topic }).to_string()
-                }
-                Err(e) => error(&format!("topic: {e}")),
+            match session.subscribe(topic, start) {
+                Ok(()) => json!({ "type": "subscribed", "topic": topic }).to_string(),
+                Err(message) => error(&message),
             }
         }
-        Some("unsubscribe") => match subscriptions.remove(topic) {
-            Some(handle) => {
-                handle.abort();
-                json!({ "type": "unsubscribed", "topic": topic }).to_string()
-            }
-            None => error(&format!("not subscribed to {topic}")),
+        Some("unsubscribe") => match session.unsubscribe(topic) {
+            Ok(()) => json!({ "type": "unsubscribed", "topic": topic }).to_string(),
+            Err(message) => error(&message),
         },
         Some("publish") => {
             let Some(payload) = field("payload") else {
                 return error("field \"payload\" (a string) is required to publish");
             };
-            match hub.publish(topic, payload.as_bytes().to_vec().into()) {
+            match session.publish(topic, payload.as_bytes().to_vec().into()) {
                 Ok(m) => json!({ "type": "published", "topic": topic, "offset": m.offset(), "epoch": m.epoch() }).to_string(),
-                Err(e) => error(&format!("topic: {e}")),
+                Err(message) => error(&message),
             }
         }
         Some(other) => error(&format!(
-            "unknown op {other:?}; use subscribe, unsubscribe or publish"
+            "unknown op {other:?}; use subscribe, unsubscribe, publish, nick, join, part, say or who"
         )),
         None => error("field \"op\" (a string) is required"),
     }

@@ -329,3 +329,28 @@ fn an_address_in_use_exits_1_with_a_clear_message() {
         stderr(&output)
     );
 }
+
+#[test]
+fn an_open_server_refuses_a_non_loopback_address_and_hides_bad_tokens() {
+    let dir = scratch_dir();
+    let output = run_in(&dir, &["serve", "--http-addr", "0.0.0.0:0"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    let text = stderr(&output);
+    assert!(
+        text.contains("http.addr") && text.contains("loopback"),
+        "{text}"
+    );
+
+    let output = run_in(
+        &dir,
+        &["serve"],
+        &[("WEIR_AUTH_TOKENS", "leaky-secret-value:root")],
+    );
+    assert_eq!(output.status.code(), Some(64));
+    let text = stderr(&output);
+    assert!(text.contains("auth.tokens"), "{text}");
+    assert!(
+        !text.contains("leaky-secret-value"),
+        "the secret is not printed: {text}"
+    );
+}

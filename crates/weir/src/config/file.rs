@@ -82,11 +82,19 @@ fn flatten(
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Datetime(d) => d.to_string(),
-            toml::Value::Array(_) => {
-                return Err(ConfigError::File {
-                    path: path.to_path_buf(),
-                    message: format!("{key} must be a single value, not an array"),
-                })
+            // A list of strings is the same as its items joined by commas:
+            // `tokens = ["a:admin", "b:publish"]` reads as "a:admin,b:publish".
+            toml::Value::Array(items) => {
+                let strings: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+                match strings {
+                    Some(strings) => strings.join(","),
+                    None => {
+                        return Err(ConfigError::File {
+                            path: path.to_path_buf(),
+                            message: format!("{key} must be a single value or a list of strings"),
+                        })
+                    }
+                }
             }
         };
         out.insert(key, text);

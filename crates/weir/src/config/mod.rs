@@ -20,7 +20,9 @@ use clap::ArgMatches;
 use weir_http::ServerConfig;
 
 pub use file::ConfigFile;
-use values::{parse_count, parse_duration, parse_size, parse_socket_addr};
+use values::{parse_count, parse_duration, parse_retention_rules, parse_size, parse_socket_addr};
+
+use crate::auth::Tokens;
 
 /// One configurable value.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +64,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "pubsub.lag_limit", flag: "lag-limit", env: "WEIR_PUBSUB_LAG_LIMIT", default: "1024", help: "Messages a subscriber may fall behind before the slow-subscriber policy applies" },
     Setting { key: "pubsub.slow_policy", flag: "slow-policy", env: "WEIR_PUBSUB_SLOW_POLICY", default: "drop-oldest", help: "For a subscriber past the lag limit: drop-oldest (skip ahead, with a lagged notice) or disconnect" },
     Setting { key: "pubsub.max_topics", flag: "max-topics", env: "WEIR_PUBSUB_MAX_TOPICS", default: "100000", help: "Topics held at most; publishing to a new topic past it gets 503" },
+    Setting { key: "pubsub.retention", flag: "retention", env: "WEIR_PUBSUB_RETENTION", default: "", help: "Retention by topic pattern, first match wins: PATTERN=COUNT/AGE[,...], e.g. chat.>=200/24h,ticks.*=10/1m" },
+    Setting { key: "pubsub.max_subscribers", flag: "max-subscribers", env: "WEIR_PUBSUB_MAX_SUBSCRIBERS", default: "100000", help: "Subscribers one topic (or one wildcard pattern) may have; past it a subscribe is refused" },
+    Setting { key: "pubsub.max_subscriptions", flag: "max-subscriptions", env: "WEIR_PUBSUB_MAX_SUBSCRIPTIONS", default: "128", help: "Topics and rooms one WebSocket or line-protocol connection may follow at once; past it a subscribe or join is refused" },
+    Setting { key: "auth.tokens", flag: "tokens", env: "WEIR_AUTH_TOKENS", default: "", help: "Access tokens with scopes: TOKEN:SCOPES[,...], scopes publish, subscribe, enqueue, admin joined by +. None: open access, loopback only" },
     Setting { key: "shutdown.drain_timeout", flag: "drain-timeout", env: "WEIR_DRAIN_TIMEOUT", default: "10s", help: "On Ctrl-C or SIGTERM, time in-flight requests get to finish before connections are closed" },
 ];
 
@@ -154,6 +160,10 @@ pub struct ServeConfig {
     pub sse_heartbeat: Duration,
     /// The pub/sub hub's limits and retention.
     pub pubsub: weir_pubsub::HubConfig,
+    /// Topics and rooms one connection may follow at once.
+    pub max_subscriptions: usize,
+    /// Access tokens; empty for open access on loopback.
+    pub tokens: Tokens,
 }
 
 impl ServeConfig {
@@ -211,7 +221,12 @@ impl<'a> Layers<'a> {
                     Err(allowed) => {
                         errors.push(ConfigError::InvalidValue {
                             key,
-                            value,
+                            // Tokens are secrets: an error names the key, not the value.
+                            value: if key == "auth.tokens" {
+                                "(hidden)".to_string()
+                            } else {
+                                value
+                            },
                             origin: source,
                             allowed,
                         });
@@ -283,6 +298,34 @@ impl<'a> Layers<'a> {
         let max_topics = get("pubsub.max_topics", &|t| {
             parse_count(t, 1, 100_000_000).map(Parsed::Number)
         });
+        let retention_rules = get("pubsub.retention", &|t| {
+            parse_retention_rules(t).map(Parsed::Retention)
+        });
+        let max_subscribers = get("pubsub.max_subscribers", &|t| {
+            parse_count(t, 1, 100_000_000).map(Parsed::Number)
+        });
+        let max_subscriptions = get("pubsub.max_subscriptions", &|t| {
+            parse_count(t, 1, 1_000_000).map(Parsed::Number)
+        });
+        let tokens = get("auth.tokens", &|t| Tokens::parse(t).map(Parsed::Tokens));
+        // An open server listens on loopback only: with no token, anyone who can reach the
+        // port could publish and read everything.
+        if let (Parsed::Tokens(tokens), Parsed::Addr(http), Parsed::Addr(line)) =
+            (&tokens, &http_addr, &line_addr)
+        {
+            for (key, addr) in [("http.addr", http), ("line.addr", line)] {
+                if tokens.is_open() && !addr.ip().is_loopback() {
+                    let setting = SETTINGS.iter().find(|s| s.key == key).expect("a known key");
+                    let (value, origin) = self.lookup(setting);
+                    errors.push(ConfigError::InvalidValue {
+                        key,
+                        value,
+                        origin,
+                        allowed: "a loopback address (127.0.0.1 or ::1) while auth.tokens is empty; set tokens to listen beyond this machine".to_string(),
+                    });
+                }
+            }
+        }
 
         if !errors.is_empty() {
             return Err(errors);
@@ -318,7 +361,7 @@ impl<'a> Layers<'a> {
                     max_messages: retention_messages.number() as usize,
                     max_age: retention_age.duration(),
                 },
-                retention_rules: Vec::new(),
+                retention_rules: retention_rules.retention(),
                 lag_limit: nonzero(lag_limit.number()),
                 slow_policy: if slow_policy.text() == "disconnect" {
                     weir_pubsub::SlowSubscriberPolicy::Disconnect
@@ -327,7 +370,10 @@ impl<'a> Layers<'a> {
                 },
                 max_topics: max_topics.number() as usize,
                 max_payload: usize::try_from(max_payload.number()).unwrap_or(usize::MAX),
+                max_subscribers_per_topic: max_subscribers.number() as usize,
             },
+            max_subscriptions: max_subscriptions.number() as usize,
+            tokens: tokens.tokens(),
         })
     }
 }
@@ -342,6 +388,8 @@ enum Parsed {
     Text(String),
     Number(u64),
     Duration(Duration),
+    Retention(Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)>),
+    Tokens(Tokens),
     Invalid,
 }
 
@@ -368,6 +416,18 @@ impl Parsed {
         match self {
             Parsed::Duration(d) => d,
             _ => unreachable!("validated as a duration"),
+        }
+    }
+    fn retention(self) -> Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)> {
+        match self {
+            Parsed::Retention(rules) => rules,
+            _ => unreachable!("validated as retention rules"),
+        }
+    }
+    fn tokens(self) -> Tokens {
+        match self {
+            Parsed::Tokens(tokens) => tokens,
+            _ => unreachable!("validated as tokens"),
         }
     }
 }
@@ -404,7 +464,8 @@ mod tests {
     fn documented_in_configuration_md() {
         let docs = include_str!("../../../../docs/configuration.md");
         for setting in SETTINGS {
-            for part in [setting.key, setting.flag, setting.env, setting.default] {
+            let parts = [setting.key, setting.flag, setting.env, setting.default];
+            for part in parts.into_iter().filter(|part| !part.is_empty()) {
                 assert!(
                     docs.contains(&format!("`{part}`")),
                     "docs/configuration.md lacks `{part}`"

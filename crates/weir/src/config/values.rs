@@ -49,6 +49,32 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     value.checked_mul(factor).ok_or_else(|| ALLOWED.to_string())
 }
 
+/// Parses retention rules: `PATTERN=COUNT/AGE[,...]`, such as `chat.>=200/24h`.
+pub fn parse_retention_rules(
+    text: &str,
+) -> Result<Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)>, String> {
+    const ALLOWED: &str = "PATTERN=COUNT/AGE[,...] such as chat.>=200/24h,ticks.*=10/1m";
+    text.split(',')
+        .map(str::trim)
+        .filter(|rule| !rule.is_empty())
+        .map(|rule| {
+            let (pattern, limits) = rule.split_once('=').ok_or(ALLOWED)?;
+            let (count, age) = limits.split_once('/').ok_or(ALLOWED)?;
+            let pattern = weir_pubsub::TopicPattern::new(pattern.trim())
+                .map_err(|e| format!("{ALLOWED} ({e})"))?;
+            let max_messages = parse_count(count, 0, 10_000_000)?;
+            let max_age = parse_duration(age)?;
+            Ok((
+                pattern,
+                weir_pubsub::Retention {
+                    max_messages: max_messages as usize,
+                    max_age,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Parses a whole number within `min..=max`.
 pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
     text.trim()
@@ -100,5 +126,25 @@ mod tests {
         assert!(parse_socket_addr("127.0.0.1:7070").is_ok());
         assert!(parse_socket_addr("[::1]:80").is_ok());
         assert!(parse_socket_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn retention_rules_keep_their_order() {
+        let rules = parse_retention_rules(" chat.>=200/24h, ticks.*=10/1m ,").unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].0.as_str(), "chat.>");
+        assert_eq!(rules[0].1.max_messages, 200);
+        assert_eq!(rules[0].1.max_age, Duration::from_secs(24 * 3600));
+        assert_eq!(rules[1].1.max_age, Duration::from_secs(60));
+        assert!(parse_retention_rules("").unwrap().is_empty());
+        for bad in [
+            "chat.>",
+            "chat.>=200",
+            "chat.>=lots/1h",
+            "bad topic=1/1s",
+            "a=1/forever",
+        ] {
+            assert!(parse_retention_rules(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) enum Command {
         topic: String,
         payload: String,
     },
+    Auth(String),
     Help,
     Quit,
 }
@@ -90,6 +91,7 @@ pub(crate) fn parse(line: &str) -> Result<Command, ParseError> {
         "PUB" => {
             two("a topic", "a payload").map(|(topic, payload)| Command::Pub { topic, payload })
         }
+        "AUTH" => Ok(Command::Auth(word("a token")?)),
         "HELP" => Ok(Command::Help),
         "QUIT" => Ok(Command::Quit),
         "" => Err(ParseError("empty line; try HELP".into())),
@@ -127,6 +129,10 @@ mod tests {
             })
         );
         assert_eq!(parse("QUIT"), Ok(Command::Quit));
+        assert_eq!(
+            parse("AUTH secret-token"),
+            Ok(Command::Auth("secret-token".into()))
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use weir_pubsub::{Hub, Presence};
 
+use crate::auth::Tokens;
+
 /// Limits of the line protocol.
 #[derive(Debug, Clone)]
 pub struct LineConfig {
@@ -47,6 +49,11 @@ pub struct LineConfig {
     pub outbound_queue: usize,
     /// Time a client may stay silent before it is disconnected. 15 minutes.
     pub idle_timeout: Duration,
+    /// Topics and rooms one connection may follow at once (setting
+    /// `pubsub.max_subscriptions`). Past it: `-ERR subscription limit`.
+    pub max_subscriptions: usize,
+    /// Access tokens (setting `auth.tokens`); empty for open access.
+    pub tokens: Tokens,
 }
 
 impl Default for LineConfig {
@@ -60,6 +67,8 @@ impl Default for LineConfig {
             max_connections: 10_000,
             outbound_queue: 256,
             idle_timeout: Duration::from_secs(15 * 60),
+            max_subscriptions: 128,
+            tokens: Tokens::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_core::Stream;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -14,7 +15,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{timeout, Instant};
-use weir_pubsub::{Event, PresenceChange, StartFrom, Subscription, TopicName};
+use weir_pubsub::{Event, Message, PresenceChange, StartFrom, Subscription, TopicName};
+
+use crate::auth::{Access, Scope};
 
 use super::command::parse;
 use super::reader::{Line, LineReader};
@@ -24,7 +27,7 @@ use super::LineContext;
 /// A reply or event line must reach the client within this, or the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-const HELP: &str = "+OK commands: NICK name | JOIN room | PART room | SAY room text | WHO room | SUB topic [earliest|OFFSET] | UNSUB topic | PUB topic text | QUIT";
+const HELP: &str = "+OK commands: NICK name | JOIN room | PART room | SAY room text | WHO room | SUB topic [earliest|OFFSET] | UNSUB topic | PUB topic text | AUTH token | QUIT";
 
 /// A token bucket: `rate` lines per second on average, `burst` at once.
 #[derive(Debug)]
@@ -73,6 +76,8 @@ pub(crate) struct Session {
     forwarders: JoinSet<()>,
     outbound: mpsc::Sender<String>,
     ctx: Arc<LineContext>,
+    /// The scopes this client holds: all on an open server, none until it authenticates.
+    access: Access,
 }
 
 /// The answer to a command, in the line protocol's words (`+OK …`, `-ERR …`).
@@ -102,12 +107,14 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
         last: Instant::now(),
         strikes: 0,
     };
+    let access = ctx.config.tokens.access(None);
     let mut session = Session::new(
         id,
         format!("line {peer}"),
         Encoding::Line,
         ctx.clone(),
         outbound,
+        access,
     );
     tracing::debug!("line session opened");
     let mut pending = vec!["+OK weir line protocol; HELP for commands".to_string()];
@@ -182,8 +189,10 @@ impl Session {
         encoding: Encoding,
         ctx: Arc<LineContext>,
         outbound: mpsc::Sender<String>,
+        access: Access,
     ) -> Self {
         Self {
+            access,
             id,
             peer,
             encoding,
@@ -218,10 +227,33 @@ impl Session {
         }
     }
 
+    /// The scope a command needs; `None` for those anyone may send.
+    fn scope_of(command: &Command) -> Option<Scope> {
+        match command {
+            Command::Join(_) | Command::Who(_) | Command::Sub { .. } => Some(Scope::Subscribe),
+            Command::Say { .. } | Command::Pub { .. } => Some(Scope::Publish),
+            Command::Nick(_)
+            | Command::Part(_)
+            | Command::Unsub(_)
+            | Command::Auth(_)
+            | Command::Help
+            | Command::Quit => None,
+        }
+    }
+
     pub(crate) fn handle_command(&mut self, command: Command) -> Reply {
+        if let Some(scope) = Self::scope_of(&command) {
+            if let Err(message) = self.access.require(scope) {
+                return one(format!("-ERR {message}; AUTH <token>"));
+            }
+        }
         match command {
             Command::Help => one(HELP),
             Command::Quit => Reply::Quit,
+            Command::Auth(token) => self.authenticate(&token),
+            Command::Nick(_) if !self.access.is_authenticated() => {
+                one("-ERR authenticate first: a token is required; AUTH <token>")
+            }
             Command::Nick(nick) => self.nick(nick),
             Command::Join(room) => self.join(room),
             Command::Part(room) => self.part(&room),
@@ -234,21 +266,94 @@ impl Session {
                     one(format!("+OK {room}: {}", members.join(" ")))
                 }
             }
-            Command::Sub { pattern, from } => self.subscribe(pattern, from),
-            Command::Unsub(pattern) => match self.subscriptions.remove(&pattern) {
-                Some(handle) => {
-                    handle.abort();
-                    one(format!("+OK unsubscribed from {pattern}"))
-                }
-                None => one(format!("-ERR not subscribed to {pattern}")),
-            },
-            Command::Pub { topic, payload } => {
-                match self.ctx.hub.publish(&topic, payload.into_bytes().into()) {
-                    Ok(message) => one(format!("+OK {topic} offset {}", message.offset())),
+            Command::Sub { pattern, from } => {
+                let start = match from.as_deref() {
+                    None => StartFrom::Now,
+                    Some("earliest") => StartFrom::Earliest,
+                    Some(offset) => match offset.parse() {
+                        Ok(offset) => StartFrom::Offset(offset),
+                        Err(_) => {
+                            return one(format!(
+                                "-ERR {offset:?} is not an offset; use a number or 'earliest'"
+                            ))
+                        }
+                    },
+                };
+                match self.subscribe(&pattern, start) {
+                    Ok(()) => one(format!("+OK subscribed to {pattern}")),
                     Err(error) => one(format!("-ERR {error}")),
                 }
             }
+            Command::Unsub(pattern) => match self.unsubscribe(&pattern) {
+                Ok(()) => one(format!("+OK unsubscribed from {pattern}")),
+                Err(error) => one(format!("-ERR {error}")),
+            },
+            Command::Pub { topic, payload } => match self.publish(&topic, payload.into()) {
+                Ok(message) => one(format!("+OK {topic} offset {}", message.offset())),
+                Err(error) => one(format!("-ERR {error}")),
+            },
         }
+    }
+
+    fn authenticate(&mut self, token: &str) -> Reply {
+        if self.ctx.config.tokens.is_open() {
+            return one("+OK this server is open; no token is needed");
+        }
+        let access = self.ctx.config.tokens.access(Some(token));
+        if !access.is_authenticated() {
+            return one("-ERR invalid token");
+        }
+        self.access = access;
+        one("+OK authenticated")
+    }
+
+    /// Refuses one more room or subscription past the per-connection limit.
+    fn check_subscription_limit(&self) -> Result<(), String> {
+        let limit = self.ctx.config.max_subscriptions;
+        if self.rooms.len() + self.subscriptions.len() >= limit {
+            return Err(format!(
+                "subscription limit: a connection may follow {limit} topics and rooms (setting pubsub.max_subscriptions)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Subscribes this client to a topic or pattern; its events are forwarded in the
+    /// session's encoding.
+    pub(crate) fn subscribe(&mut self, pattern: &str, start: StartFrom) -> Result<(), String> {
+        self.access.require(Scope::Subscribe)?;
+        if self.subscriptions.contains_key(pattern) {
+            return Err(format!("already subscribed to {pattern}"));
+        }
+        self.check_subscription_limit()?;
+        let label = format!("{} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
+        let subscription = self
+            .ctx
+            .hub
+            .subscribe(pattern, start, &label)
+            .map_err(|error| error.to_string())?;
+        let handle = self.spawn_forwarder(subscription, Format::Topic(pattern.to_string()));
+        self.subscriptions.insert(pattern.to_string(), handle);
+        Ok(())
+    }
+
+    /// Ends a subscription.
+    pub(crate) fn unsubscribe(&mut self, pattern: &str) -> Result<(), String> {
+        let handle = self
+            .subscriptions
+            .remove(pattern)
+            .ok_or_else(|| format!("not subscribed to {pattern}"))?;
+        handle.abort();
+        Ok(())
+    }
+
+    /// Publishes `payload` to `topic`.
+    pub(crate) fn publish(&self, topic: &str, payload: Bytes) -> Result<Message, String> {
+        self.access.require(Scope::Publish)?;
+        self.ctx
+            .hub
+            .publish(topic, payload)
+            .map_err(|error| error.to_string())
     }
 
     fn nick(&mut self, nick: String) -> Reply {
@@ -285,6 +390,9 @@ impl Session {
         };
         if self.rooms.contains_key(&room) {
             return one(format!("+OK already in {room}"));
+        }
+        if let Err(error) = self.check_subscription_limit() {
+            return one(format!("-ERR {error}"));
         }
         let label = format!("{} {nick}", self.peer);
         let subscription = match self.ctx.hub.subscribe(
@@ -332,33 +440,6 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, pattern: String, from: Option<String>) -> Reply {
-        if self.subscriptions.contains_key(&pattern) {
-            return one(format!("-ERR already subscribed to {pattern}"));
-        }
-        let start = match from.as_deref() {
-            None => StartFrom::Now,
-            Some("earliest") => StartFrom::Earliest,
-            Some(offset) => match offset.parse() {
-                Ok(offset) => StartFrom::Offset(offset),
-                Err(_) => {
-                    return one(format!(
-                        "-ERR {offset:?} is not an offset; use a number or 'earliest'"
-                    ))
-                }
-            },
-        };
-        let label = format!("{} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
-        match self.ctx.hub.subscribe(&pattern, start, &label) {
-            Ok(subscription) => {
-                let handle = self.spawn_forwarder(subscription, Format::Topic(pattern.clone()));
-                self.subscriptions.insert(pattern.clone(), handle);
-                one(format!("+OK subscribed to {pattern}"))
-            }
-            Err(error) => one(format!("-ERR {error}")),
-        }
-    }
-
     /// Leaves everything: rooms are told the user left (if this was their last connection).
     pub(crate) fn close(mut self) {
         self.forwarders.abort_all();
@@ -386,7 +467,7 @@ fn announce(
         .map(|_| ())
 }
 
-pub(crate) enum Format {
+enum Format {
     /// A chat room: `MSG room nick text`, `JOIN room nick`, `PART room nick`.
     Chat(String),
     /// A topic: `EVENT topic offset payload`.
@@ -394,7 +475,7 @@ pub(crate) enum Format {
 }
 
 /// Forwards a subscription's events to the connection's outbound queue.
-pub(crate) async fn forward(
+async fn forward(
     mut subscription: Subscription,
     outbound: mpsc::Sender<String>,
     format: Format,
@@ -455,7 +536,7 @@ fn render(event: Event, format: &Format) -> String {
 }
 
 /// An event as a JSON object (WebSocket frames).
-pub(crate) fn render_json(event: Event, format: &Format) -> serde_json::Value {
+fn render_json(event: Event, format: &Format) -> serde_json::Value {
     use serde_json::json;
     match event {
         Event::Message(message) => {

@@ -1,0 +1,108 @@
+//! Helpers shared by the binary's integration tests: a server on ephemeral ports, one-shot
+//! HTTP requests, and a line-protocol client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use weir::config::ServeConfig;
+
+/// Every wait in a test has this deadline.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `weir serve` in this process; stopped when dropped.
+pub struct Server {
+    pub http: String,
+    pub line: String,
+    _shutdown: DropGuard,
+}
+
+pub async fn start(config: ServeConfig) -> Server {
+    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
+    let http = listeners.http.local_addr().unwrap().to_string();
+    let line = listeners.line.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(weir::serve::run(config, listeners, shutdown.clone()));
+    Server {
+        http,
+        line,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+/// Sends `raw` (a whole request with `Connection: close`) and reads the whole answer.
+pub async fn http(addr: &str, raw: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut out))
+        .await
+        .expect("an answer within the deadline")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads from `stream` until `until` appears; returns everything read.
+pub async fn read_until(stream: &mut TcpStream, until: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(until) {
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .expect("data within the deadline")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// A line-protocol client.
+pub struct LineClient {
+    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    write: OwnedWriteHalf,
+}
+
+impl LineClient {
+    pub async fn connect(addr: &str) -> LineClient {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        let mut client = LineClient {
+            lines: BufReader::new(read).lines(),
+            write,
+        };
+        assert!(client.line().await.starts_with("+OK weir line protocol"));
+        client
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.write.write_all(line.as_bytes()).await.unwrap();
+        self.write.write_all(b"\r\n").await.unwrap();
+    }
+
+    pub async fn line(&mut self) -> String {
+        tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .expect("a line within the deadline")
+            .unwrap()
+            .expect("the connection is open")
+    }
+
+    pub async fn ask(&mut self, line: &str) -> String {
+        self.send(line).await;
+        self.line().await
+    }
+
+    /// Reads until a line starting with `prefix`; returns it.
+    pub async fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.line().await;
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+}
