@@ -12,3 +12,6 @@ fi
 
 cargo test --workspace --all-targets --all-features
 cargo test --workspace --doc --all-features
+
+# The dashboard in headless Chromium (installs chromium and playwright-core when missing).
+bash scripts/e2e.sh

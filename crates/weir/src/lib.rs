@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+mod dashboard;
 pub mod line;
 pub mod logging;
 mod routes;

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use weir_http::{HttpMetrics, Router, Server};
 
 use crate::config::ServeConfig;
+use crate::dashboard::add_dashboard_routes;
 use crate::line::{serve_lines, LineConfig, LineContext};
 use crate::routes::add_operational_routes;
 use crate::topics::add_topic_routes;
@@ -47,7 +48,8 @@ pub fn router(
     let tokens = Arc::new(config.tokens.clone());
     let router = add_operational_routes(Router::new(), metrics, hub.clone(), tokens.clone());
     let router = add_topic_routes(router, hub, tokens, config.sse_heartbeat);
-    add_ws_route(router, chat)
+    let router = add_ws_route(router, chat);
+    add_dashboard_routes(router)
 }
 
 /// The bound listeners of `weir serve`.

@@ -22,7 +22,15 @@ pub(crate) fn add_topic_routes(
     heartbeat: Duration,
 ) -> Router {
     let (publish_hub, publish_tokens) = (hub.clone(), tokens.clone());
+    let (list_hub, list_tokens) = (hub.clone(), tokens.clone());
     router
+        .route("/v1/topics", Method::GET, move |req| {
+            let response = match list_tokens.authorize(&req, Scope::Subscribe) {
+                Ok(()) => list(&list_hub),
+                Err(denied) => *denied,
+            };
+            async move { response }
+        })
         .route("/v1/topics/{topic}", Method::POST, move |req| {
             // Checked before the body is read: a refused request changes nothing.
             let allowed = publish_tokens.authorize(&req, Scope::Publish);
@@ -76,11 +84,35 @@ async fn publish(hub: Hub, mut req: Request) -> Response {
     }
 }
 
+/// `GET /v1/topics`: every topic with its offsets and subscribers, sorted by name.
+fn list(hub: &Hub) -> Response {
+    let topics: Vec<serde_json::Value> = hub
+        .topics()
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({
+                "topic": t.name.as_str(),
+                "epoch": t.epoch,
+                "first_offset": t.first_offset,
+                "next_offset": t.next_offset,
+                "subscribers": t.subscribers,
+            })
+        })
+        .collect();
+    Response::json(
+        StatusCode::OK,
+        serde_json::json!({ "topics": topics }).to_string(),
+    )
+}
+
 fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
     let pattern = req.param("topic").unwrap_or_default();
+    let wildcard = pattern.contains(['*', '>']);
     // `Last-Event-ID` (sent by browsers on reconnect) or `?from=` name the last offset seen
-    // or the first wanted; `?from=earliest` replays everything retained.
-    let start = match (req.header("last-event-id"), req.query_param("from")) {
+    // or the first wanted; `?from=earliest` replays everything retained. A pattern stream's
+    // ids (`topic:offset`) cannot resume it, so there a Last-Event-ID is ignored.
+    let last_event_id = req.header("last-event-id").filter(|_| !wildcard);
+    let start = match (last_event_id, req.query_param("from")) {
         (Some(last), _) => match last.trim().parse::<u64>() {
             Ok(offset) => StartFrom::Offset(offset + 1),
             Err(_) => {
@@ -109,7 +141,7 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
         Ok(subscription) => sse_response(
             SseEvents {
                 subscription,
-                wildcard: pattern.contains(['*', '>']),
+                wildcard,
             },
             heartbeat,
         ),
@@ -123,8 +155,9 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
 /// A subscription as Server-Sent Events.
 ///
 /// A message's `id:` is its offset, so a browser's automatic reconnect resumes after it.
-/// On a wildcard stream the event type is the topic and the id is `topic:offset` (such ids
-/// do not resume: offsets belong to one topic). Gaps, lag and disconnection arrive as
+/// On a wildcard stream the id is `topic:offset` (such ids do not resume: offsets belong to
+/// one topic); messages stay plain `message` events there too, so that a browser's
+/// `onmessage` sees them without knowing the topics in advance. Gaps, lag and disconnection arrive as
 /// `gap`, `lagged` and `disconnected` events with JSON data.
 struct SseEvents {
     subscription: Subscription,
@@ -149,9 +182,7 @@ fn to_sse(event: Event, wildcard: bool) -> SseEvent {
             // SSE is text: a payload that is not UTF-8 arrives with U+FFFD in place of bad bytes.
             let data = String::from_utf8_lossy(message.payload()).into_owned();
             if wildcard {
-                SseEvent::data(data)
-                    .with_event(message.topic().as_str())
-                    .with_id(format!("{}:{}", message.topic(), message.offset()))
+                SseEvent::data(data).with_id(format!("{}:{}", message.topic(), message.offset()))
             } else {
                 SseEvent::data(data).with_id(message.offset().to_string())
             }

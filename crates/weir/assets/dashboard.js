@@ -1,0 +1,202 @@
+// The Weir dashboard: a live topic viewer over Server-Sent Events and a chat room over
+// WebSocket. Plain browser APIs, no build step; served from the binary itself.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const MAX_LINES = 500; // each log keeps the newest lines only, so a busy topic cannot grow the page forever
+
+let token = localStorage.getItem("weir.token") || "";
+
+function withToken(url) {
+  return token ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : url;
+}
+
+function setStatus(state, text) {
+  $("status").dataset.state = state;
+  $("status").textContent = text;
+}
+
+function needToken(why) {
+  $("token-form").hidden = false;
+  setStatus("error", why);
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401) needToken("this server needs a token");
+  return response;
+}
+
+function append(list, parts, className) {
+  const item = document.createElement("li");
+  if (className) item.className = className;
+  for (const [text, cls] of parts) {
+    const span = document.createElement("span");
+    if (cls) span.className = cls;
+    span.textContent = text; // never innerHTML: payloads are untrusted
+    item.append(span);
+  }
+  const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.append(item);
+  while (list.children.length > MAX_LINES) list.firstElementChild.remove();
+  if (stick) list.scrollTop = list.scrollHeight;
+}
+
+// ---- topics ---------------------------------------------------------------
+
+async function refreshTopics() {
+  try {
+    const response = await api("/v1/topics");
+    if (!response.ok) return;
+    const { topics } = await response.json();
+    const body = $("topics").querySelector("tbody");
+    body.replaceChildren(...topics.map((t) => {
+      const row = document.createElement("tr");
+      for (const value of [t.topic, t.next_offset, t.subscribers]) {
+        const cell = document.createElement("td");
+        cell.textContent = value;
+        row.append(cell);
+      }
+      row.addEventListener("click", () => watch(t.topic));
+      return row;
+    }));
+    $("topics-empty").hidden = topics.length > 0;
+  } catch (error) {
+    setStatus("error", "server unreachable");
+  }
+}
+
+let source = null;
+
+function watch(topic) {
+  if (source) source.close();
+  $("watch-topic").value = topic;
+  $("publish-topic").value = topic.includes("*") || topic.includes(">") ? "" : topic;
+  $("events").replaceChildren();
+  $("watching").textContent = `Watching ${topic} from its earliest retained message.`;
+  source = new EventSource(withToken(`/v1/topics/${encodeURIComponent(topic)}/events?from=earliest`));
+  source.onmessage = (event) => {
+    // A pattern stream's ids are topic:offset, a single topic's just the offset.
+    const id = event.lastEventId;
+    const label = id.includes(":") ? id.replace(/:(\d+)$/, " #$1") : `#${id}`;
+    append($("events"), [[label, "meta"], [event.data]]);
+  };
+  source.addEventListener("gap", (event) => {
+    const gap = JSON.parse(event.data);
+    append($("events"), [[`offsets ${gap.from}–${gap.to} of ${gap.topic} are no longer retained`]], "notice");
+  });
+  source.addEventListener("lagged", (event) => {
+    const lag = JSON.parse(event.data);
+    append($("events"), [[`this viewer fell behind and skipped ${lag.missed} messages of ${lag.topic}`]], "notice");
+  });
+  source.onerror = () => append($("events"), [["stream interrupted; the browser reconnects and resumes"]], "notice");
+}
+
+$("watch-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  watch($("watch-topic").value.trim());
+});
+
+$("publish-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const topic = $("publish-topic").value.trim();
+  const response = await api(`/v1/topics/${encodeURIComponent(topic)}`, {
+    method: "POST",
+    body: $("publish-payload").value,
+  });
+  if (response.ok) {
+    $("publish-payload").value = "";
+  } else {
+    const { error } = await response.json().catch(() => ({ error: response.statusText }));
+    append($("events"), [[`publish failed: ${error}`]], "error");
+  }
+  refreshTopics();
+});
+
+// ---- chat -----------------------------------------------------------------
+
+let socket = null;
+let room = null;
+
+function send(frame) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+}
+
+function onFrame(frame) {
+  if (Array.isArray(frame)) return frame.forEach(onFrame);
+  switch (frame.type) {
+    case "chat":
+      if (frame.kind === "say") append($("chat"), [[frame.nick, "meta"], [frame.text]]);
+      else append($("chat"), [[`${frame.nick} ${frame.kind === "join" ? "joined" : "left"} ${frame.room}`]], "notice");
+      if (frame.kind !== "say") send({ op: "who", room: frame.room });
+      break;
+    case "ok":
+      if (/^joined /.test(frame.message)) {
+        $("say-text").disabled = false;
+        $("say-form").querySelector("button").disabled = false;
+        $("say-text").focus();
+      }
+      if (/^[^ ]+: /.test(frame.message) && !/^you are /.test(frame.message)) {
+        $("presence").textContent = `Here: ${frame.message.split(": ")[1]}`;
+      }
+      break;
+    case "error":
+      append($("chat"), [[frame.message]], "error");
+      break;
+  }
+}
+
+function connectChat(nick, wanted) {
+  if (socket) socket.close();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(withToken(`${scheme}://${location.host}/v1/ws`));
+  socket.onopen = () => {
+    setStatus("live", "live");
+    send({ op: "nick", nick });
+    send({ op: "join", room: wanted });
+    send({ op: "who", room: wanted });
+    room = wanted;
+    $("presence").textContent = `In ${wanted} as ${nick}.`;
+  };
+  socket.onmessage = (event) => onFrame(JSON.parse(event.data));
+  socket.onclose = () => {
+    $("say-text").disabled = true;
+    $("say-form").querySelector("button").disabled = true;
+    append($("chat"), [["disconnected"]], "notice");
+  };
+}
+
+$("join-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  $("chat").replaceChildren();
+  connectChat($("nick").value.trim(), $("room").value.trim());
+});
+
+$("say-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("say-text").value;
+  if (text.trim() && room) send({ op: "say", room, text });
+  $("say-text").value = "";
+});
+
+// ---- token ----------------------------------------------------------------
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  token = $("token").value.trim();
+  localStorage.setItem("weir.token", token);
+  $("token-form").hidden = true;
+  setStatus("connecting", "connecting…");
+  refreshTopics();
+});
+
+// ---- start ----------------------------------------------------------------
+
+(async () => {
+  const health = await fetch("/healthz").catch(() => null);
+  setStatus(health && health.ok ? "live" : "error", health && health.ok ? "live" : "server unreachable");
+  await refreshTopics();
+  setInterval(refreshTopics, 2000);
+})();

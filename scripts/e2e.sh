@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# End-to-end test of the dashboard in headless Chromium (Debian's package, driven by
+# playwright-core). Installs what is missing, starts `weir serve` on free loopback ports,
+# runs tests/e2e/dashboard.mjs against an open server and a token-protected one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null; then
+    echo "e2e: installing chromium" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+for tool in curl node npm; do
+    command -v "$tool" >/dev/null || { echo "e2e: $tool is required" >&2; exit 1; }
+done
+if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+cargo build -q -p weir
+weir=target/debug/weir
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts weir with extra environment ($@ as NAME=VALUE); prints its base URL.
+start_weir() {
+    local http line dir
+    http=$(free_port); line=$(free_port); dir=$(mktemp -d -p "$work")
+    env "$@" "$weir" serve --http-addr "127.0.0.1:$http" --line-addr "127.0.0.1:$line" \
+        --data-dir "$dir" --log-level warn >"$dir/log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && { echo "http://127.0.0.1:$http"; return; }
+        sleep 0.1
+    done
+    echo "e2e: weir did not start:" >&2; cat "$dir/log" >&2; exit 1
+}
+
+open=$(start_weir)
+node tests/e2e/dashboard.mjs "$open"
+
+token=dashboard-e2e-token-0123456789
+protected=$(start_weir WEIR_AUTH_TOKENS="$token:admin")
+node tests/e2e/dashboard.mjs "$protected" "$token"

@@ -1,0 +1,95 @@
+// The dashboard end to end, in headless Chromium: two pages chat with each other over
+// WebSocket, and a message published with curl appears on a page's topic viewer (SSE).
+// With a token-protected server (second argument), the page asks for the token first.
+//
+// Usage: node dashboard.mjs http://127.0.0.1:PORT [TOKEN]
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const [base, token] = process.argv.slice(2);
+if (!base) throw new Error("usage: node dashboard.mjs BASE_URL [TOKEN]");
+const DEADLINE = 20_000; // every wait in this test has this deadline (ms)
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  timeout: DEADLINE,
+  // Running as root needs --no-sandbox; the rest keep Chromium off the (closed) network.
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+
+const problems = [];
+async function open(name) {
+  const page = await (await browser.newContext()).newPage();
+  page.setDefaultTimeout(DEADLINE);
+  page.on("pageerror", (error) => problems.push(`${name}: ${error.message}`));
+  page.on("console", (message) => {
+    // A 401 before the token is entered is expected on the protected server.
+    if (message.type() === "error" && !(token && /401/.test(message.text()))) {
+      problems.push(`${name} console: ${message.text()}`);
+    }
+  });
+  await page.goto(`${base}/`);
+  if (token) {
+    await page.locator("#token-form").waitFor({ state: "visible" });
+    await page.fill("#token", token);
+    await page.click("#token-form button");
+    await page.locator("#token-form").waitFor({ state: "hidden" });
+  }
+  return page;
+}
+
+async function join(page, nick, room) {
+  await page.fill("#nick", nick);
+  await page.fill("#room", room);
+  await page.click("#join-form button");
+  await page.locator("#say-text:enabled").waitFor();
+}
+
+async function say(page, text) {
+  await page.fill("#say-text", text);
+  await page.press("#say-text", "Enter");
+}
+
+const seen = (page, list, text) => page.locator(`${list} li`, { hasText: text }).waitFor();
+
+try {
+  const alice = await open("alice");
+  const bob = await open("bob");
+
+  await join(alice, "alice", "lobby");
+  await join(bob, "bob", "lobby");
+  await seen(alice, "#chat", "bob joined lobby");
+  await say(alice, "hello bob");
+  await seen(bob, "#chat", "hello bob");
+  await say(bob, "hi alice");
+  await seen(alice, "#chat", "hi alice");
+  await alice.locator("#presence", { hasText: "bob" }).waitFor();
+
+  // The topic viewer: watch, then publish from outside the browser with curl.
+  await alice.fill("#watch-topic", "news");
+  await alice.click("#watch-form button");
+  const auth = token ? ["-H", `Authorization: Bearer ${token}`] : [];
+  execFileSync("curl", ["-sSf", "--max-time", "10", ...auth, "--data-binary", "breaking <b>from</b> curl",
+    `${base}/v1/topics/news`]);
+  await seen(alice, "#events", "breaking <b>from</b> curl"); // shown as text, not HTML
+  await alice.locator("#topics tbody tr", { hasText: "news" }).waitFor();
+
+  // Publishing from the page reaches a second viewer too.
+  await bob.fill("#watch-topic", "news");
+  await bob.click("#watch-form button");
+  await seen(bob, "#events", "breaking");
+  await alice.fill("#publish-payload", "from the page");
+  await alice.click("#publish-form button");
+  await seen(bob, "#events", "from the page");
+
+  mkdirSync("target/e2e", { recursive: true });
+  await alice.screenshot({ path: `target/e2e/dashboard${token ? "-token" : ""}.png`, fullPage: true });
+  if (problems.length) throw new Error(`page errors:\n${problems.join("\n")}`);
+  console.log(`dashboard e2e passed${token ? " (with a token)" : ""}`);
+} finally {
+  await browser.close();
+}
