@@ -103,6 +103,7 @@ pub async fn run(
     let hub = Hub::new(config.pubsub.clone());
     let line_config = LineConfig {
         max_subscriptions: config.max_subscriptions,
+        max_connections: config.line_max_connections,
         tokens: config.tokens.clone(),
         ..LineConfig::default()
     };

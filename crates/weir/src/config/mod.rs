@@ -44,6 +44,7 @@ pub struct Setting {
 pub const SETTINGS: &[Setting] = &[
     Setting { key: "http.addr", flag: "http-addr", env: "WEIR_HTTP_ADDR", default: "127.0.0.1:7070", help: "Address for the HTTP API and dashboard (loopback unless you mean otherwise)" },
     Setting { key: "line.addr", flag: "line-addr", env: "WEIR_LINE_ADDR", default: "127.0.0.1:7071", help: "Address for the TCP line protocol (chat and pub/sub by hand with nc)" },
+    Setting { key: "line.max_connections", flag: "line-max-connections", env: "WEIR_LINE_MAX_CONNECTIONS", default: "10000", help: "Line-protocol connections served at once; more wait in the accept backlog" },
     Setting { key: "data_dir", flag: "data-dir", env: "WEIR_DATA_DIR", default: "./weir-data", help: "Directory for the embedded database and other state (created if missing)" },
     Setting { key: "log.format", flag: "log-format", env: "WEIR_LOG_FORMAT", default: "human", help: "Log format: human, or json for log collectors" },
     Setting { key: "log.level", flag: "log-level", env: "WEIR_LOG", default: "info", help: "Log filter: a level (error, warn, info, debug, trace) or per-target, e.g. info,weir_http=debug" },
@@ -146,6 +147,8 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     /// Address of the line-protocol listener.
     pub line_addr: SocketAddr,
+    /// Line-protocol connections served at once.
+    pub line_max_connections: usize,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Log format.
@@ -250,6 +253,9 @@ impl<'a> Layers<'a> {
 
         let http_addr = get("http.addr", &|t| parse_socket_addr(t).map(Parsed::Addr));
         let line_addr = get("line.addr", &|t| parse_socket_addr(t).map(Parsed::Addr));
+        let line_max_connections = get("line.max_connections", &|t| {
+            parse_count(t, 1, 1_000_000).map(Parsed::Number)
+        });
         let data_dir = get("data_dir", &|t| {
             if t.trim().is_empty() {
                 Err("a directory path".to_string())
@@ -334,6 +340,7 @@ impl<'a> Layers<'a> {
         Ok(ServeConfig {
             http_addr: http_addr.addr(),
             line_addr: line_addr.addr(),
+            line_max_connections: line_max_connections.number() as usize,
             data_dir: PathBuf::from(data_dir.text()),
             log_format: if log_format.text() == "json" {
                 LogFormat::Json

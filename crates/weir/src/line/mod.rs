@@ -35,8 +35,8 @@ pub struct LineConfig {
     pub max_line_bytes: usize,
     /// Messages of a room's history sent on join. 20: a screenful.
     pub history: u64,
-    /// Lines per second a client may send on average, and in a burst. Past them:
-    /// `-ERR flood`, the line is not run. 10 per second with bursts of 20: a fast typist
+    /// Chat lines per second a client may send on average, and in a burst (`PUB`, `SUB`
+    /// and `UNSUB` are not counted). Past them: `-ERR flood`, the line is not run. 10 per second with bursts of 20: a fast typist
     /// or a paste of a few lines, not a script.
     pub flood_rate: u32,
     /// See `flood_rate`.

@@ -143,7 +143,13 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
                 Ok(Ok(Line::TooLong)) => pending.push(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes)),
                 Ok(Ok(Line::NotUtf8)) => pending.push("-ERR line is not UTF-8; it was discarded".to_string()),
                 Ok(Ok(Line::Text(text))) => {
-                    if !gate.allow() {
+                    // Pub/sub commands are machine traffic, paced by the hub's own limits;
+                    // the flood gate is for chat and for lines that are not commands.
+                    let machine = matches!(
+                        parse(&text),
+                        Ok(Command::Pub { .. } | Command::Sub { .. } | Command::Unsub(_))
+                    );
+                    if !machine && !gate.allow() {
                         if gate.strikes >= config.flood_strikes {
                             let _ = write_lines(&mut out, &["-ERR disconnected for flooding".to_string()]).await;
                             break;
