@@ -20,6 +20,6 @@ pub use hub::{
     Event, Hub, HubConfig, PublishError, SlowSubscriber, SlowSubscriberPolicy, StartFrom,
     SubscribeError, Subscription, TopicInfo,
 };
-pub use log::{Message, Retention};
+pub use log::{Message, Retention, ENCODING_SLOTS};
 pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN};
 pub use presence::{Presence, PresenceChange};

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
@@ -15,17 +15,36 @@ use crate::TopicName;
 /// Cloning copies one reference count: a thousand subscribers reading the same message
 /// touch one shared counter, not one per field (the difference was a third of the hub's
 /// fan-out time in benches/fanout.rs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Message(Arc<MessageParts>);
 
-#[derive(Debug, PartialEq, Eq)]
+/// Slots of [`Message::encoded`]: one per wire format a server sends messages in.
+pub const ENCODING_SLOTS: usize = 4;
+
+#[derive(Debug)]
 struct MessageParts {
     topic: TopicName,
     offset: u64,
     epoch: u64,
     payload: Bytes,
     published_at: SystemTime,
+    /// The message as each transport writes it, made by the first subscriber that sends it.
+    encodings: [OnceLock<Bytes>; ENCODING_SLOTS],
 }
+
+impl PartialEq for Message {
+    /// Messages are equal when they are the same publication; cached encodings do not count.
+    fn eq(&self, other: &Message) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a.topic == b.topic
+            && a.offset == b.offset
+            && a.epoch == b.epoch
+            && a.payload == b.payload
+            && a.published_at == b.published_at
+    }
+}
+
+impl Eq for Message {}
 
 impl Message {
     /// The topic it was published to.
@@ -51,6 +70,20 @@ impl Message {
     /// When the hub accepted it.
     pub fn published_at(&self) -> SystemTime {
         self.0.published_at
+    }
+
+    /// The message in a transport's wire format, encoded once however many subscribers
+    /// send it: the first caller for `slot` runs `encode`, the others share its bytes.
+    /// Without this, rendering the same line a thousand times was most of the cost of
+    /// fanning a message out to a thousand line-protocol subscribers.
+    ///
+    /// A transport owns its slots (below [`ENCODING_SLOTS`]) and must always encode a slot
+    /// the same way.
+    ///
+    /// # Panics
+    /// If `slot` is not below [`ENCODING_SLOTS`].
+    pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Message) -> Bytes) -> Bytes {
+        self.0.encodings[slot].get_or_init(|| encode(self)).clone()
     }
 }
 
@@ -155,6 +188,7 @@ impl TopicLog {
             epoch: self.epoch,
             payload,
             published_at: now,
+            encodings: Default::default(),
         }));
         self.entries.push_back(message.clone());
         self.next += 1;

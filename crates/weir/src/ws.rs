@@ -8,29 +8,29 @@
 //! `error`. See docs/protocol.md.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::WebSocketStream;
 use weir_http::websocket::{upgrade, Upgraded};
 use weir_http::{Method, Request, Router};
 use weir_pubsub::StartFrom;
 
 use crate::auth::{denial, Access, Scope};
-use crate::line::session::{Encoding, Reply, Session};
+use crate::line::session::{Encoding, Reply, Session, WRITE_BATCH};
 use crate::line::{Command, LineContext};
 
 /// Largest message and frame a client may send: 64 KiB, the same order as the line
 /// protocol's lines; larger closes the connection with status 1009 (message too big).
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Server frames queued for a client before its subscriptions wait (and fall behind).
-const OUTBOUND_QUEUE: usize = 256;
 /// A connection silent both ways for this long is closed.
 const IDLE: Duration = Duration::from_secs(15 * 60);
 
@@ -60,31 +60,29 @@ async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, acce
         .max_frame_size(Some(MAX_MESSAGE));
     let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
     let (mut sink, mut frames) = socket.split();
-    // Subscription events for this client; bounded so that a slow client makes its
-    // forwarders wait and fall behind in the hub, never the publisher.
-    let (outbound, mut events) = mpsc::channel::<String>(OUTBOUND_QUEUE);
     // Chat rooms and nicknames are shared with the line protocol: one server, one lobby.
     let mut session = Session::new(
         chat.connection_id(),
         label,
         Encoding::Json,
         chat.clone(),
-        outbound,
         access,
     );
     loop {
-        session.reap();
-        let reply = tokio::select! {
-            Some(event) = events.recv() => Some(event),
+        let mut out: Vec<Utf8Bytes> = Vec::new();
+        tokio::select! {
+            // While a write is pending nothing is taken from the subscriptions: a client
+            // that reads slowly falls behind in the hub, and the publisher never waits.
+            batch = session.next_events(WRITE_BATCH) => out.extend(batch.into_iter().map(text_of)),
             frame = tokio::time::timeout(IDLE, frames.next()) => match frame {
                 Ok(Some(Ok(Frame::Text(text)))) => match chat_command(text.as_str()) {
-                    Some(Ok(command)) => reply_json(session.handle_command(command)),
-                    Some(Err(message)) => Some(error(&message)),
-                    None => Some(handle(&mut session, text.as_str())),
+                    Some(Ok(command)) => out.extend(reply_json(session.handle_command(command)).map(Utf8Bytes::from)),
+                    Some(Err(message)) => out.push(error(&message).into()),
+                    None => out.push(handle(&mut session, text.as_str()).into()),
                 },
-                Ok(Some(Ok(Frame::Binary(_)))) => Some(error("binary frames are not supported; send JSON text frames")),
-                // tungstenite queues the pong for a ping; the next send or flush writes it.
-                Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_)))) => None,
+                Ok(Some(Ok(Frame::Binary(_)))) => out.push(error("binary frames are not supported; send JSON text frames").into()),
+                // tungstenite queues the pong for a ping; the flush below writes it.
+                Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_)))) => {}
                 Ok(Some(Err(WsError::Capacity(limit)))) => {
                     // Say why before closing: 1009 is "message too big".
                     let close = CloseFrame { code: CloseCode::Size, reason: format!("{limit}").into() };
@@ -93,17 +91,26 @@ async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, acce
                 }
                 Ok(Some(Ok(Frame::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
             },
-        };
-        let sent = match reply {
-            Some(text) => sink.send(Frame::text(text)).await,
-            None => sink.flush().await,
-        };
-        if sent.is_err() {
+        }
+        // Queue every frame, then flush once: many frames per write under load.
+        let mut sent = Ok(());
+        for text in out {
+            if sent.is_ok() {
+                sent = sink.feed(Frame::Text(text)).await;
+            }
+        }
+        if sent.and(sink.flush().await).is_err() {
             break;
         }
     }
     session.close();
     let _ = sink.close().await;
+}
+
+/// An encoded event as frame text. Events are rendered from strings, so
+/// the check cannot fail; it is the price of `forbid(unsafe_code)`.
+fn text_of(event: Bytes) -> Utf8Bytes {
+    Utf8Bytes::try_from(event).unwrap_or_else(|_| Utf8Bytes::from_static("{\"type\":\"error\"}"))
 }
 
 /// A chat frame as a line-protocol command: `None` when the frame is not a chat op.

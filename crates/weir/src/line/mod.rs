@@ -1,12 +1,13 @@
 //! The TCP line protocol (docs/protocol.md): chat rooms and pub/sub over plain text, usable
 //! by hand with `nc 127.0.0.1 7071`.
 //!
-//! One task per connection reads commands and writes replies; each subscription (a room or a
-//! topic) is forwarded by its own task into the connection's bounded outbound queue, so the
-//! hub never waits for a slow client: the forwarding task waits, its cursor falls behind, and
-//! the hub's slow-subscriber policy applies.
+//! One task per connection reads commands, polls the connection's subscriptions (rooms and
+//! topics, see `feeds`) and writes replies and events; the hub never waits for a slow
+//! client: the connection's cursors fall behind and the hub's slow-subscriber policy
+//! applies.
 
 mod command;
+mod feeds;
 mod reader;
 pub(crate) mod session;
 
@@ -45,8 +46,6 @@ pub struct LineConfig {
     pub flood_strikes: u32,
     /// Connections served at once; more wait in the accept backlog.
     pub max_connections: usize,
-    /// Lines queued for a client before its subscriptions wait (and fall behind).
-    pub outbound_queue: usize,
     /// Time a client may stay silent before it is disconnected. 15 minutes.
     pub idle_timeout: Duration,
     /// Topics and rooms one connection may follow at once (setting
@@ -65,7 +64,6 @@ impl Default for LineConfig {
             flood_burst: 20,
             flood_strikes: 20,
             max_connections: 10_000,
-            outbound_queue: 256,
             idle_timeout: Duration::from_secs(15 * 60),
             max_subscriptions: 128,
             tokens: Tokens::default(),

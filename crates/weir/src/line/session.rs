@@ -1,31 +1,31 @@
 //! One line-protocol connection: commands in, replies and events out.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_core::Stream;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{timeout, Instant};
-use weir_pubsub::{Event, Message, PresenceChange, StartFrom, Subscription, TopicName};
+use weir_pubsub::{Message, PresenceChange, StartFrom, TopicName};
 
 use crate::auth::{Access, Scope};
 
 use super::command::parse;
+use super::feeds::{FeedKey, Feeds};
 use super::reader::{Line, LineReader};
 use super::Command;
 use super::LineContext;
 
 /// A reply or event line must reach the client within this, or the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Event lines written at most per write: many per system call under load, bounded so
+/// that commands are still read between batches.
+pub(crate) const WRITE_BATCH: usize = 256;
 
 const HELP: &str = "+OK commands: NICK name | JOIN room | PART room | SAY room text | WHO room | SUB topic [earliest|OFFSET] | UNSUB topic | PUB topic text | AUTH token | QUIT";
 
@@ -71,10 +71,7 @@ pub(crate) struct Session {
     peer: String,
     encoding: Encoding,
     nick: Option<String>,
-    rooms: HashMap<String, AbortHandle>,
-    subscriptions: HashMap<String, AbortHandle>,
-    forwarders: JoinSet<()>,
-    outbound: mpsc::Sender<String>,
+    feeds: Feeds,
     ctx: Arc<LineContext>,
     /// The scopes this client holds: all on an open server, none until it authenticates.
     access: Access,
@@ -95,10 +92,6 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
     let (read_half, write_half) = stream.into_split();
     let mut reader = LineReader::new(read_half, ctx.config.max_line_bytes);
     let mut out = BufWriter::new(write_half);
-    // Lines from this connection's subscriptions. Bounded: when the client reads slowly the
-    // forwarding tasks wait here, their cursors fall behind in the hub, and the hub's
-    // slow-subscriber policy applies; the publisher never waits.
-    let (outbound, mut events) = mpsc::channel::<String>(ctx.config.outbound_queue);
     let config = ctx.config.clone();
     let mut gate = FloodGate {
         tokens: f64::from(config.flood_burst),
@@ -113,11 +106,10 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
         format!("line {peer}"),
         Encoding::Line,
         ctx.clone(),
-        outbound,
         access,
     );
     tracing::debug!("line session opened");
-    let mut pending = vec!["+OK weir line protocol; HELP for commands".to_string()];
+    let mut pending = vec![line_bytes("+OK weir line protocol; HELP for commands")];
     loop {
         if !pending.is_empty() {
             if write_lines(&mut out, &pending).await.is_err() {
@@ -125,23 +117,23 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
             }
             pending.clear();
         }
-        // Reap forwarders that ended (a disconnected subscription).
-        session.reap();
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => {
-                let _ = write_lines(&mut out, &["-ERR server shutting down".to_string()]).await;
+                let _ = write_lines(&mut out, &[line_bytes("-ERR server shutting down")]).await;
                 break;
             }
-            Some(line) = events.recv() => pending.push(line),
+            // While a write is pending nothing is taken from the subscriptions: a client
+            // that reads slowly falls behind in the hub, and the publisher never waits.
+            batch = session.next_events(WRITE_BATCH) => pending.extend(batch),
             read = timeout(config.idle_timeout, reader.next_line()) => match read {
                 Err(_) => {
-                    let _ = write_lines(&mut out, &[format!("-ERR idle for {:?}; closing", config.idle_timeout)]).await;
+                    let _ = write_lines(&mut out, &[line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))]).await;
                     break;
                 }
                 Ok(Err(_)) | Ok(Ok(Line::End)) => break,
-                Ok(Ok(Line::TooLong)) => pending.push(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes)),
-                Ok(Ok(Line::NotUtf8)) => pending.push("-ERR line is not UTF-8; it was discarded".to_string()),
+                Ok(Ok(Line::TooLong)) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
+                Ok(Ok(Line::NotUtf8)) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
                 Ok(Ok(Line::Text(text))) => {
                     // Pub/sub commands are machine traffic, paced by the hub's own limits;
                     // the flood gate is for chat and for lines that are not commands.
@@ -151,16 +143,16 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
                     );
                     if !machine && !gate.allow() {
                         if gate.strikes >= config.flood_strikes {
-                            let _ = write_lines(&mut out, &["-ERR disconnected for flooding".to_string()]).await;
+                            let _ = write_lines(&mut out, &[line_bytes("-ERR disconnected for flooding")]).await;
                             break;
                         }
-                        pending.push(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate));
+                        pending.push(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate)));
                         continue;
                     }
                     match session.handle(&text) {
-                        Reply::Lines(lines) => pending.extend(lines),
+                        Reply::Lines(lines) => pending.extend(lines.into_iter().map(line_bytes)),
                         Reply::Quit => {
-                            let _ = write_lines(&mut out, &["+OK bye".to_string()]).await;
+                            let _ = write_lines(&mut out, &[line_bytes("+OK bye")]).await;
                             break;
                         }
                     }
@@ -172,11 +164,18 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
     tracing::debug!("line session closed");
 }
 
-async fn write_lines(out: &mut BufWriter<OwnedWriteHalf>, lines: &[String]) -> std::io::Result<()> {
+/// A line with its line ending, as it is written.
+pub(crate) fn line_bytes(line: impl Into<String>) -> Bytes {
+    let mut line = line.into();
+    line.push_str("\r\n");
+    Bytes::from(line)
+}
+
+/// Writes whole lines (each with its line ending) and flushes.
+async fn write_lines(out: &mut BufWriter<OwnedWriteHalf>, lines: &[Bytes]) -> std::io::Result<()> {
     let write = async {
         for line in lines {
-            out.write_all(line.as_bytes()).await?;
-            out.write_all(b"\r\n").await?;
+            out.write_all(line).await?;
         }
         out.flush().await
     };
@@ -194,7 +193,6 @@ impl Session {
         peer: String,
         encoding: Encoding,
         ctx: Arc<LineContext>,
-        outbound: mpsc::Sender<String>,
         access: Access,
     ) -> Self {
         Self {
@@ -203,27 +201,16 @@ impl Session {
             peer,
             encoding,
             nick: None,
-            rooms: HashMap::new(),
-            subscriptions: HashMap::new(),
-            forwarders: JoinSet::new(),
-            outbound,
+            feeds: Feeds::default(),
             ctx,
         }
     }
 
-    /// Starts forwarding a subscription's events to this client, in its encoding.
-    fn spawn_forwarder(&mut self, subscription: Subscription, format: Format) -> AbortHandle {
-        self.forwarders.spawn(forward(
-            subscription,
-            self.outbound.clone(),
-            format,
-            self.encoding,
-        ))
-    }
-
-    /// Forgets forwarders that have ended.
-    pub(crate) fn reap(&mut self) {
-        while self.forwarders.try_join_next().is_some() {}
+    /// Events ready on this client's subscriptions, up to `max`, in its encoding; waits
+    /// for the next when none is ready. Cancel-safe.
+    pub(crate) async fn next_events(&mut self, max: usize) -> Vec<Bytes> {
+        let encoding = self.encoding;
+        poll_fn(|cx| self.feeds.poll_batch(cx, encoding, max)).await
     }
 
     fn handle(&mut self, text: &str) -> Reply {
@@ -316,7 +303,7 @@ impl Session {
     /// Refuses one more room or subscription past the per-connection limit.
     fn check_subscription_limit(&self) -> Result<(), String> {
         let limit = self.ctx.config.max_subscriptions;
-        if self.rooms.len() + self.subscriptions.len() >= limit {
+        if self.feeds.len() >= limit {
             return Err(format!(
                 "subscription limit: a connection may follow {limit} topics and rooms (setting pubsub.max_subscriptions)"
             ));
@@ -328,7 +315,8 @@ impl Session {
     /// session's encoding.
     pub(crate) fn subscribe(&mut self, pattern: &str, start: StartFrom) -> Result<(), String> {
         self.access.require(Scope::Subscribe)?;
-        if self.subscriptions.contains_key(pattern) {
+        let key = FeedKey::Topic(pattern.to_string());
+        if self.feeds.contains(&key) {
             return Err(format!("already subscribed to {pattern}"));
         }
         self.check_subscription_limit()?;
@@ -338,19 +326,17 @@ impl Session {
             .hub
             .subscribe(pattern, start, &label)
             .map_err(|error| error.to_string())?;
-        let handle = self.spawn_forwarder(subscription, Format::Topic(pattern.to_string()));
-        self.subscriptions.insert(pattern.to_string(), handle);
+        self.feeds.insert(key, subscription);
         Ok(())
     }
 
     /// Ends a subscription.
     pub(crate) fn unsubscribe(&mut self, pattern: &str) -> Result<(), String> {
-        let handle = self
-            .subscriptions
-            .remove(pattern)
-            .ok_or_else(|| format!("not subscribed to {pattern}"))?;
-        handle.abort();
-        Ok(())
+        if self.feeds.remove(&FeedKey::Topic(pattern.to_string())) {
+            Ok(())
+        } else {
+            Err(format!("not subscribed to {pattern}"))
+        }
     }
 
     /// Publishes `payload` to `topic`.
@@ -366,7 +352,7 @@ impl Session {
         if self.nick.as_deref() == Some(nick.as_str()) {
             return one(format!("+OK you are {nick}"));
         }
-        if !self.rooms.is_empty() {
+        if self.feeds.has_rooms() {
             return one("-ERR part your rooms before changing your nickname");
         }
         if !self.ctx.nicks.claim(&nick, self.id) {
@@ -394,7 +380,7 @@ impl Session {
                 "-ERR room {room:?}: use letters, digits, '_', '-' or ':'"
             ));
         };
-        if self.rooms.contains_key(&room) {
+        if self.feeds.contains(&FeedKey::Room(room.clone())) {
             return one(format!("+OK already in {room}"));
         }
         if let Err(error) = self.check_subscription_limit() {
@@ -409,8 +395,7 @@ impl Session {
             Ok(subscription) => subscription,
             Err(error) => return one(format!("-ERR {error}")),
         };
-        let handle = self.spawn_forwarder(subscription, Format::Chat(room.clone()));
-        self.rooms.insert(room.clone(), handle);
+        self.feeds.insert(FeedKey::Room(room.clone()), subscription);
         if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
             let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "");
         }
@@ -419,10 +404,9 @@ impl Session {
     }
 
     fn part(&mut self, room: &str) -> Reply {
-        let Some(handle) = self.rooms.remove(room) else {
+        if !self.feeds.remove(&FeedKey::Room(room.to_string())) {
             return one(format!("-ERR you are not in {room}"));
-        };
-        handle.abort();
+        }
         let nick = self.nick.clone().unwrap_or_default();
         if self.ctx.presence.part(room, &nick, self.id) == PresenceChange::Left {
             if let Some(topic) = Self::room_topic(room) {
@@ -433,7 +417,7 @@ impl Session {
     }
 
     fn say(&mut self, room: &str, text: &str) -> Reply {
-        if !self.rooms.contains_key(room) {
+        if !self.feeds.contains(&FeedKey::Room(room.to_string())) {
             return one(format!("-ERR join {room} before saying something there"));
         }
         let (Some(nick), Some(topic)) = (self.nick.clone(), Self::room_topic(room)) else {
@@ -448,7 +432,6 @@ impl Session {
 
     /// Leaves everything: rooms are told the user left (if this was their last connection).
     pub(crate) fn close(mut self) {
-        self.forwarders.abort_all();
         if let Some(nick) = self.nick.take() {
             for room in self.ctx.presence.disconnect(&nick, self.id) {
                 if let Some(topic) = Self::room_topic(&room) {
@@ -471,114 +454,4 @@ fn announce(
     ctx.hub
         .publish(topic, payload.into_bytes().into())
         .map(|_| ())
-}
-
-enum Format {
-    /// A chat room: `MSG room nick text`, `JOIN room nick`, `PART room nick`.
-    Chat(String),
-    /// A topic: `EVENT topic offset payload`.
-    Topic(String),
-}
-
-/// Forwards a subscription's events to the connection's outbound queue.
-async fn forward(
-    mut subscription: Subscription,
-    outbound: mpsc::Sender<String>,
-    format: Format,
-    encoding: Encoding,
-) {
-    while let Some(event) = poll_fn(|cx| Pin::new(&mut subscription).poll_next(cx)).await {
-        let ended = matches!(event, Event::Disconnected { .. });
-        let line = match encoding {
-            Encoding::Line => render(event, &format),
-            Encoding::Json => render_json(event, &format).to_string(),
-        };
-        if outbound.send(line).await.is_err() || ended {
-            break;
-        }
-    }
-}
-
-fn render(event: Event, format: &Format) -> String {
-    match event {
-        Event::Message(message) => {
-            let text = String::from_utf8_lossy(message.payload());
-            match format {
-                Format::Chat(room) => {
-                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    let field = |name: &str| {
-                        value
-                            .get(name)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    match field("kind").as_str() {
-                        "join" => format!("JOIN {room} {}", field("nick")),
-                        "part" => format!("PART {room} {}", field("nick")),
-                        _ => format!("MSG {room} {} {}", field("nick"), one_line(&field("text"))),
-                    }
-                }
-                Format::Topic(_) => format!(
-                    "EVENT {} {} {}",
-                    message.topic(),
-                    message.offset(),
-                    one_line(&text)
-                ),
-            }
-        }
-        Event::Gap {
-            topic, from, to, ..
-        } => format!("GAP {topic} {from} {to}"),
-        Event::Lagged { topic, missed } => format!("LAGGED {topic} {missed}"),
-        Event::Disconnected { reason } => {
-            let what = match format {
-                Format::Chat(room) => room,
-                Format::Topic(pattern) => pattern,
-            };
-            format!("-ERR subscription {what} ended: {reason}")
-        }
-    }
-}
-
-/// An event as a JSON object (WebSocket frames).
-fn render_json(event: Event, format: &Format) -> serde_json::Value {
-    use serde_json::json;
-    match event {
-        Event::Message(message) => {
-            let text = String::from_utf8_lossy(message.payload());
-            match format {
-                Format::Chat(room) => {
-                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    json!({ "type": "chat", "room": room, "kind": value["kind"], "nick": value["nick"], "text": value["text"] })
-                }
-                Format::Topic(_) => json!({
-                    "type": "message",
-                    "topic": message.topic().as_str(),
-                    "offset": message.offset(),
-                    "epoch": message.epoch(),
-                    "payload": text,
-                }),
-            }
-        }
-        Event::Gap {
-            topic,
-            epoch,
-            from,
-            to,
-        } => {
-            json!({ "type": "gap", "topic": topic.as_str(), "epoch": epoch, "from": from, "to": to })
-        }
-        Event::Lagged { topic, missed } => {
-            json!({ "type": "lagged", "topic": topic.as_str(), "missed": missed })
-        }
-        Event::Disconnected { reason } => json!({ "type": "disconnected", "reason": reason }),
-    }
-}
-
-/// Payloads published over HTTP may hold line breaks; a line-protocol line cannot.
-fn one_line(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r")
 }
