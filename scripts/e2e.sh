@@ -29,7 +29,8 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts weir with extra environment ($@ as NAME=VALUE); prints its base URL.
+# Starts weir with extra environment ($@ as NAME=VALUE) and sets $base to its URL. Not in a
+# subshell: the pid must reach the cleanup trap.
 start_weir() {
     local http line dir
     http=$(free_port); line=$(free_port); dir=$(mktemp -d -p "$work")
@@ -37,15 +38,15 @@ start_weir() {
         --data-dir "$dir" --log-level warn >"$dir/log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && { echo "http://127.0.0.1:$http"; return; }
+        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && { base="http://127.0.0.1:$http"; return; }
         sleep 0.1
     done
     echo "e2e: weir did not start:" >&2; cat "$dir/log" >&2; exit 1
 }
 
-open=$(start_weir)
-node tests/e2e/dashboard.mjs "$open"
+start_weir
+node tests/e2e/dashboard.mjs "$base"
 
 token=dashboard-e2e-token-0123456789
-protected=$(start_weir WEIR_AUTH_TOKENS="$token:admin")
-node tests/e2e/dashboard.mjs "$protected" "$token"
+start_weir WEIR_AUTH_TOKENS="$token:admin"
+node tests/e2e/dashboard.mjs "$base" "$token"
