@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,11 +75,17 @@ enum Next {
     Upgrade(crate::response::OnUpgrade),
 }
 
+/// What an upgraded connection runs once HTTP is done with it.
+pub(crate) type UpgradedSession = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Serves HTTP on one connection until it closes, or until it is upgraded: then it returns
+/// the upgraded protocol's session for the caller to run as a task of its own, so a
+/// long-lived WebSocket does not keep this (much larger) HTTP state machine alive.
 pub(crate) async fn serve_connection<H: Handler>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     ctx: Arc<ConnContext<H>>,
-) {
+) -> Option<UpgradedSession> {
     let _open = ctx.metrics.connection_opened();
     let io = Arc::new(Mutex::new(ConnIo::new(
         stream,
@@ -101,7 +108,7 @@ pub(crate) async fn serve_connection<H: Handler>(
             Ok(None) => {
                 // End of a batch: send what is buffered, then wait for more bytes.
                 if !guard.write_buf.is_empty() && guard.flush().await.is_err() {
-                    return;
+                    return None;
                 }
                 match read_head_bytes(&mut guard, &ctx, &mut waits, served, &mut head_deadline)
                     .await
@@ -110,13 +117,13 @@ pub(crate) async fn serve_connection<H: Handler>(
                         clock = std::time::Instant::now();
                         continue;
                     }
-                    ReadOutcome::Closed => return,
+                    ReadOutcome::Closed => return None,
                     ReadOutcome::HeadTimeout => {
                         let response =
                             Response::text(StatusCode::REQUEST_TIMEOUT, "request head timed out\n");
                         let _ = respond_and_close(&mut guard, &ctx, response).await;
                         linger_close(guard).await;
-                        return;
+                        return None;
                     }
                 }
             }
@@ -125,7 +132,7 @@ pub(crate) async fn serve_connection<H: Handler>(
                 let response = head_error_response(&error);
                 let _ = respond_and_close(&mut guard, &ctx, response).await;
                 linger_close(guard).await;
-                return;
+                return None;
             }
         };
         head_deadline = None;
@@ -157,7 +164,7 @@ pub(crate) async fn serve_connection<H: Handler>(
             Some(guard) => guard,
             None => match take_back(&io, &ctx.config).await {
                 Some(guard) => guard,
-                None => return,
+                None => return None,
             },
         };
 
@@ -189,24 +196,36 @@ pub(crate) async fn serve_connection<H: Handler>(
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) | Err(_) => {
                 let _ = guard.flush().await;
-                return;
+                return None;
             }
             Ok(Next::CloseAfterError) => {
                 if guard.flush().await.is_ok() {
                     linger_close(guard).await;
                 }
-                return;
+                return None;
             }
             Ok(Next::Upgrade(on_upgrade)) => {
                 if guard.flush().await.is_err() {
-                    return;
+                    return None;
                 }
                 drop(guard);
                 if let Ok(io) = Arc::try_unwrap(io) {
-                    let io = io.into_inner();
-                    on_upgrade(Upgraded::new(io.stream, io.read_buf.freeze())).await;
+                    // Keep only the socket and a copy of what the client sent after the
+                    // handshake (usually nothing); the buffers go now, not when the
+                    // upgraded connection ends (they were 10 KiB per idle WebSocket).
+                    let ConnIo {
+                        stream, read_buf, ..
+                    } = io.into_inner();
+                    let leftover = Bytes::copy_from_slice(&read_buf);
+                    drop(read_buf);
+                    let session = on_upgrade(Upgraded::new(stream, leftover));
+                    // The connection stays counted as open while the session runs.
+                    return Some(Box::pin(async move {
+                        let _open = _open;
+                        session.await;
+                    }));
                 }
-                return;
+                return None;
             }
         }
     }
@@ -346,7 +365,9 @@ async fn linger_close(mut io: OwnedMutexGuard<ConnIo>) {
         return;
     }
     let mut discarded = 0;
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would sit in every connection's future, lingering or not
+    // (it made each connection task 4 KiB larger).
+    let mut scratch = vec![0u8; 4096];
     let _ = timeout(LINGER_TIMEOUT, async {
         while discarded < LINGER_BYTES {
             match io.stream.read(&mut scratch).await {
@@ -448,7 +469,14 @@ async fn stream_body<H>(
         let next = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => None,
-            next = poll_fn(|cx| stream.as_mut().poll_next(cx)) => Some(next),
+            next = poll_fn(|cx| match stream.as_mut().poll_next(cx) {
+                // Waiting for the next event of a long stream (SSE): hold no empty buffers.
+                Poll::Pending => {
+                    io.release_idle_buffers();
+                    Poll::Pending
+                }
+                ready => ready,
+            }) => Some(next),
         };
         match next {
             Some(Some(Ok(piece))) => {

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::StatusCode;
@@ -33,9 +34,9 @@ pub struct HttpMetrics {
 /// Counts a connection as open for as long as it lives.
 #[derive(Debug)]
 #[must_use = "the connection counts as open only while the guard lives"]
-pub(crate) struct OpenConnection<'a>(&'a HttpMetrics);
+pub(crate) struct OpenConnection(Arc<HttpMetrics>);
 
-impl Drop for OpenConnection<'_> {
+impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.open_connections.fetch_sub(1, Relaxed);
     }
@@ -47,10 +48,10 @@ impl HttpMetrics {
         Self::default()
     }
 
-    pub(crate) fn connection_opened(&self) -> OpenConnection<'_> {
+    pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
         self.accepted_connections.fetch_add(1, Relaxed);
         self.open_connections.fetch_add(1, Relaxed);
-        OpenConnection(self)
+        OpenConnection(self.clone())
     }
 
     /// Records one response and the time from its request head to its last byte.
@@ -163,7 +164,7 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative_and_classes_count() {
-        let metrics = HttpMetrics::new();
+        let metrics = Arc::new(HttpMetrics::new());
         metrics.record_response(StatusCode::OK, Duration::from_micros(50));
         metrics.record_response(StatusCode::NOT_FOUND, Duration::from_millis(3));
         metrics.record_response(StatusCode::INTERNAL_SERVER_ERROR, Duration::from_secs(60));

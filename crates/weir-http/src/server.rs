@@ -96,14 +96,31 @@ impl<H: Handler> Server<H> {
             let ctx = ctx.clone();
             let force_close = force_close.clone();
             let span = tracing::info_span!("http.conn", %peer);
+            let tracker = connections.clone();
             connections.spawn(
                 async move {
-                    let _slot = slot;
-                    tokio::select! {
-                        _ = serve_connection(stream, peer, ctx) => {}
+                    let upgraded = tokio::select! {
+                        upgraded = serve_connection(stream, peer, ctx) => upgraded,
                         _ = force_close.cancelled() => {
                             tracing::debug!("closed at the drain deadline");
+                            None
                         }
+                    };
+                    // An upgraded connection (a WebSocket) goes on in a task of its own,
+                    // holding its connection slot: this task's HTTP state is freed.
+                    if let Some(session) = upgraded {
+                        tracker.spawn(
+                            async move {
+                                let _slot = slot;
+                                tokio::select! {
+                                    _ = session => {}
+                                    _ = force_close.cancelled() => {
+                                        tracing::debug!("upgraded connection closed at the drain deadline");
+                                    }
+                                }
+                            }
+                            .in_current_span(),
+                        );
                     }
                 }
                 .instrument(span),

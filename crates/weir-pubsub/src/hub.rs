@@ -350,7 +350,9 @@ impl Hub {
         let mut subscription = Subscription {
             hub: self.clone(),
             cursors: Vec::new(),
-            tracked: HashSet::new(),
+            // Only a wildcard subscription can meet a topic twice (found by the scan and
+            // handed over as new); a single-topic one needs no set.
+            tracked: pattern.is_wildcard().then(HashSet::new),
             discovered: None,
             pending: VecDeque::new(),
             turn: 0,
@@ -468,7 +470,7 @@ struct Cursor {
 pub struct Subscription {
     hub: Hub,
     cursors: Vec<Cursor>,
-    tracked: HashSet<TopicName>,
+    tracked: Option<HashSet<TopicName>>,
     discovered: Option<Arc<Discovered>>,
     pending: VecDeque<Event>,
     turn: usize,
@@ -525,8 +527,10 @@ impl Drop for SubscriberSlot {
 
 impl Subscription {
     fn track(&mut self, topic: Arc<Topic>, start: StartFrom, now: SystemTime) {
-        if !self.tracked.insert(topic.name.clone()) {
-            return;
+        if let Some(tracked) = &mut self.tracked {
+            if !tracked.insert(topic.name.clone()) {
+                return;
+            }
         }
         let log = topic.log();
         let next = match start {
@@ -551,6 +555,9 @@ impl Subscription {
             }
         };
         drop(log);
+        // Exactly one more: most subscriptions follow one topic, and a thousand idle
+        // subscribers should not each hold room for four.
+        self.cursors.reserve_exact(1);
         self.cursors.push(Cursor {
             topic,
             next,

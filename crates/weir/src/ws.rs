@@ -55,11 +55,16 @@ pub(crate) fn add_ws_route(router: Router, chat: Arc<LineContext>) -> Router {
 }
 
 async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, access: Access) {
+    // tungstenite reserves its read buffer up front (128 KiB by default): that was 150 KiB
+    // per idle connection. Clients send small JSON commands; 1 KiB holds one, and a larger
+    // frame is read in more steps.
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
-    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
-    let (mut sink, mut frames) = socket.split();
+        .max_frame_size(Some(MAX_MESSAGE))
+        .read_buffer_size(1024);
+    // Not split into halves: reads happen in `select!` and writes after it, never at once,
+    // so one owner suffices and no lock is needed between them.
+    let mut socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
     // Chat rooms and nicknames are shared with the line protocol: one server, one lobby.
     let mut session = Session::new(
         chat.connection_id(),
@@ -68,43 +73,58 @@ async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, acce
         chat.clone(),
         access,
     );
+    // One timer for the connection's life, moved only when it fires early (see line/session.rs).
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    let mut last_activity;
     loop {
+        last_activity = tokio::time::Instant::now();
         let mut out: Vec<Utf8Bytes> = Vec::new();
         tokio::select! {
+            () = &mut idle => {
+                let quiet_until = last_activity + IDLE;
+                if tokio::time::Instant::now() < quiet_until {
+                    idle.as_mut().reset(quiet_until);
+                    continue;
+                }
+                break;
+            }
             // While a write is pending nothing is taken from the subscriptions: a client
             // that reads slowly falls behind in the hub, and the publisher never waits.
             batch = session.next_events(WRITE_BATCH) => out.extend(batch.into_iter().map(text_of)),
-            frame = tokio::time::timeout(IDLE, frames.next()) => match frame {
-                Ok(Some(Ok(Frame::Text(text)))) => match chat_command(text.as_str()) {
+            frame = socket.next() => match frame {
+                Some(Ok(Frame::Text(text))) => match chat_command(text.as_str()) {
                     Some(Ok(command)) => out.extend(reply_json(session.handle_command(command)).map(Utf8Bytes::from)),
                     Some(Err(message)) => out.push(error(&message).into()),
                     None => out.push(handle(&mut session, text.as_str()).into()),
                 },
-                Ok(Some(Ok(Frame::Binary(_)))) => out.push(error("binary frames are not supported; send JSON text frames").into()),
+                Some(Ok(Frame::Binary(_))) => out.push(error("binary frames are not supported; send JSON text frames").into()),
                 // tungstenite queues the pong for a ping; the flush below writes it.
-                Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_)))) => {}
-                Ok(Some(Err(WsError::Capacity(limit)))) => {
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => {}
+                Some(Err(WsError::Capacity(limit))) => {
                     // Say why before closing: 1009 is "message too big".
                     let close = CloseFrame { code: CloseCode::Size, reason: format!("{limit}").into() };
-                    let _ = sink.send(Frame::Close(Some(close))).await;
+                    let _ = socket.send(Frame::Close(Some(close))).await;
                     break;
                 }
-                Ok(Some(Ok(Frame::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+                Some(Ok(Frame::Close(_))) | Some(Err(_)) | None => break,
             },
         }
         // Queue every frame, then flush once: many frames per write under load.
         let mut sent = Ok(());
         for text in out {
             if sent.is_ok() {
-                sent = sink.feed(Frame::Text(text)).await;
+                sent = socket.feed(Frame::Text(text)).await;
             }
         }
-        if sent.and(sink.flush().await).is_err() {
+        if sent.and(socket.flush().await).is_err() {
             break;
         }
     }
     session.close();
-    let _ = sink.close().await;
+    // Flushes the close reply tungstenite queued, then closes (the sink close, not the
+    // inherent one that would send a second close frame).
+    let _ = SinkExt::close(&mut socket).await;
 }
 
 /// An encoded event as frame text. Events are rendered from strings, so

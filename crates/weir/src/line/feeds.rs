@@ -60,6 +60,9 @@ impl Feeds {
             FeedKey::Room(room) => Format::Chat(room.clone()),
             FeedKey::Topic(pattern) => Format::Topic(pattern.clone()),
         };
+        // Exactly one more: a Vec's first growth makes room for four feeds (a kilobyte),
+        // and most connections follow one or two.
+        self.feeds.reserve_exact(1);
         self.feeds.push(Feed {
             key,
             subscription,

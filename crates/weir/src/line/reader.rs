@@ -1,6 +1,9 @@
-//! Reading bounded lines from a socket, cancel-safely.
+//! Reading bounded lines from a socket, cancel-safely, with no buffer held while idle.
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::future::Future;
+use std::io;
+
+use tokio::net::tcp::OwnedReadHalf;
 
 /// What one read produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,11 +18,33 @@ pub(crate) enum Line {
     End,
 }
 
+/// A socket that says when it is readable, then reads without waiting: the buffer is taken
+/// only once there are bytes to put in it.
+pub(crate) trait ReadySource {
+    /// Waits until a read would not block (cancel-safe).
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is there; `WouldBlock` when nothing is.
+    fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
+}
+
+impl ReadySource for OwnedReadHalf {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        OwnedReadHalf::readable(self)
+    }
+
+    fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        OwnedReadHalf::try_read_buf(self, buf)
+    }
+}
+
 /// Reads lines of at most `max` bytes.
 ///
-/// Cancel safety: all state lives in `self` and the only await is one `read_buf`, which
-/// either appends bytes or does not, so `next_line` may be dropped in a `select!` and called
-/// again without losing input.
+/// Cancel safety: all state lives in `self`; the only await is on readiness, and the read
+/// after it does not wait, so `next_line` may be dropped in a `select!` and called again
+/// without losing input.
+///
+/// Memory: the buffer is freed whenever it is empty and allocated when bytes arrive, so an
+/// idle connection (most of them, most of the time) holds none.
 #[derive(Debug)]
 pub(crate) struct LineReader<R> {
     source: R,
@@ -28,11 +53,11 @@ pub(crate) struct LineReader<R> {
     discarding: bool,
 }
 
-impl<R: AsyncRead + Unpin> LineReader<R> {
+impl<R: ReadySource> LineReader<R> {
     pub(crate) fn new(source: R, max: usize) -> Self {
         Self {
             source,
-            buf: Vec::with_capacity(1024),
+            buf: Vec::new(),
             max,
             discarding: false,
         }
@@ -42,6 +67,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         loop {
             if let Some(newline) = self.buf.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.buf.drain(..=newline).collect();
+                if self.buf.is_empty() {
+                    self.buf = Vec::new();
+                }
                 line.pop();
                 if line.last() == Some(&b'\r') {
                     line.pop();
@@ -59,9 +87,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.discarding = true;
                 self.buf.clear();
             }
+            self.source.readable().await?;
             self.buf.reserve(1024);
-            if self.source.read_buf(&mut self.buf).await? == 0 {
-                return Ok(Line::End);
+            match self.source.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(Line::End),
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
             }
         }
     }
@@ -71,10 +106,22 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 mod tests {
     use super::*;
 
+    use tokio::io::AsyncWriteExt;
+
     #[tokio::test]
     async fn splits_bounds_and_checks_lines() {
-        let input: &[u8] = b"NICK ada\r\nhello\n\xff\xfe\n0123456789ABCDEF\nok\n";
-        let mut reader = LineReader::new(input, 10);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client
+            .write_all(b"NICK ada\r\nhello\n\xff\xfe\n0123456789ABCDEF\nok\n")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let (read, _write) = server.into_split();
+        let mut reader = LineReader::new(read, 10);
         assert_eq!(
             reader.next_line().await.unwrap(),
             Line::Text("NICK ada".into())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -91,7 +91,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let mut reader = LineReader::new(read_half, ctx.config.max_line_bytes);
-    let mut out = BufWriter::new(write_half);
+    let mut out = write_half;
     let config = ctx.config.clone();
     let mut gate = FloodGate {
         tokens: f64::from(config.flood_burst),
@@ -110,7 +110,13 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
     );
     tracing::debug!("line session opened");
     let mut pending = vec![line_bytes("+OK weir line protocol; HELP for commands")];
+    // One timer for the connection's life, moved only when it fires early: making a new
+    // one per loop turn cost a timer-wheel insert and removal per delivered batch.
+    let idle = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(idle);
+    let mut last_activity;
     loop {
+        last_activity = Instant::now();
         if !pending.is_empty() {
             if write_lines(&mut out, &pending).await.is_err() {
                 break;
@@ -126,15 +132,20 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<L
             // While a write is pending nothing is taken from the subscriptions: a client
             // that reads slowly falls behind in the hub, and the publisher never waits.
             batch = session.next_events(WRITE_BATCH) => pending.extend(batch),
-            read = timeout(config.idle_timeout, reader.next_line()) => match read {
-                Err(_) => {
-                    let _ = write_lines(&mut out, &[line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))]).await;
-                    break;
+            () = &mut idle => {
+                let quiet_until = last_activity + config.idle_timeout;
+                if Instant::now() < quiet_until {
+                    idle.as_mut().reset(quiet_until);
+                    continue;
                 }
-                Ok(Err(_)) | Ok(Ok(Line::End)) => break,
-                Ok(Ok(Line::TooLong)) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
-                Ok(Ok(Line::NotUtf8)) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
-                Ok(Ok(Line::Text(text))) => {
+                let _ = write_lines(&mut out, &[line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))]).await;
+                break;
+            }
+            read = reader.next_line() => match read {
+                Err(_) | Ok(Line::End) => break,
+                Ok(Line::TooLong) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
+                Ok(Line::NotUtf8) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
+                Ok(Line::Text(text)) => {
                     // Pub/sub commands are machine traffic, paced by the hub's own limits;
                     // the flood gate is for chat and for lines that are not commands.
                     let machine = matches!(
@@ -171,13 +182,18 @@ pub(crate) fn line_bytes(line: impl Into<String>) -> Bytes {
     Bytes::from(line)
 }
 
-/// Writes whole lines (each with its line ending) and flushes.
-async fn write_lines(out: &mut BufWriter<OwnedWriteHalf>, lines: &[Bytes]) -> std::io::Result<()> {
+/// Writes whole lines (each with its line ending) in one write. No buffer lives between
+/// writes: an idle connection holds none.
+async fn write_lines(out: &mut OwnedWriteHalf, lines: &[Bytes]) -> std::io::Result<()> {
     let write = async {
-        for line in lines {
-            out.write_all(line).await?;
+        if let [line] = lines {
+            return out.write_all(line).await;
         }
-        out.flush().await
+        let mut joined = Vec::with_capacity(lines.iter().map(Bytes::len).sum());
+        for line in lines {
+            joined.extend_from_slice(line);
+        }
+        out.write_all(&joined).await
     };
     timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|_| {
         Err(std::io::Error::new(

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Pub/sub fan-out: Weir against Redis and NATS, in one run, with one load tool
+# (bench/pubsub/load) that speaks each protocol.
+#
+#   bash bench/pubsub/run.sh [ROUNDS] [MESSAGES]
+#
+# Each server runs alone on CPU 0 (one core, as in docs/benchmarks.md), the tool on CPU 1,
+# and each is restarted for every measurement (Redis varies ~10% between restarts).
+#  1. flood: 1,000 subscribers, one publisher, 100-byte messages, MESSAGES (default 20,000)
+#     per round, at most 500 messages in flight to the slowest subscriber; ROUNDS (default
+#     3) rounds in alternating order. Deliveries/s and publish→receive p50/p99.
+#  2. steady: 2,000 messages/s to 1,000 subscribers for 10 s: p50/p99/p99.9.
+#  3. idle: as many idle subscriber connections as the file-descriptor limit allows (20,000
+#     when it can be raised; this sandbox's hard limit is 20,000 per process, so 19,000),
+#     and the server's resident memory per connection, for Weir over TCP, SSE and WebSocket.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+messages=${2:-20000}
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need redis-server redis-server
+need nats-server nats-server
+
+cargo build -q --release -p weir
+(cd bench/pubsub/load && cargo build -q --release)
+load=bench/pubsub/load/target/release/pubsub-load
+weir=target/release/weir
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+idle_connections=$(( $(ulimit -n) - 1000 ))
+[ "$idle_connections" -gt 20000 ] && idle_connections=20000
+
+work=$(mktemp -d)
+server_pid=
+stop_server() {
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    server_pid=
+}
+trap 'stop_server; rm -rf "$work"' EXIT
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "server did not open port $1" >&2; exit 1
+}
+
+# start_server NAME: starts it on CPU 0; sets $addr (and $server_pid).
+start_server() {
+    stop_server
+    case "$1" in
+        redis)
+            taskset -c 0 redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no \
+                --maxclients 30000 >"$work/redis.log" 2>&1 &
+            server_pid=$!; addr=127.0.0.1:16379 ;;
+        nats)
+            taskset -c 0 nats-server -a 127.0.0.1 -p 14222 >"$work/nats.log" 2>&1 &
+            server_pid=$!; addr=127.0.0.1:14222 ;;
+        weir|weir-sse|weir-ws)
+            rm -rf "$work/weir-data"
+            taskset -c 0 "$weir" serve --worker-threads 1 --http-addr 127.0.0.1:17070 \
+                --line-addr 127.0.0.1:17071 --data-dir "$work/weir-data" --log-level warn \
+                --max-connections 30000 --line-max-connections 30000 >"$work/weir.log" 2>&1 &
+            server_pid=$!
+            if [ "$1" = weir ]; then addr=127.0.0.1:17071; else addr=127.0.0.1:17070; fi ;;
+    esac
+    wait_port "${addr##*:}"
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "== flood: 1,000 subscribers, $messages messages of 100 bytes per round, $rounds rounds"
+declare -A rates p50s p99s
+for round in $(seq "$rounds"); do
+    if (( round % 2 )); then order="weir redis nats"; else order="nats redis weir"; fi
+    for server in $order; do
+        start_server "$server"
+        line=$(taskset -c 1 "$load" flood "$server" "$addr" 1000 "$messages" 100 500)
+        stop_server
+        echo "round $round $server: $line"
+        rates[$server]+="$(echo "$line" | field deliveries_per_sec) "
+        p50s[$server]+="$(echo "$line" | field p50_us) "
+        p99s[$server]+="$(echo "$line" | field p99_us) "
+    done
+done
+
+echo "== steady: 2,000 messages/s to 1,000 subscribers for 10 s"
+declare -A steady
+for server in weir redis nats; do
+    start_server "$server"
+    line=$(taskset -c 1 "$load" steady "$server" "$addr" 1000 2000 10 100)
+    stop_server
+    echo "$server: $line"
+    steady[$server]="$(echo "$line" | field p50_us) $(echo "$line" | field p99_us) $(echo "$line" | field p999_us)"
+done
+
+echo "== idle: $idle_connections subscriber connections"
+declare -A idle
+for server in redis nats weir weir-sse weir-ws; do
+    start_server "$server"
+    line=$(taskset -c 1 "$load" idle "$server" "$addr" "$idle_connections" "$server_pid")
+    stop_server
+    echo "$server: $line"
+    idle[$server]=$(echo "$line" | field kib_per_connection)
+done
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "== summary (medians over $rounds rounds; server on one core)"
+printf '%-6s %16s %12s %12s\n' server deliveries/s p50_ms p99_ms
+declare -A median_rate
+for server in weir redis nats; do
+    median_rate[$server]=$(echo ${rates[$server]} | tr ' ' '\n' | median)
+    p50=$(echo ${p50s[$server]} | tr ' ' '\n' | median)
+    p99=$(echo ${p99s[$server]} | tr ' ' '\n' | median)
+    printf '%-6s %16.0f %12s %12s\n' "$server" "${median_rate[$server]}" "$(div "$p50" 1000)" "$(div "$p99" 1000)"
+done
+best_anchor=$(printf '%s\n' "${median_rate[redis]}" "${median_rate[nats]}" | sort -g | tail -1)
+echo "flood ratio weir / faster anchor: $(div "${median_rate[weir]}" "$best_anchor")"
+echo "steady p50/p99/p99.9 us: weir ${steady[weir]} | redis ${steady[redis]} | nats ${steady[nats]}"
+read -r _ weir_p99 _ <<<"${steady[weir]}"
+read -r _ redis_p99 _ <<<"${steady[redis]}"
+echo "steady p99 ratio weir / redis: $(div "$weir_p99" "$redis_p99")"
+echo "idle KiB per connection: redis ${idle[redis]}, nats ${idle[nats]}, weir tcp ${idle[weir]}, weir sse ${idle[weir-sse]}, weir ws ${idle[weir-ws]}"
