@@ -341,12 +341,6 @@ impl Hub {
             return Err(SubscribeError::OffsetWithWildcard(pattern.to_string()));
         }
         let slot = SubscriberSlot::take(self, &pattern)?;
-        let stats = Arc::new(LagStats::default());
-        self.inner
-            .slow
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((label.into(), Arc::downgrade(&stats)));
         let mut subscription = Subscription {
             hub: self.clone(),
             cursors: Vec::new(),
@@ -356,7 +350,8 @@ impl Hub {
             discovered: None,
             pending: VecDeque::new(),
             turn: 0,
-            stats,
+            label: label.into(),
+            stats: None,
             ended: false,
             _slot: slot,
         };
@@ -474,7 +469,11 @@ pub struct Subscription {
     discovered: Option<Arc<Discovered>>,
     pending: VecDeque<Event>,
     turn: usize,
-    stats: Arc<LagStats>,
+    /// Names the subscriber in the slow-subscriber report.
+    label: Arc<str>,
+    /// Created, and entered in the hub's report, the first time this subscriber falls
+    /// behind: most never do, and then it costs nothing.
+    stats: Option<Arc<LagStats>>,
     ended: bool,
     _slot: SubscriberSlot,
 }
@@ -594,8 +593,18 @@ impl Subscription {
         if behind > lag_limit || overwritten {
             let keep_from = log.next.saturating_sub(lag_limit).max(log.first());
             let missed = keep_from.saturating_sub(cursor.next);
-            self.stats.missed.fetch_add(missed, Ordering::Relaxed);
-            self.stats.times.fetch_add(1, Ordering::Relaxed);
+            let stats = self.stats.get_or_insert_with(|| {
+                let stats = Arc::new(LagStats::default());
+                self.hub
+                    .inner
+                    .slow
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((self.label.clone(), Arc::downgrade(&stats)));
+                stats
+            });
+            stats.missed.fetch_add(missed, Ordering::Relaxed);
+            stats.times.fetch_add(1, Ordering::Relaxed);
             let topic = cursor.topic.name.clone();
             tracing::warn!(%topic, missed, ?policy, "subscriber fell behind the lag limit");
             return Some(match policy {

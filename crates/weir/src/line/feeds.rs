@@ -30,7 +30,6 @@ pub(crate) enum FeedKey {
 struct Feed {
     key: FeedKey,
     subscription: Subscription,
-    format: Format,
 }
 
 /// A session's subscriptions.
@@ -56,18 +55,10 @@ impl Feeds {
     }
 
     pub(crate) fn insert(&mut self, key: FeedKey, subscription: Subscription) {
-        let format = match &key {
-            FeedKey::Room(room) => Format::Chat(room.clone()),
-            FeedKey::Topic(pattern) => Format::Topic(pattern.clone()),
-        };
         // Exactly one more: a Vec's first growth makes room for four feeds (a kilobyte),
         // and most connections follow one or two.
         self.feeds.reserve_exact(1);
-        self.feeds.push(Feed {
-            key,
-            subscription,
-            format,
-        });
+        self.feeds.push(Feed { key, subscription });
     }
 
     /// Ends a feed; false if there was none.
@@ -106,7 +97,7 @@ impl Feeds {
                         if matches!(event, Event::Disconnected { .. }) {
                             ended.push(index);
                         }
-                        batch.push(encode(event, &feed.format, encoding));
+                        batch.push(encode(event, &feed.key, encoding));
                         progressed = true;
                     }
                     Poll::Ready(None) => ended.push(index),
@@ -136,36 +127,29 @@ impl Feeds {
 }
 
 /// An event as the client receives it: a line with its line ending, or a JSON text.
-fn encode(event: Event, format: &Format, encoding: Encoding) -> Bytes {
+fn encode(event: Event, format: &FeedKey, encoding: Encoding) -> Bytes {
     match (&event, encoding, format) {
         // The rendering of a message depends on the message alone (a room's name comes from
         // its topic), so it is made once and shared through the message's encoding cache.
-        (Event::Message(message), Encoding::Line, Format::Topic(_)) => message
+        (Event::Message(message), Encoding::Line, FeedKey::Topic(_)) => message
             .encoded(SLOT_LINE_TOPIC, |_| {
                 line_bytes(render(event.clone(), format))
             }),
-        (Event::Message(message), Encoding::Line, Format::Chat(_)) => message
+        (Event::Message(message), Encoding::Line, FeedKey::Room(_)) => message
             .encoded(SLOT_LINE_CHAT, |_| {
                 line_bytes(render(event.clone(), format))
             }),
-        (Event::Message(message), Encoding::Json, Format::Topic(_)) => message
+        (Event::Message(message), Encoding::Json, FeedKey::Topic(_)) => message
             .encoded(SLOT_JSON_TOPIC, |_| {
                 render_json(event.clone(), format).to_string().into()
             }),
-        (Event::Message(message), Encoding::Json, Format::Chat(_)) => message
+        (Event::Message(message), Encoding::Json, FeedKey::Room(_)) => message
             .encoded(SLOT_JSON_CHAT, |_| {
                 render_json(event.clone(), format).to_string().into()
             }),
         (_, Encoding::Line, _) => line_bytes(render(event, format)),
         (_, Encoding::Json, _) => render_json(event, format).to_string().into(),
     }
-}
-
-enum Format {
-    /// A chat room: `MSG room nick text`, `JOIN room nick`, `PART room nick`.
-    Chat(String),
-    /// A topic: `EVENT topic offset payload`.
-    Topic(String),
 }
 
 /// Slots of `Message::encoded` this module owns: a message is rendered once per format,
@@ -175,12 +159,12 @@ const SLOT_LINE_CHAT: usize = 1;
 const SLOT_JSON_TOPIC: usize = 2;
 const SLOT_JSON_CHAT: usize = 3;
 
-fn render(event: Event, format: &Format) -> String {
+fn render(event: Event, format: &FeedKey) -> String {
     match event {
         Event::Message(message) => {
             let text = String::from_utf8_lossy(message.payload());
             match format {
-                Format::Chat(room) => {
+                FeedKey::Room(room) => {
                     let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                     let field = |name: &str| {
                         value
@@ -195,7 +179,7 @@ fn render(event: Event, format: &Format) -> String {
                         _ => format!("MSG {room} {} {}", field("nick"), one_line(&field("text"))),
                     }
                 }
-                Format::Topic(_) => format!(
+                FeedKey::Topic(_) => format!(
                     "EVENT {} {} {}",
                     message.topic(),
                     message.offset(),
@@ -209,8 +193,8 @@ fn render(event: Event, format: &Format) -> String {
         Event::Lagged { topic, missed } => format!("LAGGED {topic} {missed}"),
         Event::Disconnected { reason } => {
             let what = match format {
-                Format::Chat(room) => room,
-                Format::Topic(pattern) => pattern,
+                FeedKey::Room(room) => room,
+                FeedKey::Topic(pattern) => pattern,
             };
             format!("-ERR subscription {what} ended: {reason}")
         }
@@ -218,17 +202,17 @@ fn render(event: Event, format: &Format) -> String {
 }
 
 /// An event as a JSON object (WebSocket frames).
-fn render_json(event: Event, format: &Format) -> serde_json::Value {
+fn render_json(event: Event, format: &FeedKey) -> serde_json::Value {
     use serde_json::json;
     match event {
         Event::Message(message) => {
             let text = String::from_utf8_lossy(message.payload());
             match format {
-                Format::Chat(room) => {
+                FeedKey::Room(room) => {
                     let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                     json!({ "type": "chat", "room": room, "kind": value["kind"], "nick": value["nick"], "text": value["text"] })
                 }
-                Format::Topic(_) => json!({
+                FeedKey::Topic(_) => json!({
                     "type": "message",
                     "topic": message.topic().as_str(),
                     "offset": message.offset(),
