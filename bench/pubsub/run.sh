@@ -9,7 +9,7 @@
 #  1. flood: 1,000 subscribers, one publisher, 100-byte messages, MESSAGES (default 20,000)
 #     per round, at most 500 messages in flight to the slowest subscriber; ROUNDS (default
 #     3) rounds in alternating order. Deliveries/s and publish→receive p50/p99.
-#  2. steady: 2,000 messages/s to 1,000 subscribers for 10 s: p50/p99/p99.9.
+#  2. steady: 2,000 messages/s to 1,000 subscribers for 10 s, ROUNDS rounds: p50/p99.
 #  3. idle: as many idle subscriber connections as the file-descriptor limit allows (20,000
 #     when it can be raised; this sandbox's hard limit is 20,000 per process, so 19,000),
 #     and the server's resident memory per connection, for Weir over TCP, SSE and WebSocket.
@@ -87,14 +87,18 @@ for round in $(seq "$rounds"); do
     done
 done
 
-echo "== steady: 2,000 messages/s to 1,000 subscribers for 10 s"
-declare -A steady
-for server in weir redis nats; do
-    start_server "$server"
-    line=$(taskset -c 1 "$load" steady "$server" "$addr" 1000 2000 10 100)
-    stop_server
-    echo "$server: $line"
-    steady[$server]="$(echo "$line" | field p50_us) $(echo "$line" | field p99_us) $(echo "$line" | field p999_us)"
+echo "== steady: 2,000 messages/s to 1,000 subscribers for 10 s, $rounds rounds"
+declare -A steady_p50 steady_p99
+for round in $(seq "$rounds"); do
+    if (( round % 2 )); then order="weir redis nats"; else order="nats redis weir"; fi
+    for server in $order; do
+        start_server "$server"
+        line=$(taskset -c 1 "$load" steady "$server" "$addr" 1000 2000 10 100)
+        stop_server
+        echo "round $round $server: $line"
+        steady_p50[$server]+="$(echo "$line" | field p50_us) "
+        steady_p99[$server]+="$(echo "$line" | field p99_us) "
+    done
 done
 
 echo "== idle: $idle_connections subscriber connections"
@@ -120,8 +124,11 @@ for server in weir redis nats; do
 done
 best_anchor=$(printf '%s\n' "${median_rate[redis]}" "${median_rate[nats]}" | sort -g | tail -1)
 echo "flood ratio weir / faster anchor: $(div "${median_rate[weir]}" "$best_anchor")"
-echo "steady p50/p99/p99.9 us: weir ${steady[weir]} | redis ${steady[redis]} | nats ${steady[nats]}"
-read -r _ weir_p99 _ <<<"${steady[weir]}"
-read -r _ redis_p99 _ <<<"${steady[redis]}"
-echo "steady p99 ratio weir / redis: $(div "$weir_p99" "$redis_p99")"
+declare -A steady_p99_median
+for server in weir redis nats; do
+    p50=$(echo ${steady_p50[$server]} | tr ' ' '\n' | median)
+    steady_p99_median[$server]=$(echo ${steady_p99[$server]} | tr ' ' '\n' | median)
+    echo "steady $server: p50 $(div "$p50" 1000) ms, p99 $(div "${steady_p99_median[$server]}" 1000) ms (medians; each round: ${steady_p99[$server]}us)"
+done
+echo "steady p99 ratio weir / redis: $(div "${steady_p99_median[weir]}" "${steady_p99_median[redis]}")"
 echo "idle KiB per connection: redis ${idle[redis]}, nats ${idle[nats]}, weir tcp ${idle[weir]}, weir sse ${idle[weir-sse]}, weir ws ${idle[weir-ws]}"

@@ -156,13 +156,11 @@ pub async fn serve_lines(listener: TcpListener, ctx: Arc<LineContext>) -> std::i
             },
         };
         let id = ctx.connection_id();
-        let ctx = ctx.clone();
+        // Spawned as it is, with no `async` block around it: a wrapper would keep its own
+        // copies of the arguments beside the session, for every connection's life.
         sessions.spawn(
-            async move {
-                let _slot = slot;
-                session::run(stream, peer, id, ctx).await;
-            }
-            .instrument(tracing::info_span!("line.conn", %peer, conn = id)),
+            session::run(stream, peer, id, ctx.clone(), slot)
+                .instrument(tracing::info_span!("line.conn", %peer, conn = id)),
         );
     }
     sessions.close();

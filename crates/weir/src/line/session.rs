@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 use weir_pubsub::{Message, PresenceChange, StartFrom, TopicName};
 
@@ -87,7 +88,15 @@ fn one(line: impl Into<String>) -> Reply {
     Reply::Lines(vec![line.into()])
 }
 
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<LineContext>) {
+/// Serves one connection; `_slot` is its place under `line.max_connections`, held until
+/// the session ends.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    ctx: Arc<LineContext>,
+    _slot: OwnedSemaphorePermit,
+) {
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let mut reader = LineReader::new(read_half, ctx.config.max_line_bytes);
