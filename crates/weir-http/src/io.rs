@@ -78,8 +78,11 @@ impl ConnIo {
     ) -> Self {
         Self {
             stream,
-            read_buf: BytesMut::with_capacity(8 * 1024),
-            write_buf: BytesMut::with_capacity(8 * 1024),
+            // Empty until used: the first read reserves READ_CHUNK anyway (a buffer made
+            // here was thrown away by it), and the write buffer grows to what responses
+            // need. A connection that upgrades or streams holds less for it.
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
             body: BodyProgress::idle(),
             finished_trailers: Vec::new(),
             config,

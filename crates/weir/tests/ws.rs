@@ -274,3 +274,23 @@ async fn chat_rooms_are_shared_between_websocket_and_the_line_protocol() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let (addr, _guard) = start().await;
+    let mut ws = Ws::connect(&addr).await;
+    let started = tokio::time::Instant::now();
+    // Paused time: the 15-minute idle timer fires as soon as everything waits. (The
+    // helper's 20 s deadline would fire first, so read with a longer one here.)
+    let mut head = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(3600), ws.0.read_exact(&mut head))
+        .await
+        .expect("closed within the hour")
+        .unwrap();
+    assert_eq!(head[0] & 0x0f, 0x8, "a close frame");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(15 * 60) && waited < Duration::from_secs(16 * 60),
+        "closed after {waited:?}"
+    );
+}
