@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_core::Stream;
 
+use crate::durable::{StoreError, TopicStore, Writer};
 use crate::log::{Message, ReadAt, Retention, SubWaker, TopicLog};
 use crate::{NameError, TopicName, TopicPattern};
 
@@ -44,6 +45,9 @@ pub struct HubConfig {
     /// Subscriptions to one topic, or to one wildcard pattern, held at once; past it a
     /// subscribe fails with [`SubscribeError::TooManySubscribers`]. Default 100,000.
     pub max_subscribers_per_topic: usize,
+    /// Topics kept in the store ([`Hub::with_store`]) and published with
+    /// [`Hub::publish_wait`]. Default: none.
+    pub durable: Vec<TopicPattern>,
 }
 
 impl Default for HubConfig {
@@ -56,6 +60,7 @@ impl Default for HubConfig {
             max_topics: 100_000,
             max_payload: 1024 * 1024,
             max_subscribers_per_topic: 100_000,
+            durable: Vec::new(),
         }
     }
 }
@@ -77,6 +82,13 @@ pub enum PublishError {
     /// The hub holds its maximum number of topics.
     #[error("the hub already holds its maximum of {0} topics")]
     TooManyTopics(usize),
+    /// A durable topic was published to without waiting for the store: use
+    /// [`Hub::publish_wait`].
+    #[error("{0} is durable: it is published with publish_wait, which waits for the store")]
+    Durable(String),
+    /// The store failed; nothing was published.
+    #[error("the topic store failed: {0}")]
+    Store(String),
 }
 
 /// Where a subscription starts.
@@ -177,17 +189,17 @@ pub struct SlowSubscriber {
 /// A topic: its log behind a read-write lock, so that many subscribers read at once and
 /// only an append excludes them.
 #[derive(Debug)]
-struct Topic {
-    name: TopicName,
+pub(crate) struct Topic {
+    pub(crate) name: TopicName,
     log: RwLock<TopicLog>,
 }
 
 impl Topic {
-    fn log(&self) -> RwLockReadGuard<'_, TopicLog> {
+    pub(crate) fn log(&self) -> RwLockReadGuard<'_, TopicLog> {
         self.log.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn log_mut(&self) -> RwLockWriteGuard<'_, TopicLog> {
+    pub(crate) fn log_mut(&self) -> RwLockWriteGuard<'_, TopicLog> {
         self.log.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -213,6 +225,8 @@ struct HubInner {
     slow: Mutex<Vec<(Arc<str>, Weak<LagStats>)>>,
     /// Subscriptions held per topic or pattern, for `max_subscribers_per_topic`.
     subscribers: Mutex<HashMap<TopicPattern, usize>>,
+    /// The store's writer, when the hub has a store.
+    writer: Option<Writer>,
     epoch_base: u64,
     epochs_issued: AtomicU64,
 }
@@ -229,8 +243,39 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub with `config`.
+    /// A hub with `config`, all in memory (durable patterns are ignored without a store).
     pub fn new(config: HubConfig) -> Hub {
+        Self::build(config, None)
+    }
+
+    /// A hub whose durable topics ([`HubConfig::durable`]) live in `store`: they are loaded
+    /// now, with their offsets and epochs, and every publish to them is committed there
+    /// before it is answered or seen (see [`Hub::publish_wait`]).
+    pub fn with_store(
+        config: HubConfig,
+        mut store: Box<dyn TopicStore>,
+    ) -> Result<Hub, StoreError> {
+        let retention = |name: &TopicName| retention_for(&config, name);
+        let stored = store.load(&retention)?;
+        let hub = Self::build(config, Some(Writer::start(store)));
+        let mut topics = hub.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        for topic in stored {
+            let retention = retention_for(&hub.inner.config, &topic.name);
+            let mut log = TopicLog::new(topic.epoch, retention, hub.inner.config.lag_limit.get());
+            log.restore(&topic.name, topic.next_offset, topic.messages);
+            topics.insert(
+                topic.name.clone(),
+                Arc::new(Topic {
+                    name: topic.name,
+                    log: RwLock::new(log),
+                }),
+            );
+        }
+        drop(topics);
+        Ok(hub)
+    }
+
+    fn build(config: HubConfig, writer: Option<Writer>) -> Hub {
         // Epochs must differ across restarts of an in-memory hub: history is lost then.
         let epoch_base = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -243,6 +288,7 @@ impl Hub {
                 patterns: Mutex::new(Vec::new()),
                 slow: Mutex::new(Vec::new()),
                 subscribers: Mutex::new(HashMap::new()),
+                writer,
                 epoch_base,
                 epochs_issued: AtomicU64::new(0),
             }),
@@ -254,8 +300,36 @@ impl Hub {
         &self.inner.config
     }
 
-    /// Publishes `payload` to `topic`, creating the topic on first use.
+    /// Whether `name` is kept in the store.
+    pub fn is_durable(&self, name: &TopicName) -> bool {
+        self.inner.writer.is_some() && self.inner.config.durable.iter().any(|p| p.matches(name))
+    }
+
+    /// Publishes `payload` to `topic`, creating the topic on first use, and waits, for a
+    /// durable topic, until the store has committed it: an `Ok` means it survives a crash.
+    /// Other topics are published at once, as with [`Hub::publish`].
+    pub async fn publish_wait(&self, topic: &str, payload: Bytes) -> Result<Message, PublishError> {
+        let (name, payload) = self.check(topic, payload)?;
+        match &self.inner.writer {
+            Some(writer) if self.is_durable(&name) => {
+                let topic = self.topic(&name)?;
+                writer.publish(topic, payload).await
+            }
+            _ => self.publish_checked(&name, payload),
+        }
+    }
+
+    /// Publishes `payload` to `topic`, creating the topic on first use. A durable topic is
+    /// refused ([`PublishError::Durable`]): it needs [`Hub::publish_wait`].
     pub fn publish(&self, topic: &str, payload: Bytes) -> Result<Message, PublishError> {
+        let (name, payload) = self.check(topic, payload)?;
+        if self.is_durable(&name) {
+            return Err(PublishError::Durable(name.to_string()));
+        }
+        self.publish_checked(&name, payload)
+    }
+
+    fn check(&self, topic: &str, payload: Bytes) -> Result<(TopicName, Bytes), PublishError> {
         let limit = self.inner.config.max_payload;
         if payload.len() > limit {
             return Err(PublishError::PayloadTooLarge {
@@ -263,8 +337,11 @@ impl Hub {
                 limit,
             });
         }
-        let name = TopicName::new(topic)?;
-        let topic = self.topic(&name)?;
+        Ok((TopicName::new(topic)?, payload))
+    }
+
+    fn publish_checked(&self, name: &TopicName, payload: Bytes) -> Result<Message, PublishError> {
+        let topic = self.topic(name)?;
         let (message, waiters) = topic
             .log_mut()
             .append(&topic.name, payload, SystemTime::now());
@@ -292,11 +369,7 @@ impl Hub {
             return Err(PublishError::TooManyTopics(self.inner.config.max_topics));
         }
         let config = &self.inner.config;
-        let retention = config
-            .retention_rules
-            .iter()
-            .find(|(pattern, _)| pattern.matches(name))
-            .map_or(config.default_retention, |(_, r)| *r);
+        let retention = retention_for(config, name);
         let epoch =
             self.inner.epoch_base + self.inner.epochs_issued.fetch_add(1, Ordering::Relaxed);
         let topic = Arc::new(Topic {
@@ -383,7 +456,9 @@ impl Hub {
             let topic = self.topic(&name).map_err(|e| match e {
                 PublishError::Name(e) => SubscribeError::Name(e),
                 PublishError::TooManyTopics(n) => SubscribeError::TooManyTopics(n),
-                PublishError::PayloadTooLarge { .. } => unreachable!("no payload here"),
+                PublishError::PayloadTooLarge { .. }
+                | PublishError::Durable(_)
+                | PublishError::Store(_) => unreachable!("creating a topic does not publish"),
             })?;
             subscription.track(topic, start, now);
         }
@@ -441,6 +516,15 @@ impl Hub {
         report.sort_by_key(|s| std::cmp::Reverse(s.missed));
         report
     }
+}
+
+/// The retention of `name`: the first rule that matches, else the default.
+fn retention_for(config: &HubConfig, name: &TopicName) -> Retention {
+    config
+        .retention_rules
+        .iter()
+        .find(|(pattern, _)| pattern.matches(name))
+        .map_or(config.default_retention, |(_, r)| *r)
 }
 
 /// Messages a subscription takes from a topic per lock.

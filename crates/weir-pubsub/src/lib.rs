@@ -11,11 +11,13 @@
 //!
 //! The transports (SSE, WebSocket, the TCP line protocol) live in the `weir` binary.
 
+mod durable;
 mod hub;
 mod log;
 mod name;
 mod presence;
 
+pub use durable::{Append, StoreError, StoredMessage, StoredTopic, TopicStore};
 pub use hub::{
     Event, Hub, HubConfig, PublishError, SlowSubscriber, SlowSubscriberPolicy, StartFrom,
     SubscribeError, Subscription, TopicInfo,

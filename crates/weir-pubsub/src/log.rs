@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::durable::StoredMessage;
 use crate::TopicName;
 
 /// A published message as subscribers see it.
@@ -198,6 +199,28 @@ impl TopicLog {
         }
         let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
         (message, waiters)
+    }
+
+    /// Puts back a durable topic's log as loaded from its store: `messages` hold
+    /// consecutive offsets ending at `next - 1` (the newest `window` are kept).
+    pub(crate) fn restore(&mut self, topic: &TopicName, next: u64, messages: Vec<StoredMessage>) {
+        let skip = messages.len().saturating_sub(self.window);
+        self.entries = messages
+            .into_iter()
+            .skip(skip)
+            .map(|stored| {
+                Message(Arc::new(MessageParts {
+                    topic: topic.clone(),
+                    offset: stored.offset,
+                    epoch: self.epoch,
+                    payload: stored.payload,
+                    published_at: stored.published_at,
+                    encodings: Default::default(),
+                }))
+            })
+            .collect();
+        self.next = next;
+        self.first = next - self.entries.len() as u64;
     }
 
     /// The oldest offset a replay may start from now: within the count and age retention.

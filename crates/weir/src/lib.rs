@@ -13,5 +13,6 @@ pub mod line;
 pub mod logging;
 mod routes;
 pub mod serve;
+pub mod topic_store;
 mod topics;
 mod ws;

@@ -10,6 +10,7 @@ use crate::config::ServeConfig;
 use crate::dashboard::add_dashboard_routes;
 use crate::line::{serve_lines, LineConfig, LineContext};
 use crate::routes::add_operational_routes;
+use crate::topic_store::SqliteTopicStore;
 use crate::topics::add_topic_routes;
 use crate::ws::add_ws_route;
 use weir_pubsub::Hub;
@@ -32,6 +33,14 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The store of durable topics could not be opened or loaded.
+    #[error("cannot open the topic store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: weir_pubsub::StoreError,
     },
     /// The server failed while running.
     #[error("the HTTP server failed: {0}")]
@@ -93,6 +102,20 @@ pub async fn bind(config: &ServeConfig) -> Result<Listeners, ServeError> {
     Ok(Listeners { http, line })
 }
 
+/// The hub, with the SQLite store under the data directory when any topic is durable.
+fn open_hub(config: &ServeConfig) -> Result<Hub, ServeError> {
+    if config.pubsub.durable.is_empty() {
+        return Ok(Hub::new(config.pubsub.clone()));
+    }
+    let path = config.data_dir.join("weir.db");
+    let store = SqliteTopicStore::open(&path).map_err(|source| ServeError::Store {
+        path: path.clone(),
+        source,
+    })?;
+    Hub::with_store(config.pubsub.clone(), Box::new(store))
+        .map_err(|source| ServeError::Store { path, source })
+}
+
 /// Serves the HTTP API and the line protocol until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: ServeConfig,
@@ -100,7 +123,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
-    let hub = Hub::new(config.pubsub.clone());
+    let hub = open_hub(&config)?;
     let line_config = LineConfig {
         max_subscriptions: config.max_subscriptions,
         max_connections: config.line_max_connections,

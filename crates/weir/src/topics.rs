@@ -69,7 +69,7 @@ async fn publish(hub: Hub, mut req: Request) -> Response {
         }
         Err(error) => return json_error(error.status(), &error.to_string()),
     };
-    match hub.publish(&topic, payload) {
+    match hub.publish_wait(&topic, payload).await {
         Ok(message) => {
             let body = serde_json::json!({ "topic": topic, "offset": message.offset(), "epoch": message.epoch() });
             Response::json(StatusCode::ACCEPTED, body.to_string())
@@ -77,7 +77,7 @@ async fn publish(hub: Hub, mut req: Request) -> Response {
         Err(error @ PublishError::PayloadTooLarge { .. }) => {
             json_error(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string())
         }
-        Err(error @ PublishError::TooManyTopics(_)) => {
+        Err(error @ (PublishError::TooManyTopics(_) | PublishError::Store(_))) => {
             json_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
         }
         Err(error) => json_error(StatusCode::BAD_REQUEST, &format!("topic: {error}")),

@@ -94,9 +94,10 @@ async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, acce
             batch = session.next_events(WRITE_BATCH) => out.extend(batch.into_iter().map(text_of)),
             frame = socket.next() => match frame {
                 Some(Ok(Frame::Text(text))) => match chat_command(text.as_str()) {
-                    Some(Ok(command)) => out.extend(reply_json(session.handle_command(command)).map(Utf8Bytes::from)),
+                    Some(Ok(command)) => out.extend(reply_json(Box::pin(session.handle_command(command)).await).map(Utf8Bytes::from)),
                     Some(Err(message)) => out.push(error(&message).into()),
-                    None => out.push(handle(&mut session, text.as_str()).into()),
+                    // Boxed, as in the line protocol: a command's future stays out of the idle task.
+                    None => out.push(Box::pin(handle(&mut session, text.as_str())).await.into()),
                 },
                 Some(Ok(Frame::Binary(_))) => out.push(error("binary frames are not supported; send JSON text frames").into()),
                 // tungstenite queues the pong for a ping; the flush below writes it.
@@ -121,7 +122,7 @@ async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, acce
             break;
         }
     }
-    session.close();
+    Box::pin(session.close()).await;
     // Flushes the close reply tungstenite queued, then closes (the sink close, not the
     // inherent one that would send a second close frame).
     let _ = SinkExt::close(&mut socket).await;
@@ -192,7 +193,7 @@ fn error(message: &str) -> String {
 
 /// A pub/sub frame: subscribe, unsubscribe or publish, through the client's session (which
 /// checks scopes and the per-connection subscription limit).
-fn handle(session: &mut Session, text: &str) -> String {
+async fn handle(session: &mut Session, text: &str) -> String {
     let Ok(request) = serde_json::from_str::<Value>(text) else {
         return error(
             "frames must be JSON objects such as {\"op\":\"subscribe\",\"topic\":\"news\"}",
@@ -227,7 +228,7 @@ fn handle(session: &mut Session, text: &str) -> String {
             let Some(payload) = field("payload") else {
                 return error("field \"payload\" (a string) is required to publish");
             };
-            match session.publish(topic, payload.as_bytes().to_vec().into()) {
+            match session.publish(topic, payload.as_bytes().to_vec().into()).await {
                 Ok(m) => json!({ "type": "published", "topic": topic, "offset": m.offset(), "epoch": m.epoch() }).to_string(),
                 Err(message) => error(&message),
             }

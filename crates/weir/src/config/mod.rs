@@ -66,6 +66,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "pubsub.slow_policy", flag: "slow-policy", env: "WEIR_PUBSUB_SLOW_POLICY", default: "drop-oldest", help: "For a subscriber past the lag limit: drop-oldest (skip ahead, with a lagged notice) or disconnect" },
     Setting { key: "pubsub.max_topics", flag: "max-topics", env: "WEIR_PUBSUB_MAX_TOPICS", default: "100000", help: "Topics held at most; publishing to a new topic past it gets 503" },
     Setting { key: "pubsub.retention", flag: "retention", env: "WEIR_PUBSUB_RETENTION", default: "", help: "Retention by topic pattern, first match wins: PATTERN=COUNT/AGE[,...], e.g. chat.>=200/24h,ticks.*=10/1m" },
+    Setting { key: "pubsub.durable", flag: "durable", env: "WEIR_PUBSUB_DURABLE", default: "", help: "Topic patterns kept in the store (data_dir/weir.db) across restarts, comma-separated, e.g. orders.>,audit.*; a publish to them is answered once committed" },
     Setting { key: "pubsub.max_subscribers", flag: "max-subscribers", env: "WEIR_PUBSUB_MAX_SUBSCRIBERS", default: "100000", help: "Subscribers one topic (or one wildcard pattern) may have; past it a subscribe is refused" },
     Setting { key: "pubsub.max_subscriptions", flag: "max-subscriptions", env: "WEIR_PUBSUB_MAX_SUBSCRIPTIONS", default: "128", help: "Topics and rooms one WebSocket or line-protocol connection may follow at once; past it a subscribe or join is refused" },
     Setting { key: "auth.tokens", flag: "tokens", env: "WEIR_AUTH_TOKENS", default: "", help: "Access tokens with scopes: TOKEN:SCOPES[,...], scopes publish, subscribe, enqueue, admin joined by +. None: open access, loopback only" },
@@ -307,6 +308,20 @@ impl<'a> Layers<'a> {
         let retention_rules = get("pubsub.retention", &|t| {
             parse_retention_rules(t).map(Parsed::Retention)
         });
+        let durable = get("pubsub.durable", &|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    weir_pubsub::TopicPattern::new(p).map_err(|e| {
+                        format!(
+                            "topic patterns separated by commas, such as orders.>,audit.* ({e})"
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Parsed::Patterns)
+        });
         let max_subscribers = get("pubsub.max_subscribers", &|t| {
             parse_count(t, 1, 100_000_000).map(Parsed::Number)
         });
@@ -378,6 +393,7 @@ impl<'a> Layers<'a> {
                 max_topics: max_topics.number() as usize,
                 max_payload: usize::try_from(max_payload.number()).unwrap_or(usize::MAX),
                 max_subscribers_per_topic: max_subscribers.number() as usize,
+                durable: durable.patterns(),
             },
             max_subscriptions: max_subscriptions.number() as usize,
             tokens: tokens.tokens(),
@@ -397,6 +413,7 @@ enum Parsed {
     Duration(Duration),
     Retention(Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)>),
     Tokens(Tokens),
+    Patterns(Vec<weir_pubsub::TopicPattern>),
     Invalid,
 }
 
@@ -429,6 +446,12 @@ impl Parsed {
         match self {
             Parsed::Retention(rules) => rules,
             _ => unreachable!("validated as retention rules"),
+        }
+    }
+    fn patterns(self) -> Vec<weir_pubsub::TopicPattern> {
+        match self {
+            Parsed::Patterns(patterns) => patterns,
+            _ => unreachable!("validated as patterns"),
         }
     }
     fn tokens(self) -> Tokens {

@@ -169,7 +169,9 @@ pub(crate) async fn run(
                         pending.push(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate)));
                         continue;
                     }
-                    match session.handle(&text) {
+                    // Boxed: a command's future (which may wait for the store) would
+                    // otherwise sit inline in every idle connection's task.
+                    match Box::pin(session.handle(&text)).await {
                         Reply::Lines(lines) => pending.extend(lines.into_iter().map(line_bytes)),
                         Reply::Quit => {
                             let _ = write_lines(&mut out, &[line_bytes("+OK bye")]).await;
@@ -180,7 +182,7 @@ pub(crate) async fn run(
             },
         }
     }
-    session.close();
+    Box::pin(session.close()).await;
     tracing::debug!("line session closed");
 }
 
@@ -238,9 +240,9 @@ impl Session {
         poll_fn(|cx| self.feeds.poll_batch(cx, encoding, max)).await
     }
 
-    fn handle(&mut self, text: &str) -> Reply {
+    async fn handle(&mut self, text: &str) -> Reply {
         match parse(text) {
-            Ok(command) => self.handle_command(command),
+            Ok(command) => self.handle_command(command).await,
             Err(error) => one(format!("-ERR {}", error.0)),
         }
     }
@@ -259,7 +261,7 @@ impl Session {
         }
     }
 
-    pub(crate) fn handle_command(&mut self, command: Command) -> Reply {
+    pub(crate) async fn handle_command(&mut self, command: Command) -> Reply {
         if let Some(scope) = Self::scope_of(&command) {
             if let Err(message) = self.access.require(scope) {
                 return one(format!("-ERR {message}; AUTH <token>"));
@@ -273,9 +275,9 @@ impl Session {
                 one("-ERR authenticate first: a token is required; AUTH <token>")
             }
             Command::Nick(nick) => self.nick(nick),
-            Command::Join(room) => self.join(room),
-            Command::Part(room) => self.part(&room),
-            Command::Say { room, text } => self.say(&room, &text),
+            Command::Join(room) => self.join(room).await,
+            Command::Part(room) => self.part(&room).await,
+            Command::Say { room, text } => self.say(&room, &text).await,
             Command::Who(room) => {
                 let members = self.ctx.presence.members(&room);
                 if members.is_empty() {
@@ -306,7 +308,7 @@ impl Session {
                 Ok(()) => one(format!("+OK unsubscribed from {pattern}")),
                 Err(error) => one(format!("-ERR {error}")),
             },
-            Command::Pub { topic, payload } => match self.publish(&topic, payload.into()) {
+            Command::Pub { topic, payload } => match self.publish(&topic, payload.into()).await {
                 Ok(message) => one(format!("+OK {topic} offset {}", message.offset())),
                 Err(error) => one(format!("-ERR {error}")),
             },
@@ -365,11 +367,13 @@ impl Session {
     }
 
     /// Publishes `payload` to `topic`.
-    pub(crate) fn publish(&self, topic: &str, payload: Bytes) -> Result<Message, String> {
+    /// Publishes `payload` to `topic`; for a durable topic, once the store has it.
+    pub(crate) async fn publish(&self, topic: &str, payload: Bytes) -> Result<Message, String> {
         self.access.require(Scope::Publish)?;
         self.ctx
             .hub
-            .publish(topic, payload)
+            .publish_wait(topic, payload)
+            .await
             .map_err(|error| error.to_string())
     }
 
@@ -396,7 +400,7 @@ impl Session {
         TopicName::new(&format!("chat.{room}")).ok()
     }
 
-    fn join(&mut self, room: String) -> Reply {
+    async fn join(&mut self, room: String) -> Reply {
         let Some(nick) = self.nick.clone() else {
             return one("-ERR set a nickname first: NICK <name>");
         };
@@ -422,26 +426,26 @@ impl Session {
         };
         self.feeds.insert(FeedKey::Room(room.clone()), subscription);
         if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
-            let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "");
+            let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "").await;
         }
         let here = self.ctx.presence.members(&room).len();
         one(format!("+OK joined {room} ({here} here)"))
     }
 
-    fn part(&mut self, room: &str) -> Reply {
+    async fn part(&mut self, room: &str) -> Reply {
         if !self.feeds.remove(&FeedKey::Room(room.to_string())) {
             return one(format!("-ERR you are not in {room}"));
         }
         let nick = self.nick.clone().unwrap_or_default();
         if self.ctx.presence.part(room, &nick, self.id) == PresenceChange::Left {
             if let Some(topic) = Self::room_topic(room) {
-                let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "");
+                let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "").await;
             }
         }
         one(format!("+OK left {room}"))
     }
 
-    fn say(&mut self, room: &str, text: &str) -> Reply {
+    async fn say(&mut self, room: &str, text: &str) -> Reply {
         if !self.feeds.contains(&FeedKey::Room(room.to_string())) {
             return one(format!("-ERR join {room} before saying something there"));
         }
@@ -449,18 +453,18 @@ impl Session {
             return one("-ERR set a nickname first: NICK <name>");
         };
         // No reply on success: the message comes back as a MSG line, like everyone else's.
-        match announce(&self.ctx, topic.as_str(), "say", &nick, text) {
+        match announce(&self.ctx, topic.as_str(), "say", &nick, text).await {
             Ok(()) => Reply::Lines(Vec::new()),
             Err(error) => one(format!("-ERR {error}")),
         }
     }
 
     /// Leaves everything: rooms are told the user left (if this was their last connection).
-    pub(crate) fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         if let Some(nick) = self.nick.take() {
             for room in self.ctx.presence.disconnect(&nick, self.id) {
                 if let Some(topic) = Self::room_topic(&room) {
-                    let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "");
+                    let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "").await;
                 }
             }
             self.ctx.nicks.release(&nick, self.id);
@@ -468,7 +472,7 @@ impl Session {
     }
 }
 
-fn announce(
+async fn announce(
     ctx: &LineContext,
     topic: &str,
     kind: &str,
@@ -477,6 +481,7 @@ fn announce(
 ) -> Result<(), weir_pubsub::PublishError> {
     let payload = serde_json::json!({ "kind": kind, "nick": nick, "text": text }).to_string();
     ctx.hub
-        .publish(topic, payload.into_bytes().into())
+        .publish_wait(topic, payload.into_bytes().into())
+        .await
         .map(|_| ())
 }

@@ -1,0 +1,236 @@
+//! Durable topics: kept in SQLite under the data directory, they survive a restart with
+//! their offsets and epoch, and a publish that was answered survives `kill -9`.
+
+#![allow(missing_docs)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream as StdTcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{http, read_until, DEADLINE};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+use weir::config::ServeConfig;
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-durable-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn durable_config(dir: &Path) -> ServeConfig {
+    let mut config = ServeConfig::defaults();
+    config.data_dir = dir.to_path_buf();
+    config.pubsub.durable = vec![weir_pubsub::TopicPattern::new("orders.>").unwrap()];
+    config
+}
+
+/// Runs `weir serve` in this process until the returned token is cancelled; the handle
+/// ends when it has shut down.
+async fn serve(config: ServeConfig) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
+    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
+    let addr = listeners.http.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let run = weir::serve::run(config, listeners, shutdown.clone());
+    let handle = tokio::spawn(async move { run.await.unwrap() });
+    (addr, shutdown, handle)
+}
+
+fn post(topic: &str, body: &str) -> String {
+    format!(
+        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn field(json_response: &str, name: &str) -> u64 {
+    let body = &json_response[json_response.find("\r\n\r\n").unwrap() + 4..];
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    value[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} in {body}"))
+}
+
+#[tokio::test]
+async fn a_durable_topic_keeps_its_offsets_history_and_epoch_across_a_restart() {
+    let dir = scratch_dir("restart");
+    let (addr, shutdown, running) = serve(durable_config(&dir)).await;
+    let mut epoch = 0;
+    for (i, text) in ["first", "second", "third"].iter().enumerate() {
+        let answer = http(&addr, &post("orders.new", text)).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        assert_eq!(field(&answer, "offset"), i as u64);
+        epoch = field(&answer, "epoch");
+    }
+    // A topic that is not durable, for contrast.
+    assert!(http(&addr, &post("news", "gone"))
+        .await
+        .starts_with("HTTP/1.1 202"));
+    shutdown.cancel();
+    running.await.unwrap();
+
+    let (addr, _shutdown, _running) = serve(durable_config(&dir)).await;
+    let mut events = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    events
+        .write_all(b"GET /v1/topics/orders.new/events?from=earliest HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let seen = read_until(&mut events, "data: third").await;
+    for (offset, text) in ["first", "second", "third"].iter().enumerate() {
+        assert!(
+            seen.contains(&format!("id: {offset}\ndata: {text}\n")),
+            "{text} at {offset}: {seen}"
+        );
+    }
+    let answer = http(&addr, &post("orders.new", "fourth")).await;
+    assert_eq!(field(&answer, "offset"), 3, "offsets continue");
+    assert_eq!(
+        field(&answer, "epoch"),
+        epoch,
+        "the epoch stays: no history was lost"
+    );
+    let news = http(&addr, &post("news", "again")).await;
+    assert_eq!(field(&news, "offset"), 0, "an in-memory topic starts over");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `weir serve` process; killed when dropped.
+struct Process(Child, String);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// The child is waited for by `Process`'s Drop, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn start_process(dir: &Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--line-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--durable", "orders.>", "--data-dir"])
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("weir logs its address").unwrap();
+        if let Some(at) = line.find("http://") {
+            break line[at + 7..].split('/').next().unwrap().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Process(child, addr)
+}
+
+#[test]
+fn every_answered_publish_survives_kill_9() {
+    let dir = scratch_dir("kill");
+    let server = start_process(&dir);
+    let addr = server.1.clone();
+    // Publish over one keep-alive connection from another thread, recording every answer,
+    // while this thread kills the server partway through.
+    let publisher = std::thread::spawn(move || {
+        let mut answered = Vec::new();
+        let Ok(mut stream) = StdTcpStream::connect(&addr) else {
+            return answered;
+        };
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        for i in 0..100_000u32 {
+            let body = format!("order-{i}");
+            let request = format!(
+                "POST /v1/topics/orders.burst HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+            let mut status = String::new();
+            if reader.read_line(&mut status).unwrap_or(0) == 0 {
+                break;
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return answered;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut json = vec![0u8; length];
+            if reader.read_exact(&mut json).is_err() {
+                break;
+            }
+            assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+            let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            answered.push((value["offset"].as_u64().unwrap(), body));
+        }
+        answered
+    });
+    // Let a few hundred publishes through, then kill -9 (SIGKILL: no shutdown at all).
+    let started = Instant::now();
+    let db = dir.join("weir.db");
+    while started.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut server = server;
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let answered = publisher.join().unwrap();
+    assert!(
+        answered.len() > 10,
+        "the burst got going: {}",
+        answered.len()
+    );
+    assert!(db.exists());
+
+    let restarted = start_process(&dir);
+    let mut stream = StdTcpStream::connect(&restarted.1).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "GET /v1/topics/orders.burst/events?from=earliest HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    .unwrap();
+    let (last_offset, last_body) = answered.last().unwrap().clone();
+    let wanted = format!("id: {last_offset}\ndata: {last_body}\n");
+    let mut seen = String::new();
+    let mut buf = [0u8; 65536];
+    while !seen.contains(&wanted) {
+        let n = stream.read(&mut buf).expect("the replay arrives in time");
+        assert!(n > 0, "the stream ended early");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // The default retention keeps the last 1,000: check every answered publish it covers.
+    let kept_from = last_offset.saturating_sub(999);
+    for (offset, body) in answered.iter().filter(|(offset, _)| *offset >= kept_from) {
+        assert!(
+            seen.contains(&format!("id: {offset}\ndata: {body}\n")),
+            "answered publish {offset} ({body}) was lost"
+        );
+    }
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
