@@ -32,6 +32,7 @@ use crate::encode::{
     encode_chunk_header, encode_head, validate_headers, Framing, HeadContext, LAST_CHUNK,
 };
 use crate::io::ConnIo;
+use crate::metrics::OpenConnection;
 use crate::unwind::{panic_message, CatchUnwind};
 use crate::websocket::Upgraded;
 use crate::{
@@ -75,8 +76,12 @@ enum Next {
     Upgrade(crate::response::OnUpgrade),
 }
 
-/// What an upgraded connection runs once HTTP is done with it.
-pub(crate) type UpgradedSession = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// What an upgraded connection runs once HTTP is done with it, and the guard that keeps it
+/// counted as an open connection meanwhile.
+pub(crate) type UpgradedSession = (
+    Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    OpenConnection,
+);
 
 /// Serves HTTP on one connection until it closes, or until it is upgraded: then it returns
 /// the upgraded protocol's session for the caller to run as a task of its own, so a
@@ -218,12 +223,8 @@ pub(crate) async fn serve_connection<H: Handler>(
                     } = io.into_inner();
                     let leftover = Bytes::copy_from_slice(&read_buf);
                     drop(read_buf);
-                    let session = on_upgrade(Upgraded::new(stream, leftover));
                     // The connection stays counted as open while the session runs.
-                    return Some(Box::pin(async move {
-                        let _open = _open;
-                        session.await;
-                    }));
+                    return Some((on_upgrade(Upgraded::new(stream, leftover)), _open));
                 }
                 return None;
             }

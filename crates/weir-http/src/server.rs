@@ -108,10 +108,11 @@ impl<H: Handler> Server<H> {
                     };
                     // An upgraded connection (a WebSocket) goes on in a task of its own,
                     // holding its connection slot: this task's HTTP state is freed.
-                    if let Some(session) = upgraded {
+                    if let Some((session, open)) = upgraded {
                         tracker.spawn(
                             async move {
                                 let _slot = slot;
+                                let _open = open;
                                 tokio::select! {
                                     _ = session => {}
                                     _ = force_close.cancelled() => {

@@ -402,12 +402,13 @@ impl Hub {
     }
 
     /// Subscribes to a topic or a wildcard pattern. `label` names the subscriber in the
-    /// slow-subscriber report (a peer address, a connection id).
+    /// slow-subscriber report (a peer address, a connection id); a connection with many
+    /// subscriptions can share one `Arc<str>` among them.
     pub fn subscribe(
         &self,
         pattern: &str,
         start: StartFrom,
-        label: &str,
+        label: impl Into<Arc<str>>,
     ) -> Result<Subscription, SubscribeError> {
         let pattern = TopicPattern::new(pattern)?;
         if pattern.is_wildcard() && matches!(start, StartFrom::Offset(_) | StartFrom::Last(_)) {
@@ -419,7 +420,7 @@ impl Hub {
             cursors: Vec::new(),
             // Only a wildcard subscription can meet a topic twice (found by the scan and
             // handed over as new); a single-topic one needs no set.
-            tracked: pattern.is_wildcard().then(HashSet::new),
+            tracked: pattern.is_wildcard().then(Box::default),
             discovered: None,
             pending: VecDeque::new(),
             turn: 0,
@@ -549,7 +550,7 @@ struct Cursor {
 pub struct Subscription {
     hub: Hub,
     cursors: Vec<Cursor>,
-    tracked: Option<HashSet<TopicName>>,
+    tracked: Option<Box<HashSet<TopicName>>>,
     discovered: Option<Arc<Discovered>>,
     pending: VecDeque<Event>,
     turn: usize,
@@ -578,17 +579,22 @@ impl SubscriberSlot {
             .subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(pattern.clone()).or_insert(0);
-        if *count >= limit {
+        // Keep the map's copy of the pattern (when there is one) rather than this one:
+        // a thousand subscribers of one topic then share one name.
+        let (key, count) = match counts.get_key_value(pattern) {
+            Some((key, &count)) => (key.clone(), count),
+            None => (pattern.clone(), 0),
+        };
+        if count >= limit {
             return Err(SubscribeError::TooManySubscribers {
                 pattern: pattern.to_string(),
                 limit,
             });
         }
-        *count += 1;
+        counts.insert(key.clone(), count + 1);
         Ok(SubscriberSlot {
             hub: Arc::downgrade(&hub.inner),
-            pattern: pattern.clone(),
+            pattern: key,
         })
     }
 }

@@ -137,7 +137,7 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
     let label = req
         .peer_addr()
         .map_or_else(|| "sse".to_string(), |peer| format!("sse {peer}"));
-    match hub.subscribe(pattern, start, &label) {
+    match hub.subscribe(pattern, start, label) {
         Ok(subscription) => sse_response(
             SseEvents {
                 subscription,

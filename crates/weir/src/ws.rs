@@ -56,19 +56,19 @@ pub(crate) fn add_ws_route(router: Router, chat: Arc<LineContext>) -> Router {
 
 async fn session(upgraded: Upgraded, chat: Arc<LineContext>, label: String, access: Access) {
     // tungstenite reserves its read buffer up front (128 KiB by default): that was 150 KiB
-    // per idle connection. Clients send small JSON commands; 1 KiB holds one, and a larger
-    // frame is read in more steps.
+    // per idle connection. Clients send small JSON commands; 512 bytes hold one, and a
+    // larger frame is read in more steps (the buffer grows as needed).
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
-        .read_buffer_size(1024);
+        .read_buffer_size(512);
     // Not split into halves: reads happen in `select!` and writes after it, never at once,
     // so one owner suffices and no lock is needed between them.
     let mut socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
     // Chat rooms and nicknames are shared with the line protocol: one server, one lobby.
     let mut session = Session::new(
         chat.connection_id(),
-        label,
+        label.into(),
         Encoding::Json,
         chat.clone(),
         access,

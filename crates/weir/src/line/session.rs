@@ -69,7 +69,9 @@ pub(crate) enum Encoding {
 /// One client's chat and pub/sub state, whatever the transport.
 pub(crate) struct Session {
     id: u64,
-    peer: String,
+    /// The transport and peer address (`line 127.0.0.1:5555`), shared with the
+    /// subscriptions as their label in the slow-subscriber report.
+    peer: Arc<str>,
     encoding: Encoding,
     nick: Option<String>,
     feeds: Feeds,
@@ -112,7 +114,7 @@ pub(crate) async fn run(
     let access = ctx.config.tokens.access(None);
     let mut session = Session::new(
         id,
-        format!("line {peer}"),
+        format!("line {peer}").into(),
         Encoding::Line,
         ctx.clone(),
         access,
@@ -217,7 +219,7 @@ async fn write_lines(out: &mut OwnedWriteHalf, lines: &[Bytes]) -> std::io::Resu
 impl Session {
     pub(crate) fn new(
         id: u64,
-        peer: String,
+        peer: Arc<str>,
         encoding: Encoding,
         ctx: Arc<LineContext>,
         access: Access,
@@ -347,11 +349,10 @@ impl Session {
             return Err(format!("already subscribed to {pattern}"));
         }
         self.check_subscription_limit()?;
-        let label = format!("{} {}", self.peer, self.nick.as_deref().unwrap_or("-"));
         let subscription = self
             .ctx
             .hub
-            .subscribe(pattern, start, &label)
+            .subscribe(pattern, start, self.peer.clone())
             .map_err(|error| error.to_string())?;
         self.feeds.insert(key, subscription);
         Ok(())
@@ -415,11 +416,10 @@ impl Session {
         if let Err(error) = self.check_subscription_limit() {
             return one(format!("-ERR {error}"));
         }
-        let label = format!("{} {nick}", self.peer);
         let subscription = match self.ctx.hub.subscribe(
             topic.as_str(),
             StartFrom::Last(self.ctx.config.history),
-            &label,
+            self.peer.clone(),
         ) {
             Ok(subscription) => subscription,
             Err(error) => return one(format!("-ERR {error}")),
