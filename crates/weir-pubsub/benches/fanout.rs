@@ -35,7 +35,7 @@ fn hub_shared_log(bencher: Bencher<'_, '_>) {
             let tasks: Vec<_> = (0..SUBSCRIBERS)
                 .map(|i| {
                     let mut sub = hub
-                        .subscribe("bench", StartFrom::Now, &i.to_string())
+                        .subscribe("bench", StartFrom::Now, i.to_string())
                         .unwrap();
                     tokio::spawn(async move {
                         let mut got = 0;
