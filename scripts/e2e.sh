@@ -38,15 +38,16 @@ start_weir() {
         --data-dir "$dir" --log-level warn >"$dir/log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && { base="http://127.0.0.1:$http"; return; }
+        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && {
+            base="http://127.0.0.1:$http"; line_addr="127.0.0.1:$line"; return; }
         sleep 0.1
     done
     echo "e2e: weir did not start:" >&2; cat "$dir/log" >&2; exit 1
 }
 
 start_weir
-node tests/e2e/dashboard.mjs "$base"
+WEIR_E2E_LINE="$line_addr" node tests/e2e/dashboard.mjs "$base"
 
 token=dashboard-e2e-token-0123456789
 start_weir WEIR_AUTH_TOKENS="$token:admin"
-node tests/e2e/dashboard.mjs "$base" "$token"
+WEIR_E2E_LINE="$line_addr" node tests/e2e/dashboard.mjs "$base" "$token"

@@ -1,15 +1,20 @@
 // The dashboard end to end, in headless Chromium: two pages chat with each other over
-// WebSocket, and a message published with curl appears on a page's topic viewer (SSE).
-// With a token-protected server (second argument), the page asks for the token first.
+// WebSocket, a user of the TCP line protocol (as with nc) chats with them in the same room,
+// and a message published with curl appears on a page's topic viewer (SSE). With a
+// token-protected server (second argument), the page asks for the token first.
 //
-// Usage: node dashboard.mjs http://127.0.0.1:PORT [TOKEN]
+// Usage: WEIR_E2E_LINE=127.0.0.1:PORT node dashboard.mjs http://127.0.0.1:PORT [TOKEN]
 
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { connect } from "node:net";
 import { chromium } from "playwright-core";
 
 const [base, token] = process.argv.slice(2);
-if (!base) throw new Error("usage: node dashboard.mjs BASE_URL [TOKEN]");
+const lineAddress = process.env.WEIR_E2E_LINE;
+if (!base || !lineAddress) {
+  throw new Error("usage: WEIR_E2E_LINE=HOST:PORT node dashboard.mjs BASE_URL [TOKEN]");
+}
 const DEADLINE = 20_000; // every wait in this test has this deadline (ms)
 
 const browser = await chromium.launch({
@@ -56,6 +61,43 @@ async function say(page, text) {
 
 const seen = (page, list, text) => page.locator(`${list} li`, { hasText: text }).waitFor();
 
+/// A line-protocol client, as a person with nc would be: sends lines, waits for one.
+function lineClient(address) {
+  const [host, port] = address.split(":");
+  const socket = connect({ host, port: Number(port) });
+  socket.setEncoding("utf8");
+  const lines = [];
+  let waiting = null;
+  let partial = "";
+  socket.on("data", (chunk) => {
+    partial += chunk;
+    let end;
+    while ((end = partial.indexOf("\r\n")) >= 0) {
+      lines.push(partial.slice(0, end));
+      partial = partial.slice(end + 2);
+    }
+    if (waiting) waiting();
+  });
+  return {
+    send: (line) => socket.write(`${line}\r\n`),
+    // Resolves with the first line (seen so far or to come) that starts with `prefix`.
+    expect: (prefix) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`line client: no "${prefix}" in ${JSON.stringify(lines)}`)), DEADLINE);
+      const check = () => {
+        const index = lines.findIndex((line) => line.startsWith(prefix));
+        if (index >= 0) {
+          clearTimeout(timer);
+          waiting = null;
+          resolve(lines.splice(index, 1)[0]);
+        }
+      };
+      waiting = check;
+      check();
+    }),
+    close: () => socket.end(),
+  };
+}
+
 try {
   const alice = await open("alice");
   const bob = await open("bob");
@@ -68,6 +110,27 @@ try {
   await say(bob, "hi alice");
   await seen(alice, "#chat", "hi alice");
   await alice.locator("#presence", { hasText: "bob" }).waitFor();
+
+  // Across transports: carol on the line protocol joins the room the browsers are in.
+  {
+    const carol = lineClient(lineAddress);
+    await carol.expect("+OK weir line protocol");
+    if (token) {
+      carol.send(`AUTH ${token}`);
+      await carol.expect("+OK authenticated");
+    }
+    carol.send("NICK carol");
+    await carol.expect("+OK you are carol");
+    carol.send("JOIN lobby");
+    await carol.expect("+OK joined lobby");
+    await seen(alice, "#chat", "carol joined lobby");
+    carol.send("SAY lobby hello from the terminal");
+    await seen(bob, "#chat", "hello from the terminal");
+    await say(alice, "hi carol");
+    await carol.expect("MSG lobby alice hi carol");
+    carol.close();
+    await seen(bob, "#chat", "carol left lobby");
+  }
 
   // The topic viewer: watch, then publish from outside the browser with curl.
   await alice.fill("#watch-topic", "news");
@@ -89,7 +152,7 @@ try {
   mkdirSync("target/e2e", { recursive: true });
   await alice.screenshot({ path: `target/e2e/dashboard${token ? "-token" : ""}.png`, fullPage: true });
   if (problems.length) throw new Error(`page errors:\n${problems.join("\n")}`);
-  console.log(`dashboard e2e passed${token ? " (with a token)" : ""}`);
+  console.log(`dashboard e2e passed: browsers and a line-protocol user chat${token ? " (with a token)" : ""}`);
 } finally {
   await browser.close();
 }
