@@ -3,38 +3,19 @@
 
 #![allow(missing_docs)]
 
+mod support;
+
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{http, read_until, start};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn start(config: ServeConfig) -> (String, CancellationToken) {
-    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
-    let addr = listeners.http.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(weir::serve::run(config, listeners, shutdown.clone()));
-    (addr, shutdown)
-}
-
-async fn request(addr: &str, raw: String) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(raw.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 async fn publish(addr: &str, topic: &str, body: &str) -> String {
-    request(
+    http(
         addr,
-        format!("POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        &format!("POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
     )
     .await
 }
@@ -46,32 +27,19 @@ async fn read_events(addr: &str, path: &str, extra: &str, until: &str) -> String
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(until) {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
-            .await
-            .expect("events arrive")
-            .unwrap();
-        assert!(
-            n > 0,
-            "stream closed early: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
+    read_until(&mut stream, until).await
 }
 
 #[tokio::test]
 async fn publish_then_replay_and_resume_over_sse() {
-    let (addr, _shutdown) = start(ServeConfig::defaults()).await;
-    let first = publish(&addr, "news", "hello").await;
+    let server = start(ServeConfig::defaults()).await;
+    let addr = server.http.as_str();
+    let first = publish(addr, "news", "hello").await;
     assert!(first.starts_with("HTTP/1.1 202 Accepted"), "{first}");
     assert!(first.contains("\"offset\":0"), "{first}");
-    publish(&addr, "news", "second").await;
+    publish(addr, "news", "second").await;
 
-    let replay = read_events(&addr, "/v1/topics/news/events?from=0", "", "data: second").await;
+    let replay = read_events(addr, "/v1/topics/news/events?from=0", "", "data: second").await;
     assert!(
         replay.contains("content-type: text/event-stream"),
         "{replay}"
@@ -80,9 +48,9 @@ async fn publish_then_replay_and_resume_over_sse() {
     assert!(replay.contains("id: 1\ndata: second\n\n"), "{replay}");
 
     // A browser reconnecting after event 0 sends Last-Event-ID: 0 and gets what followed.
-    publish(&addr, "news", "third").await;
+    publish(addr, "news", "third").await;
     let resumed = read_events(
-        &addr,
+        addr,
         "/v1/topics/news/events",
         "Last-Event-ID: 0\r\n",
         "data: third",
@@ -99,16 +67,17 @@ async fn publish_then_replay_and_resume_over_sse() {
 
 #[tokio::test]
 async fn live_subscribers_get_new_messages() {
-    let (addr, _shutdown) = start(ServeConfig::defaults()).await;
+    let server = start(ServeConfig::defaults()).await;
+    let addr = server.http.as_str();
     let reader = {
-        let addr = addr.clone();
+        let addr = addr.to_string();
         tokio::spawn(async move {
             read_events(&addr, "/v1/topics/live/events", "", "data: fresh").await
         })
     };
     // The subscriber must be in place before the publish; retry publishing until it sees it.
     let seen = loop {
-        publish(&addr, "live", "fresh").await;
+        publish(addr, "live", "fresh").await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         if reader.is_finished() {
             break reader.await.unwrap();
@@ -121,11 +90,12 @@ async fn live_subscribers_get_new_messages() {
 async fn an_offset_past_the_retention_gets_a_gap_event() {
     let mut config = ServeConfig::defaults();
     config.pubsub.default_retention.max_messages = 2;
-    let (addr, _shutdown) = start(config).await;
+    let server = start(config).await;
+    let addr = server.http.as_str();
     for i in 0..5 {
-        publish(&addr, "short", &format!("m{i}")).await;
+        publish(addr, "short", &format!("m{i}")).await;
     }
-    let events = read_events(&addr, "/v1/topics/short/events?from=0", "", "data: m4").await;
+    let events = read_events(addr, "/v1/topics/short/events?from=0", "", "data: m4").await;
     assert!(events.contains("event: gap\n"), "{events}");
     assert!(
         events.contains("\"from\":0") && events.contains("\"to\":2"),
@@ -142,16 +112,17 @@ async fn an_offset_past_the_retention_gets_a_gap_event() {
 async fn bad_input_gets_clear_errors() {
     let mut config = ServeConfig::defaults();
     config.pubsub.max_payload = 8;
-    let (addr, _shutdown) = start(config).await;
-    let big = publish(&addr, "t", "123456789").await;
+    let server = start(config).await;
+    let addr = server.http.as_str();
+    let big = publish(addr, "t", "123456789").await;
     assert!(big.starts_with("HTTP/1.1 413"), "{big}");
     assert!(big.contains("8 bytes"), "{big}");
-    let bad_name = publish(&addr, "a%20b", "x").await;
+    let bad_name = publish(addr, "a%20b", "x").await;
     assert!(bad_name.starts_with("HTTP/1.1 400"), "{bad_name}");
     assert!(bad_name.contains("topic"), "{bad_name}");
-    let bad_from = request(
-        &addr,
-        "GET /v1/topics/t/events?from=soon HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+    let bad_from = http(
+        addr,
+        "GET /v1/topics/t/events?from=soon HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(bad_from.starts_with("HTTP/1.1 400"), "{bad_from}");
