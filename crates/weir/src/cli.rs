@@ -44,12 +44,19 @@ pub fn command() -> Command {
                     .help("Configuration file (default: ./weir.toml when it exists)"),
             ),
         |cmd, setting| {
+            let default = if setting.default.is_empty() {
+                "none"
+            } else {
+                setting.default
+            };
             cmd.arg(
                 Arg::new(setting.key)
                     .long(setting.flag)
                     .env(setting.env)
+                    // Help would otherwise print the environment's value: never a token.
+                    .hide_env_values(setting.key == "auth.tokens")
                     .value_name(value_name(setting.default))
-                    .help(format!("{} [default: {}]", setting.help, setting.default))
+                    .help(format!("{} [default: {default}]", setting.help))
                     .action(ArgAction::Set),
             )
         },

@@ -354,3 +354,18 @@ fn an_open_server_refuses_a_non_loopback_address_and_hides_bad_tokens() {
         "the secret is not printed: {text}"
     );
 }
+
+#[test]
+fn help_never_shows_a_token_from_the_environment() {
+    let dir = scratch_dir();
+    let output = run_in(
+        &dir,
+        &["serve", "--help"],
+        &[("WEIR_AUTH_TOKENS", "very-secret-token-0123:admin")],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("--tokens"), "{text}");
+    assert!(!text.contains("very-secret-token"), "{text}");
+    assert!(text.contains("[default: none]"), "{text}");
+}
