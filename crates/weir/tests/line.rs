@@ -3,93 +3,20 @@
 
 #![allow(missing_docs)]
 
+mod support;
+
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use support::{start, LineClient as Client, DEADLINE};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Server {
-    line: String,
-    http: String,
-    _shutdown: tokio_util::sync::DropGuard,
-}
-
-async fn start() -> Server {
-    let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
-    let line = listeners.line.local_addr().unwrap().to_string();
-    let http = listeners.http.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(weir::serve::run(
-        ServeConfig::defaults(),
-        listeners,
-        shutdown.clone(),
-    ));
-    Server {
-        line,
-        http,
-        _shutdown: shutdown.drop_guard(),
-    }
-}
-
-struct Client {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
-    write: OwnedWriteHalf,
-}
-
-impl Client {
-    async fn connect(server: &Server) -> Client {
-        let (read, write) = TcpStream::connect(&server.line).await.unwrap().into_split();
-        let mut client = Client {
-            lines: BufReader::new(read).lines(),
-            write,
-        };
-        assert!(client.line().await.starts_with("+OK weir line protocol"));
-        client
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.write.write_all(line.as_bytes()).await.unwrap();
-        self.write.write_all(b"\r\n").await.unwrap();
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.write.write_all(bytes).await.unwrap();
-    }
-
-    async fn line(&mut self) -> String {
-        tokio::time::timeout(DEADLINE, self.lines.next_line())
-            .await
-            .expect("a line within the deadline")
-            .unwrap()
-            .expect("the connection is open")
-    }
-
-    async fn ask(&mut self, line: &str) -> String {
-        self.send(line).await;
-        self.line().await
-    }
-
-    /// Reads until a line starting with `prefix`; returns it.
-    async fn expect(&mut self, prefix: &str) -> String {
-        loop {
-            let line = self.line().await;
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn chat_with_nicknames_rooms_presence_and_history() {
-    let server = start().await;
-    let mut ada = Client::connect(&server).await;
-    let mut bob = Client::connect(&server).await;
+    let server = start(ServeConfig::defaults()).await;
+    let mut ada = Client::connect(&server.line).await;
+    let mut bob = Client::connect(&server.line).await;
 
     assert_eq!(
         ada.ask("JOIN lobby").await,
@@ -119,7 +46,7 @@ async fn chat_with_nicknames_rooms_presence_and_history() {
     assert_eq!(ada.line().await, "MSG lobby bob hi ada");
 
     // Ada's second connection does not announce her again: presence is per user.
-    let mut ada_phone = Client::connect(&server).await;
+    let mut ada_phone = Client::connect(&server.line).await;
     assert_eq!(
         ada_phone.ask("NICK ada").await,
         "-ERR nickname ada is taken"
@@ -128,9 +55,9 @@ async fn chat_with_nicknames_rooms_presence_and_history() {
 
 #[tokio::test]
 async fn parting_and_disconnecting_are_announced() {
-    let server = start().await;
-    let mut ada = Client::connect(&server).await;
-    let mut bob = Client::connect(&server).await;
+    let server = start(ServeConfig::defaults()).await;
+    let mut ada = Client::connect(&server.line).await;
+    let mut bob = Client::connect(&server.line).await;
     ada.ask("NICK ada").await;
     bob.ask("NICK bob").await;
     ada.send("JOIN lobby").await;
@@ -152,8 +79,8 @@ async fn parting_and_disconnecting_are_announced() {
 
 #[tokio::test]
 async fn pub_sub_from_an_offset_and_across_transports() {
-    let server = start().await;
-    let mut client = Client::connect(&server).await;
+    let server = start(ServeConfig::defaults()).await;
+    let mut client = Client::connect(&server.line).await;
     assert_eq!(client.ask("PUB news first").await, "+OK news offset 0");
     assert_eq!(client.ask("PUB news second").await, "+OK news offset 1");
     assert_eq!(client.ask("SUB news 1").await, "+OK subscribed to news");
@@ -185,8 +112,8 @@ async fn pub_sub_from_an_offset_and_across_transports() {
 
 #[tokio::test]
 async fn bad_lines_get_an_error_and_the_connection_goes_on() {
-    let server = start().await;
-    let mut client = Client::connect(&server).await;
+    let server = start(ServeConfig::defaults()).await;
+    let mut client = Client::connect(&server.line).await;
     assert_eq!(
         client.ask("FROBNICATE now").await,
         "-ERR unknown command \"FROBNICATE\"; try HELP"
@@ -224,8 +151,8 @@ async fn bad_lines_get_an_error_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn a_flooding_client_is_slowed_then_disconnected() {
-    let server = start().await;
-    let mut client = Client::connect(&server).await;
+    let server = start(ServeConfig::defaults()).await;
+    let mut client = Client::connect(&server.line).await;
     // Pub/sub commands are machine traffic: 100 PUBs at once all pass.
     let publishes: String = (0..100).map(|i| format!("PUB flood {i}\r\n")).collect();
     client.send_raw(publishes.as_bytes()).await;
@@ -265,8 +192,8 @@ async fn a_flooding_client_is_slowed_then_disconnected() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_is_told_and_disconnected_after_the_idle_timeout() {
-    let server = start().await;
-    let mut client = Client::connect(&server).await;
+    let server = start(ServeConfig::defaults()).await;
+    let mut client = Client::connect(&server.line).await;
     let started = tokio::time::Instant::now();
     // Paused time: the 15-minute idle timer fires as soon as everything waits. (The
     // helper's 20 s deadline would fire first, so wait longer here.)

@@ -63,7 +63,8 @@ pub async fn read_until(stream: &mut TcpStream, until: &str) -> String {
 
 /// A line-protocol client.
 pub struct LineClient {
-    lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    /// The lines from the server, for tests that need `None` (the end) or their own deadline.
+    pub lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
     write: OwnedWriteHalf,
 }
 
@@ -81,6 +82,11 @@ impl LineClient {
     pub async fn send(&mut self, line: &str) {
         self.write.write_all(line.as_bytes()).await.unwrap();
         self.write.write_all(b"\r\n").await.unwrap();
+    }
+
+    /// Sends bytes as they are (no line ending added).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.write.write_all(bytes).await.unwrap();
     }
 
     pub async fn line(&mut self) -> String {
