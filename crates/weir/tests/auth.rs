@@ -116,6 +116,23 @@ async fn a_websocket_upgrade_needs_a_token() {
         .unwrap();
     let head = read_until(&mut accepted, "\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Each frame is checked against the token's scopes: this one may not publish.
+    let frame = br#"{"op":"publish","topic":"news","payload":"x"}"#;
+    let mask = [1u8, 2, 3, 4];
+    let mut masked = vec![0x81, 0x80 | frame.len() as u8];
+    masked.extend(mask);
+    masked.extend(frame.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    accepted.write_all(&masked).await.unwrap();
+    let answer = read_until(&mut accepted, "scope").await;
+    assert!(
+        answer.contains("this token lacks the publish scope"),
+        "{answer}"
+    );
+    let nothing = http(&server.http, &get("/v1/topics", &bearer(ADMIN))).await;
+    assert!(
+        !nothing.contains("\"news\""),
+        "nothing was published: {nothing}"
+    );
 }
 
 #[tokio::test]

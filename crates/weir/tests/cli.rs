@@ -369,3 +369,29 @@ fn help_never_shows_a_token_from_the_environment() {
     assert!(!text.contains("very-secret-token"), "{text}");
     assert!(text.contains("[default: none]"), "{text}");
 }
+
+#[test]
+fn a_topic_store_that_cannot_be_opened_exits_1_naming_it() {
+    let dir = scratch_dir();
+    // A directory where the database file should be: SQLite cannot open it.
+    std::fs::create_dir_all(dir.join("weir-data/weir.db")).unwrap();
+    let output = run_in(
+        &dir,
+        &[
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--line-addr",
+            "127.0.0.1:0",
+            "--durable",
+            "orders.>",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("cannot open the topic store") && text.contains("weir.db"),
+        "{text}"
+    );
+}

@@ -159,24 +159,37 @@ const SLOT_LINE_CHAT: usize = 1;
 const SLOT_JSON_TOPIC: usize = 2;
 const SLOT_JSON_CHAT: usize = 3;
 
+/// A chat room's message as the session publishes it (`{"kind","nick","text"}`); a field
+/// that is missing (someone published to the room's topic by hand) reads as empty.
+struct ChatEvent {
+    kind: String,
+    nick: String,
+    text: String,
+}
+
+impl ChatEvent {
+    fn decode(payload: &str) -> ChatEvent {
+        let value: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+        let field = |name: &str| value[name].as_str().unwrap_or("").to_string();
+        ChatEvent {
+            kind: field("kind"),
+            nick: field("nick"),
+            text: field("text"),
+        }
+    }
+}
+
 fn render(event: Event, format: &FeedKey) -> String {
     match event {
         Event::Message(message) => {
             let text = String::from_utf8_lossy(message.payload());
             match format {
                 FeedKey::Room(room) => {
-                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    let field = |name: &str| {
-                        value
-                            .get(name)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    match field("kind").as_str() {
-                        "join" => format!("JOIN {room} {}", field("nick")),
-                        "part" => format!("PART {room} {}", field("nick")),
-                        _ => format!("MSG {room} {} {}", field("nick"), one_line(&field("text"))),
+                    let said = ChatEvent::decode(&text);
+                    match said.kind.as_str() {
+                        "join" => format!("JOIN {room} {}", said.nick),
+                        "part" => format!("PART {room} {}", said.nick),
+                        _ => format!("MSG {room} {} {}", said.nick, one_line(&said.text)),
                     }
                 }
                 FeedKey::Topic(_) => format!(
@@ -209,8 +222,8 @@ fn render_json(event: Event, format: &FeedKey) -> serde_json::Value {
             let text = String::from_utf8_lossy(message.payload());
             match format {
                 FeedKey::Room(room) => {
-                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    json!({ "type": "chat", "room": room, "kind": value["kind"], "nick": value["nick"], "text": value["text"] })
+                    let said = ChatEvent::decode(&text);
+                    json!({ "type": "chat", "room": room, "kind": said.kind, "nick": said.nick, "text": said.text })
                 }
                 FeedKey::Topic(_) => json!({
                     "type": "message",

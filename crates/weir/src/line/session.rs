@@ -157,10 +157,12 @@ pub(crate) async fn run(
                 Ok(Line::TooLong) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
                 Ok(Line::NotUtf8) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
                 Ok(Line::Text(text)) => {
-                    // Pub/sub commands are machine traffic, paced by the hub's own limits;
-                    // the flood gate is for chat and for lines that are not commands.
+                    // Parsed once, here: the flood gate needs the command, and so does the
+                    // session. Pub/sub commands are machine traffic, paced by the hub's own
+                    // limits; the gate is for chat and for lines that are not commands.
+                    let command = parse(&text);
                     let machine = matches!(
-                        parse(&text),
+                        command,
                         Ok(Command::Pub { .. } | Command::Sub { .. } | Command::Unsub(_))
                     );
                     if !machine && !gate.allow() {
@@ -173,7 +175,11 @@ pub(crate) async fn run(
                     }
                     // Boxed: a command's future (which may wait for the store) would
                     // otherwise sit inline in every idle connection's task.
-                    match Box::pin(session.handle(&text)).await {
+                    let reply = match command {
+                        Ok(command) => Box::pin(session.handle_command(command)).await,
+                        Err(error) => one(format!("-ERR {}", error.0)),
+                    };
+                    match reply {
                         Reply::Lines(lines) => pending.extend(lines.into_iter().map(line_bytes)),
                         Reply::Quit => {
                             let _ = write_lines(&mut out, &[line_bytes("+OK bye")]).await;
@@ -240,13 +246,6 @@ impl Session {
     pub(crate) async fn next_events(&mut self, max: usize) -> Vec<Bytes> {
         let encoding = self.encoding;
         poll_fn(|cx| self.feeds.poll_batch(cx, encoding, max)).await
-    }
-
-    async fn handle(&mut self, text: &str) -> Reply {
-        match parse(text) {
-            Ok(command) => self.handle_command(command).await,
-            Err(error) => one(format!("-ERR {}", error.0)),
-        }
     }
 
     /// The scope a command needs; `None` for those anyone may send.
