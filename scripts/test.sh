@@ -10,6 +10,10 @@ if ! command -v curl >/dev/null 2>&1; then
   fi
 fi
 
+# A throwaway PostgreSQL for the job store's conformance suite and the multi-node tests
+# (installs Debian's postgresql-15 when missing; stopped when this script exits).
+source scripts/postgres.sh
+
 cargo test --workspace --all-targets --all-features
 cargo test --workspace --doc --all-features
 

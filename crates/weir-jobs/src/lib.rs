@@ -1,0 +1,22 @@
+//! Distributed background jobs for Weir.
+//!
+//! - [`model`]: what a job is and the states it moves through.
+//! - [`lifecycle`]: the rules of those moves (leases with fencing tokens, retries with
+//!   backoff, cancellation, rescue of dead workers), written once for every store.
+//! - [`Store`]: what a database must provide, with [`SqliteStore`] (embedded default) and
+//!   [`PostgresStore`] (several nodes) implementing it; one conformance suite tests both.
+
+pub mod lifecycle;
+pub mod model;
+mod postgres;
+mod row;
+mod sqlite;
+pub mod store;
+pub mod time;
+
+pub use lifecycle::{Action, Change, ChangeError, RetryPolicy};
+pub use model::{Enqueued, Job, JobId, JobState, NewJob, Progress};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreOptions};
+pub use time::Timestamp;

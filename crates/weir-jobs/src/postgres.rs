@@ -1,0 +1,727 @@
+//! The PostgreSQL store: several `weir serve` nodes share one database.
+//!
+//! Claims lock candidate rows with `FOR UPDATE SKIP LOCKED`, so nodes leasing at the same
+//! moment take different jobs without waiting on each other. Queue limits and concurrency
+//! keys are counted under transaction-scoped advisory locks (a blocking one per limited
+//! queue, taken in name order; a `try` one per key, skipping the job when another node holds
+//! it), so a limit holds across nodes without deadlocks. Enqueues and releases `NOTIFY`
+//! channel `weir_jobs`; every node `LISTEN`s and wakes its waiting leases.
+//!
+//! Tables live in their own schema (`weir` by default), set as the connections' search path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row};
+
+use crate::lifecycle::{self, Change, ChangeError};
+use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
+use crate::row::{MutableColumns, RawJob, COLUMNS, UPDATE};
+use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
+use crate::time::Timestamp;
+
+/// Each entry moves the schema one version up; applied in order, each in a transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and periodic schedules.
+    "CREATE TABLE job (
+        id BIGSERIAL PRIMARY KEY,
+        queue TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        priority BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        max_attempts BIGINT NOT NULL,
+        timeout_ms BIGINT NOT NULL,
+        unique_key TEXT,
+        concurrency_key TEXT,
+        key_limit BIGINT,
+        run_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        fencing_token BIGINT NOT NULL,
+        lease_worker TEXT,
+        lease_expires_at BIGINT,
+        cancel_requested BOOLEAN NOT NULL,
+        progress_percent DOUBLE PRECISION,
+        progress_message TEXT,
+        result TEXT,
+        errors TEXT NOT NULL
+    );
+    CREATE INDEX job_queued ON job (queue, priority, run_at, id)
+        WHERE state IN ('scheduled', 'available', 'retrying');
+    CREATE INDEX job_leases ON job (lease_expires_at) WHERE state = 'running';
+    CREATE INDEX job_running_keys ON job (concurrency_key)
+        WHERE state = 'running' AND concurrency_key IS NOT NULL;
+    CREATE UNIQUE INDEX job_unique_key ON job (unique_key)
+        WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded');
+    CREATE TABLE schedule (name TEXT PRIMARY KEY, next_at BIGINT NOT NULL);",
+];
+
+/// The notification channel for "jobs may be ready".
+const CHANNEL: &str = "weir_jobs";
+/// Advisory lock key serialising migrations across nodes starting together.
+const MIGRATION_LOCK: i64 = 0x7765_6972_6a6f_6273; // "weirjobs"
+
+/// The PostgreSQL job store.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+    options: StoreOptions,
+    wakeups: Arc<Notify>,
+}
+
+fn failed(error: tokio_postgres::Error) -> StoreError {
+    // The server's message (with its detail) says more than the driver's summary.
+    match error.as_db_error() {
+        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Database(error.to_string()),
+    }
+}
+
+/// A small connection pool: at most `size` connections, reused while healthy.
+#[derive(Debug)]
+struct Pool {
+    config: Config,
+    idle: Mutex<Vec<Client>>,
+    slots: Arc<Semaphore>,
+}
+
+/// A pooled connection; goes back to the pool when dropped (unless it broke).
+struct Pooled {
+    client: Option<Client>,
+    pool: Arc<Pool>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    idle.push(client);
+                }
+            }
+        }
+    }
+}
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Pool {
+    async fn get(self: &Arc<Pool>) -> Result<Pooled, StoreError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let client = match reused {
+            Some(client) => client,
+            None => connect(&self.config, None).await?,
+        };
+        Ok(Pooled {
+            client: Some(client),
+            pool: Arc::clone(self),
+            _slot: slot,
+        })
+    }
+}
+
+/// Opens a connection and drives it on a task; notifications go to `wakeups`.
+async fn connect(config: &Config, wakeups: Option<Arc<Notify>>) -> Result<Client, StoreError> {
+    let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| StoreError::Database("connecting to PostgreSQL timed out".into()))?
+        .map_err(failed)?;
+    tokio::spawn(async move {
+        // Polling the connection is what makes the client's queries progress; it ends when
+        // the client is dropped or the server goes away.
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if let Some(wakeups) = &wakeups {
+                        wakeups.notify_waiters();
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "PostgreSQL connection ended");
+                    break;
+                }
+            }
+        }
+    });
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`), keeps the tables
+    /// in `schema` (created if needed), migrates, and starts listening for other nodes.
+    pub async fn open(
+        url: &str,
+        schema: &str,
+        pool_size: usize,
+        options: StoreOptions,
+    ) -> Result<PostgresStore, StoreError> {
+        if schema.is_empty()
+            || !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(StoreError::Database(format!(
+                "schema name `{schema}` must be lowercase letters, digits and _"
+            )));
+        }
+        let mut config: Config = url
+            .parse()
+            .map_err(|error| StoreError::Database(format!("invalid database URL: {error}")))?;
+        {
+            let bootstrap = connect(&config, None).await?;
+            bootstrap
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(failed)?;
+        }
+        config.options(format!("-c search_path={schema}"));
+        config.application_name("weir");
+        let mut client = connect(&config, None).await?;
+        migrate(&mut client).await?;
+        let pool = Arc::new(Pool {
+            config: config.clone(),
+            idle: Mutex::new(vec![client]),
+            slots: Arc::new(Semaphore::new(pool_size.max(2))),
+        });
+        let wakeups = Arc::new(Notify::new());
+        tokio::spawn(listen(config, Arc::clone(&wakeups)));
+        Ok(PostgresStore {
+            pool,
+            options,
+            wakeups,
+        })
+    }
+}
+
+/// Keeps one connection `LISTEN`ing, reconnecting after failures.
+async fn listen(config: Config, wakeups: Arc<Notify>) {
+    loop {
+        match connect(&config, Some(Arc::clone(&wakeups))).await {
+            Ok(client) => {
+                if client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    // Anything may have been enqueued while not listening.
+                    wakeups.notify_waiters();
+                    // Held until the connection breaks; then listen again.
+                    while !client.is_closed() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for job notifications"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(failed)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await
+        .map_err(failed)?;
+    let current: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await
+        .map_err(failed)?
+        .get(0);
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Database(format!(
+            "the jobs schema has version {current}, newer than this Weir knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.batch_execute(sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&(index as i64 + 1)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    tx.commit().await.map_err(failed)
+}
+
+fn raw_job(row: &Row) -> RawJob {
+    RawJob {
+        id: row.get(0),
+        queue: row.get(1),
+        kind: row.get(2),
+        payload: row.get(3),
+        priority: row.get(4),
+        state: row.get(5),
+        attempt: row.get(6),
+        max_attempts: row.get(7),
+        timeout_ms: row.get(8),
+        unique_key: row.get(9),
+        concurrency_key: row.get(10),
+        key_limit: row.get(11),
+        run_at: row.get(12),
+        created_at: row.get(13),
+        updated_at: row.get(14),
+        finished_at: row.get(15),
+        fencing_token: row.get(16),
+        lease_worker: row.get(17),
+        lease_expires_at: row.get(18),
+        cancel_requested: row.get(19),
+        progress_percent: row.get(20),
+        progress_message: row.get(21),
+        result: row.get(22),
+        errors: row.get(23),
+    }
+}
+
+async fn jobs(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Job>, StoreError> {
+    let rows = db.query(sql, params).await.map_err(failed)?;
+    rows.iter().map(|row| raw_job(row).into_job()).collect()
+}
+
+async fn save(db: &impl GenericClient, job: &Job) -> Result<(), StoreError> {
+    let c = MutableColumns::of(job);
+    db.execute(
+        UPDATE,
+        &[
+            &c.state,
+            &c.attempt,
+            &c.max_attempts,
+            &c.run_at,
+            &c.updated_at,
+            &c.finished_at,
+            &c.fencing_token,
+            &c.lease_worker,
+            &c.lease_expires_at,
+            &c.cancel_requested,
+            &c.progress_percent,
+            &c.progress_message,
+            &c.result,
+            &c.errors,
+            &job.id.0,
+        ],
+    )
+    .await
+    .map_err(failed)?;
+    Ok(())
+}
+
+async fn notify(db: &impl GenericClient) -> Result<(), StoreError> {
+    // Delivered at commit, to every listening node (this one included).
+    db.batch_execute(&format!("NOTIFY {CHANNEL}"))
+        .await
+        .map_err(failed)
+}
+
+async fn enqueue_one(
+    db: &impl GenericClient,
+    new: NewJob,
+    now: Timestamp,
+) -> Result<Enqueued, StoreError> {
+    let existing = format!(
+        "SELECT {COLUMNS} FROM job WHERE unique_key = $1 \
+         AND state NOT IN ('completed', 'cancelled', 'discarded')"
+    );
+    if let Some(key) = &new.unique_key {
+        if let Some(job) = jobs(db, &existing, &[key]).await?.pop() {
+            return Ok(Enqueued {
+                job,
+                existing: true,
+            });
+        }
+    }
+    let mut job = Job::from_new(JobId(0), new, now);
+    // A concurrent enqueue of the same unique key (on another node) wins the index; this
+    // one then returns it instead of failing.
+    let inserted = db
+        .query_opt(
+            "INSERT INTO job (queue, kind, payload, priority, state, attempt, max_attempts, \
+             timeout_ms, unique_key, concurrency_key, key_limit, run_at, created_at, \
+             updated_at, fencing_token, cancel_requested, errors) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, $11, $12, $12, 0, false, '[]') \
+             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL \
+             AND state NOT IN ('completed', 'cancelled', 'discarded') DO NOTHING \
+             RETURNING id",
+            &[
+                &job.queue,
+                &job.kind,
+                &job.payload.get(),
+                &i64::from(job.priority),
+                &job.state.as_str(),
+                &i64::from(job.max_attempts),
+                &(job.timeout_ms as i64),
+                &job.unique_key,
+                &job.concurrency_key,
+                &job.key_limit.map(i64::from),
+                &job.run_at.0,
+                &now.0,
+            ],
+        )
+        .await
+        .map_err(failed)?;
+    match inserted {
+        Some(row) => {
+            job.id = JobId(row.get(0));
+            Ok(Enqueued {
+                job,
+                existing: false,
+            })
+        }
+        None => {
+            let key = job.unique_key.clone().unwrap_or_default();
+            let job = jobs(db, &existing, &[&key]).await?.pop().ok_or_else(|| {
+                StoreError::Database(format!("unique key `{key}` conflicted but no job has it"))
+            })?;
+            Ok(Enqueued {
+                job,
+                existing: true,
+            })
+        }
+    }
+}
+
+async fn count_running(
+    db: &impl GenericClient,
+    column: &str,
+    value: &str,
+) -> Result<u32, StoreError> {
+    let sql = format!("SELECT count(*) FROM job WHERE state = 'running' AND {column} = $1");
+    let row = db.query_one(&sql, &[&value]).await.map_err(failed)?;
+    Ok(row.get::<_, i64>(0) as u32)
+}
+
+async fn claim(
+    db: &impl GenericClient,
+    options: &StoreOptions,
+    claim: &Claim,
+    now: Timestamp,
+) -> Result<Vec<Job>, StoreError> {
+    // Limited queues first, each under its lock, in name order (BTreeMap) so two claims
+    // never wait on each other in opposite orders.
+    let mut running_per_queue: HashMap<&str, u32> = HashMap::new();
+    for (queue, _) in options
+        .queue_limits
+        .iter()
+        .filter(|(queue, _)| claim.queues.contains(queue))
+    {
+        db.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('weir.queue.' || $1))",
+            &[queue],
+        )
+        .await
+        .map_err(failed)?;
+        running_per_queue.insert(queue, count_running(db, "queue", queue).await?);
+    }
+    let scan = i64::from(claim.max.saturating_mul(4).saturating_add(64));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
+         AND run_at <= $1 AND queue = ANY($2) ORDER BY priority, run_at, id LIMIT $3 \
+         FOR UPDATE SKIP LOCKED"
+    );
+    let candidates = jobs(db, &sql, &[&now.0, &claim.queues, &scan]).await?;
+    let mut running_per_key: HashMap<String, u32> = HashMap::new();
+    let mut leased = Vec::new();
+    for mut job in candidates {
+        if leased.len() as u32 >= claim.max {
+            break;
+        }
+        if let Some(&limit) = options.queue_limits.get(&job.queue) {
+            if running_per_queue
+                .get(job.queue.as_str())
+                .copied()
+                .unwrap_or(0)
+                >= limit
+            {
+                continue;
+            }
+        }
+        if let Some(key) = job.concurrency_key.clone() {
+            let running = match running_per_key.get(&key) {
+                Some(&n) => n,
+                None => {
+                    let locked: bool = db
+                        .query_one(
+                            "SELECT pg_try_advisory_xact_lock(hashtext('weir.key.' || $1))",
+                            &[&key],
+                        )
+                        .await
+                        .map_err(failed)?
+                        .get(0);
+                    if !locked {
+                        // Another node is deciding about this key right now: leave its
+                        // jobs for the next claim.
+                        running_per_key.insert(key, u32::MAX);
+                        continue;
+                    }
+                    count_running(db, "concurrency_key", &key).await?
+                }
+            };
+            if running >= job.key_limit.unwrap_or(1) {
+                running_per_key.insert(key, running);
+                continue;
+            }
+            running_per_key.insert(key, running + 1);
+        }
+        if let Some(n) = running_per_queue.get_mut(job.queue.as_str()) {
+            *n += 1;
+        }
+        lifecycle::lease(&mut job, &claim.worker, claim.lease_ttl, now);
+        save(db, &job).await?;
+        leased.push(job);
+    }
+    Ok(leased)
+}
+
+impl Store for PostgresStore {
+    fn enqueue(&self, batch: Vec<NewJob>, now: Timestamp) -> StoreFuture<'_, Vec<Enqueued>> {
+        Box::pin(async move {
+            let mut db = self.pool.get().await?;
+            let tx = db.transaction().await.map_err(failed)?;
+            let mut enqueued = Vec::with_capacity(batch.len());
+            for new in batch {
+                enqueued.push(enqueue_one(&tx, new, now).await?);
+            }
+            notify(&tx).await?;
+            tx.commit().await.map_err(failed)?;
+            Ok(enqueued)
+        })
+    }
+
+    fn get(&self, id: JobId) -> StoreFuture<'_, Option<Job>> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            let sql = format!("SELECT {COLUMNS} FROM job WHERE id = $1");
+            Ok(jobs(&*db, &sql, &[&id.0]).await?.pop())
+        })
+    }
+
+    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<Job>> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {COLUMNS} FROM job WHERE ($1::text IS NULL OR queue = $1) \
+                 AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR state = $3) \
+                 AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+            );
+            jobs(
+                &*db,
+                &sql,
+                &[
+                    &query.queue,
+                    &query.kind,
+                    &query.state.map(JobState::as_str),
+                    &query.before.map(|id| id.0),
+                    &i64::from(query.limit),
+                ],
+            )
+            .await
+        })
+    }
+
+    fn claim(&self, request: Claim, now: Timestamp) -> StoreFuture<'_, Vec<Job>> {
+        Box::pin(async move {
+            if request.queues.is_empty() || request.max == 0 {
+                return Ok(Vec::new());
+            }
+            let mut db = self.pool.get().await?;
+            let tx = db.transaction().await.map_err(failed)?;
+            let leased = claim(&tx, &self.options, &request, now).await?;
+            tx.commit().await.map_err(failed)?;
+            Ok(leased)
+        })
+    }
+
+    fn change(
+        &self,
+        changes: Vec<Change>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Vec<Result<Job, ChangeError>>> {
+        Box::pin(async move {
+            let mut db = self.pool.get().await?;
+            let tx = db.transaction().await.map_err(failed)?;
+            let sql = format!("SELECT {COLUMNS} FROM job WHERE id = $1 FOR UPDATE");
+            let mut outcomes = Vec::with_capacity(changes.len());
+            let mut wake = false;
+            for change in changes {
+                let Some(mut job) = jobs(&tx, &sql, &[&change.id.0]).await?.pop() else {
+                    outcomes.push(Err(ChangeError::NotFound(change.id)));
+                    continue;
+                };
+                let makes_ready = matches!(
+                    change.action,
+                    lifecycle::Action::Release { .. } | lifecycle::Action::Retry
+                );
+                match lifecycle::apply(&mut job, change.action, &self.options.retry, now) {
+                    Ok(()) => {
+                        save(&tx, &job).await?;
+                        wake |= makes_ready;
+                        outcomes.push(Ok(job));
+                    }
+                    Err(refused) => outcomes.push(Err(refused)),
+                }
+            }
+            if wake {
+                notify(&tx).await?;
+            }
+            tx.commit().await.map_err(failed)?;
+            Ok(outcomes)
+        })
+    }
+
+    fn rescue(&self, now: Timestamp) -> StoreFuture<'_, Vec<Job>> {
+        Box::pin(async move {
+            let mut db = self.pool.get().await?;
+            let tx = db.transaction().await.map_err(failed)?;
+            let sql = format!(
+                "SELECT {COLUMNS} FROM job WHERE state = 'running' AND lease_expires_at < $1 \
+                 LIMIT 1000 FOR UPDATE SKIP LOCKED"
+            );
+            let mut expired = jobs(&tx, &sql, &[&now.0]).await?;
+            for job in &mut expired {
+                lifecycle::rescue(job, &self.options.retry, now);
+                save(&tx, job).await?;
+            }
+            if !expired.is_empty() {
+                notify(&tx).await?;
+            }
+            tx.commit().await.map_err(failed)?;
+            Ok(expired)
+        })
+    }
+
+    fn next_run_at(
+        &self,
+        queues: Vec<String>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Timestamp>> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            let row = db
+                .query_one(
+                    "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'retrying') \
+                     AND run_at > $1 AND queue = ANY($2)",
+                    &[&now.0, &queues],
+                )
+                .await
+                .map_err(failed)?;
+            Ok(row.get::<_, Option<i64>>(0).map(Timestamp))
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            let rows = db
+                .query(
+                    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2",
+                    &[],
+                )
+                .await
+                .map_err(failed)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(QueueCount {
+                        queue: row.get(0),
+                        state: row
+                            .get::<_, &str>(1)
+                            .parse()
+                            .map_err(StoreError::Database)?,
+                        count: row.get::<_, i64>(2) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn fire_schedule(
+        &self,
+        name: String,
+        due: Timestamp,
+        next: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Enqueued>> {
+        Box::pin(async move {
+            let mut db = self.pool.get().await?;
+            let tx = db.transaction().await.map_err(failed)?;
+            // Insert-or-lock the schedule row: of two nodes firing the same slot, the second
+            // waits here, then sees the moved `next_at` and backs off.
+            tx.execute(
+                "INSERT INTO schedule (name, next_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &due.0],
+            )
+            .await
+            .map_err(failed)?;
+            let stored: i64 = tx
+                .query_one(
+                    "SELECT next_at FROM schedule WHERE name = $1 FOR UPDATE",
+                    &[&name],
+                )
+                .await
+                .map_err(failed)?
+                .get(0);
+            if stored != due.0 {
+                return Ok(None);
+            }
+            tx.execute(
+                "UPDATE schedule SET next_at = $2 WHERE name = $1",
+                &[&name, &next.0],
+            )
+            .await
+            .map_err(failed)?;
+            let enqueued = enqueue_one(&tx, job, now).await?;
+            notify(&tx).await?;
+            tx.commit().await.map_err(failed)?;
+            Ok(Some(enqueued))
+        })
+    }
+
+    fn schedule_due(&self, name: String) -> StoreFuture<'_, Option<Timestamp>> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            let row = db
+                .query_opt("SELECT next_at FROM schedule WHERE name = $1", &[&name])
+                .await
+                .map_err(failed)?;
+            Ok(row.map(|row| Timestamp(row.get(0))))
+        })
+    }
+
+    fn remote_wakeups(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.wakeups))
+    }
+}

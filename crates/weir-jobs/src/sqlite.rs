@@ -1,0 +1,555 @@
+//! The embedded default store: one SQLite file, one writer thread that batches.
+//!
+//! SQLite allows one writer at a time, so the store gives it exactly one: a thread that owns
+//! the connection. Every operation is a closure sent to it; the thread takes everything
+//! queued (up to [`BATCH`]), runs each closure in its own savepoint inside one transaction,
+//! commits once, and only then answers. Under load, hundreds of enqueues and completions
+//! share one commit; an answer always means the commit happened.
+//!
+//! WAL journal with `synchronous = NORMAL`: a commit survives `kill -9` of Weir (the
+//! operating system has it), not a power cut.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::lifecycle::{self, Change, ChangeError};
+use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
+use crate::row::{MutableColumns, RawJob, COLUMNS, UPDATE};
+use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
+use crate::time::Timestamp;
+
+/// Most operations in one transaction.
+const BATCH: usize = 512;
+
+/// Each entry moves the schema one version up; applied in order, each in a transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and periodic schedules.
+    "CREATE TABLE job (
+        id INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        unique_key TEXT,
+        concurrency_key TEXT,
+        key_limit INTEGER,
+        run_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        fencing_token INTEGER NOT NULL,
+        lease_worker TEXT,
+        lease_expires_at INTEGER,
+        cancel_requested INTEGER NOT NULL,
+        progress_percent REAL,
+        progress_message TEXT,
+        result TEXT,
+        errors TEXT NOT NULL
+    );
+    CREATE INDEX job_queued ON job (queue, priority, run_at, id)
+        WHERE state IN ('scheduled', 'available', 'retrying');
+    CREATE INDEX job_leases ON job (lease_expires_at) WHERE state = 'running';
+    CREATE INDEX job_running_keys ON job (concurrency_key)
+        WHERE state = 'running' AND concurrency_key IS NOT NULL;
+    CREATE UNIQUE INDEX job_unique_key ON job (unique_key)
+        WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded');
+    CREATE TABLE schedule (name TEXT PRIMARY KEY, next_at INTEGER NOT NULL) WITHOUT ROWID;",
+];
+
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Runs one operation; says whether it succeeded (so its savepoint is kept or undone) and
+/// returns how to answer once the batch's commit outcome is known.
+type Work = Box<dyn FnOnce(&Connection, &StoreOptions) -> (bool, Answer) + Send>;
+
+/// The SQLite job store. Cheap to share: the connection lives on its own thread.
+#[derive(Debug)]
+pub struct SqliteStore {
+    work: mpsc::Sender<Work>,
+}
+
+fn failed(error: rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, brings its schema up to date and
+    /// starts the writer thread.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        let mut db = Connection::open(path).map_err(failed)?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(failed)?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(failed)?;
+        db.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
+        migrate(&mut db)?;
+        let (work, mut queue) = mpsc::channel::<Work>(4 * BATCH);
+        std::thread::Builder::new()
+            .name("weir-jobs-sqlite".into())
+            .spawn(move || write_loop(&db, &options, &mut queue))
+            .map_err(|error| StoreError::Database(format!("cannot start writer: {error}")))?;
+        Ok(SqliteStore { work })
+    }
+
+    /// Runs `op` on the writer thread inside the next batch; resolves after the commit.
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, &StoreOptions) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let (answer, answered) = oneshot::channel();
+        let work: Work = Box::new(move |db, options| {
+            let outcome = op(db, options);
+            let ok = outcome.is_ok();
+            let reply: Answer = Box::new(move |commit: Result<(), StoreError>| {
+                let _ = answer.send(commit.and(outcome));
+            });
+            (ok, reply)
+        });
+        Box::pin(async move {
+            // The channel is bounded: a full queue makes callers wait here (backpressure)
+            // rather than grow memory.
+            self.work.send(work).await.map_err(|_| StoreError::Closed)?;
+            answered.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+}
+
+fn migrate(db: &mut Connection) -> Result<(), StoreError> {
+    db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(failed)?;
+    let current: i64 = db
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_version",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(failed)?;
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Database(format!(
+            "the jobs database has schema version {current}, newer than this Weir knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = db.transaction().map_err(failed)?;
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [index as i64 + 1],
+        )
+        .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
+
+fn write_loop(db: &Connection, options: &StoreOptions, queue: &mut mpsc::Receiver<Work>) {
+    let mut answers: Vec<Answer> = Vec::with_capacity(BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        let begun = db.execute_batch("BEGIN IMMEDIATE").map_err(failed);
+        if let Err(error) = begun {
+            // Not even a transaction: answer this one with the error, keep serving.
+            first(db, options).1(Err(error));
+            continue;
+        }
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            let _ = db.execute_batch("SAVEPOINT op");
+            let (ok, answer) = work(db, options);
+            if !ok {
+                // The failed operation may have left statements half done: undo just
+                // those; the others in the batch still commit.
+                let _ = db.execute_batch("ROLLBACK TO op");
+            }
+            let _ = db.execute_batch("RELEASE op");
+            answers.push(answer);
+            if answers.len() < BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        let committed = db.execute_batch("COMMIT").map_err(failed);
+        if committed.is_err() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        for answer in answers.drain(..) {
+            answer(committed.clone());
+        }
+    }
+}
+
+fn raw_job(row: &Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok(RawJob {
+        id: row.get(0)?,
+        queue: row.get(1)?,
+        kind: row.get(2)?,
+        payload: row.get(3)?,
+        priority: row.get(4)?,
+        state: row.get(5)?,
+        attempt: row.get(6)?,
+        max_attempts: row.get(7)?,
+        timeout_ms: row.get(8)?,
+        unique_key: row.get(9)?,
+        concurrency_key: row.get(10)?,
+        key_limit: row.get(11)?,
+        run_at: row.get(12)?,
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        finished_at: row.get(15)?,
+        fencing_token: row.get(16)?,
+        lease_worker: row.get(17)?,
+        lease_expires_at: row.get(18)?,
+        cancel_requested: row.get(19)?,
+        progress_percent: row.get(20)?,
+        progress_message: row.get(21)?,
+        result: row.get(22)?,
+        errors: row.get(23)?,
+    })
+}
+
+fn jobs(db: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Job>, StoreError> {
+    let mut statement = db.prepare_cached(sql).map_err(failed)?;
+    let rows = statement.query_map(params, raw_job).map_err(failed)?;
+    rows.map(|row| row.map_err(failed)?.into_job()).collect()
+}
+
+fn load(db: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM job WHERE id = ?1");
+    Ok(jobs(db, &sql, [id.0])?.pop())
+}
+
+fn save(db: &Connection, job: &Job) -> Result<(), StoreError> {
+    let c = MutableColumns::of(job);
+    db.prepare_cached(UPDATE)
+        .and_then(|mut update| {
+            update.execute(params![
+                c.state,
+                c.attempt,
+                c.max_attempts,
+                c.run_at,
+                c.updated_at,
+                c.finished_at,
+                c.fencing_token,
+                c.lease_worker,
+                c.lease_expires_at,
+                c.cancel_requested,
+                c.progress_percent,
+                c.progress_message,
+                c.result,
+                c.errors,
+                job.id.0,
+            ])
+        })
+        .map_err(failed)?;
+    Ok(())
+}
+
+fn enqueue_one(db: &Connection, new: NewJob, now: Timestamp) -> Result<Enqueued, StoreError> {
+    if let Some(key) = &new.unique_key {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM job WHERE unique_key = ?1 \
+             AND state NOT IN ('completed', 'cancelled', 'discarded')"
+        );
+        if let Some(job) = jobs(db, &sql, [key])?.pop() {
+            return Ok(Enqueued {
+                job,
+                existing: true,
+            });
+        }
+    }
+    let mut job = Job::from_new(JobId(0), new, now);
+    let id: i64 = db
+        .prepare_cached(
+            "INSERT INTO job (queue, kind, payload, priority, state, attempt, max_attempts, \
+             timeout_ms, unique_key, concurrency_key, key_limit, run_at, created_at, \
+             updated_at, fencing_token, cancel_requested, errors) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 0, 0, '[]') \
+             RETURNING id",
+        )
+        .and_then(|mut insert| {
+            insert.query_row(
+                params![
+                    job.queue,
+                    job.kind,
+                    job.payload.get(),
+                    job.priority,
+                    job.state.as_str(),
+                    job.max_attempts,
+                    job.timeout_ms as i64,
+                    job.unique_key,
+                    job.concurrency_key,
+                    job.key_limit,
+                    job.run_at.0,
+                    now.0,
+                ],
+                |row| row.get(0),
+            )
+        })
+        .map_err(failed)?;
+    job.id = JobId(id);
+    Ok(Enqueued {
+        job,
+        existing: false,
+    })
+}
+
+fn count(db: &Connection, sql: &str, key: &str) -> Result<u32, StoreError> {
+    db.prepare_cached(sql)
+        .and_then(|mut statement| statement.query_row([key], |row| row.get::<_, i64>(0)))
+        .map(|n| n as u32)
+        .map_err(failed)
+}
+
+fn claim(
+    db: &Connection,
+    options: &StoreOptions,
+    claim: &Claim,
+    now: Timestamp,
+) -> Result<Vec<Job>, StoreError> {
+    if claim.queues.is_empty() || claim.max == 0 {
+        return Ok(Vec::new());
+    }
+    let placeholders = vec!["?"; claim.queues.len()].join(", ");
+    // Candidates in lease order. Skipped ones (at a limit) cost a row each, so the scan is
+    // bounded; the next claim looks again.
+    let scan = claim.max.saturating_mul(4).saturating_add(64);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
+         AND run_at <= ? AND queue IN ({placeholders}) ORDER BY priority, run_at, id LIMIT ?"
+    );
+    let mut values: Vec<rusqlite::types::Value> = vec![now.0.into()];
+    values.extend(claim.queues.iter().map(|queue| queue.clone().into()));
+    values.push(i64::from(scan).into());
+    let candidates = jobs(db, &sql, rusqlite::params_from_iter(values))?;
+
+    let mut running_per_queue: HashMap<String, u32> = HashMap::new();
+    let mut running_per_key: HashMap<String, u32> = HashMap::new();
+    let mut leased = Vec::new();
+    for mut job in candidates {
+        if leased.len() as u32 >= claim.max {
+            break;
+        }
+        if let Some(&limit) = options.queue_limits.get(&job.queue) {
+            let running = match running_per_queue.get(&job.queue) {
+                Some(&n) => n,
+                None => count(
+                    db,
+                    "SELECT count(*) FROM job WHERE state = 'running' AND queue = ?1",
+                    &job.queue,
+                )?,
+            };
+            running_per_queue.insert(job.queue.clone(), running);
+            if running >= limit {
+                continue;
+            }
+        }
+        if let Some(key) = job.concurrency_key.clone() {
+            let running = match running_per_key.get(&key) {
+                Some(&n) => n,
+                None => count(
+                    db,
+                    "SELECT count(*) FROM job WHERE state = 'running' AND concurrency_key = ?1",
+                    &key,
+                )?,
+            };
+            running_per_key.insert(key.clone(), running);
+            if running >= job.key_limit.unwrap_or(1) {
+                continue;
+            }
+            running_per_key.insert(key, running + 1);
+        }
+        if let Some(n) = running_per_queue.get_mut(&job.queue) {
+            *n += 1;
+        }
+        lifecycle::lease(&mut job, &claim.worker, claim.lease_ttl, now);
+        save(db, &job)?;
+        leased.push(job);
+    }
+    Ok(leased)
+}
+
+fn change(
+    db: &Connection,
+    options: &StoreOptions,
+    change: lifecycle::Change,
+    now: Timestamp,
+) -> Result<Result<Job, ChangeError>, StoreError> {
+    let Some(mut job) = load(db, change.id)? else {
+        return Ok(Err(ChangeError::NotFound(change.id)));
+    };
+    if let Err(refused) = lifecycle::apply(&mut job, change.action, &options.retry, now) {
+        return Ok(Err(refused));
+    }
+    save(db, &job)?;
+    Ok(Ok(job))
+}
+
+impl Store for SqliteStore {
+    fn enqueue(&self, batch: Vec<NewJob>, now: Timestamp) -> StoreFuture<'_, Vec<Enqueued>> {
+        self.run(move |db, _| {
+            batch
+                .into_iter()
+                .map(|new| enqueue_one(db, new, now))
+                .collect()
+        })
+    }
+
+    fn get(&self, id: JobId) -> StoreFuture<'_, Option<Job>> {
+        self.run(move |db, _| load(db, id))
+    }
+
+    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<Job>> {
+        self.run(move |db, _| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM job WHERE (?1 IS NULL OR queue = ?1) \
+                 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR state = ?3) \
+                 AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+            );
+            jobs(
+                db,
+                &sql,
+                params![
+                    query.queue,
+                    query.kind,
+                    query.state.map(JobState::as_str),
+                    query.before.map(|id| id.0),
+                    query.limit,
+                ],
+            )
+        })
+    }
+
+    fn claim(&self, request: Claim, now: Timestamp) -> StoreFuture<'_, Vec<Job>> {
+        self.run(move |db, options| claim(db, options, &request, now))
+    }
+
+    fn change(
+        &self,
+        changes: Vec<Change>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Vec<Result<Job, ChangeError>>> {
+        self.run(move |db, options| {
+            changes
+                .into_iter()
+                .map(|one| change(db, options, one, now))
+                .collect()
+        })
+    }
+
+    fn rescue(&self, now: Timestamp) -> StoreFuture<'_, Vec<Job>> {
+        self.run(move |db, options| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM job WHERE state = 'running' AND lease_expires_at < ?1 \
+                 LIMIT 1000"
+            );
+            let mut expired = jobs(db, &sql, [now.0])?;
+            for job in &mut expired {
+                lifecycle::rescue(job, &options.retry, now);
+                save(db, job)?;
+            }
+            Ok(expired)
+        })
+    }
+
+    fn next_run_at(
+        &self,
+        queues: Vec<String>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Timestamp>> {
+        self.run(move |db, _| {
+            if queues.is_empty() {
+                return Ok(None);
+            }
+            let placeholders = vec!["?"; queues.len()].join(", ");
+            let sql = format!(
+                "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'retrying') \
+                 AND run_at > ? AND queue IN ({placeholders})"
+            );
+            let mut values: Vec<rusqlite::types::Value> = vec![now.0.into()];
+            values.extend(queues.into_iter().map(Into::into));
+            db.query_row(&sql, rusqlite::params_from_iter(values), |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .map(|at| at.map(Timestamp))
+            .map_err(failed)
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
+        self.run(move |db, _| {
+            let mut statement = db
+                .prepare_cached(
+                    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2",
+                )
+                .map_err(failed)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(failed)?;
+            rows.map(|row| {
+                let (queue, state, count) = row.map_err(failed)?;
+                let state = state.parse().map_err(StoreError::Database)?;
+                Ok(QueueCount {
+                    queue,
+                    state,
+                    count: count as u64,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn fire_schedule(
+        &self,
+        name: String,
+        due: Timestamp,
+        next: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Enqueued>> {
+        self.run(move |db, _| {
+            let stored: Option<i64> = db
+                .query_row(
+                    "SELECT next_at FROM schedule WHERE name = ?1",
+                    [&name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(failed)?;
+            if stored.is_some_and(|at| at != due.0) {
+                return Ok(None);
+            }
+            db.execute(
+                "INSERT INTO schedule (name, next_at) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET next_at = excluded.next_at",
+                params![name, next.0],
+            )
+            .map_err(failed)?;
+            enqueue_one(db, job, now).map(Some)
+        })
+    }
+
+    fn schedule_due(&self, name: String) -> StoreFuture<'_, Option<Timestamp>> {
+        self.run(move |db, _| {
+            db.query_row(
+                "SELECT next_at FROM schedule WHERE name = ?1",
+                [&name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map(|at| at.map(Timestamp))
+            .map_err(failed)
+        })
+    }
+}

@@ -1,0 +1,143 @@
+//! The `Store` trait: what the job system needs from a database.
+//!
+//! Object-safe (methods return boxed futures) so the server holds an `Arc<dyn Store>` and
+//! picks SQLite or PostgreSQL at start-up. Every method takes `now` from the caller; see
+//! [`crate::time`]. Every write is committed before its future resolves: an answered
+//! enqueue survives `kill -9`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::lifecycle::{Change, ChangeError, RetryPolicy};
+use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
+use crate::time::Timestamp;
+
+/// The future every store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The database failed (or is gone). The operation did not happen.
+#[derive(Debug, Clone, Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("job store: {0}")]
+    Database(String),
+    /// The store was shut down.
+    #[error("job store is closed")]
+    Closed,
+}
+
+/// Settings every store applies.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Backoff between attempts.
+    pub retry: RetryPolicy,
+    /// Most jobs running at once per queue, across every worker and node. Queues not
+    /// listed have no limit.
+    pub queue_limits: BTreeMap<String, u32>,
+}
+
+/// A worker asks for jobs.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The worker's name (shown in leases).
+    pub worker: String,
+    /// Queues to take from (any priority order across them).
+    pub queues: Vec<String>,
+    /// At most this many jobs.
+    pub max: u32,
+    /// Lease length; heartbeats extend it.
+    pub lease_ttl: Duration,
+}
+
+/// A page of the job list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this stored state.
+    pub state: Option<JobState>,
+    /// Only jobs with a smaller id (the previous page's last id).
+    pub before: Option<JobId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Jobs per queue and state, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCount {
+    /// Queue name.
+    pub queue: String,
+    /// Stored state.
+    pub state: JobState,
+    /// How many.
+    pub count: u64,
+}
+
+/// A database that keeps jobs.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Inserts jobs, all in one transaction. A job whose unique key belongs to an
+    /// unfinished job is not inserted; that job is returned with `existing: true`.
+    fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> StoreFuture<'_, Vec<Enqueued>>;
+
+    /// One job.
+    fn get(&self, id: JobId) -> StoreFuture<'_, Option<Job>>;
+
+    /// A page of jobs, newest first.
+    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<Job>>;
+
+    /// Leases up to `claim.max` jobs whose time has come, smallest priority first, then
+    /// oldest `run_at`, then id, honouring queue limits and concurrency keys.
+    fn claim(&self, claim: Claim, now: Timestamp) -> StoreFuture<'_, Vec<Job>>;
+
+    /// Applies actions (heartbeat, complete, fail, release, cancel, retry), each on its own
+    /// terms: one refused action does not stop the others.
+    fn change(
+        &self,
+        changes: Vec<Change>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Vec<Result<Job, ChangeError>>>;
+
+    /// Ends every lease that expired before `now` (see [`crate::lifecycle::rescue`]) and
+    /// returns the jobs it changed.
+    fn rescue(&self, now: Timestamp) -> StoreFuture<'_, Vec<Job>>;
+
+    /// The earliest `run_at` of a queued job in `queues` that is later than `now`: when a
+    /// waiting worker should look again.
+    fn next_run_at(
+        &self,
+        queues: Vec<String>,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Timestamp>>;
+
+    /// Job counts per queue and state.
+    fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>>;
+
+    /// Periodic jobs: if schedule `name` is due at `due` (or has never run), moves it to
+    /// `next` and enqueues `job`, in one transaction. Returns `None` when another caller
+    /// (another node) already took this slot, so each slot runs once across the cluster.
+    fn fire_schedule(
+        &self,
+        name: String,
+        due: Timestamp,
+        next: Timestamp,
+        job: NewJob,
+        now: Timestamp,
+    ) -> StoreFuture<'_, Option<Enqueued>>;
+
+    /// When schedule `name` is next due, if it has run before.
+    fn schedule_due(&self, name: String) -> StoreFuture<'_, Option<Timestamp>>;
+
+    /// Notified when another process (another node) enqueued or released jobs, so waiting
+    /// leases look again. `None` for a store only this process writes to.
+    fn remote_wakeups(&self) -> Option<Arc<Notify>> {
+        None
+    }
+}
