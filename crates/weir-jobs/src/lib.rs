@@ -6,17 +6,22 @@
 //! - [`Store`]: what a database must provide, with [`SqliteStore`] (embedded default) and
 //!   [`PostgresStore`] (several nodes) implementing it; one conformance suite tests both.
 
+pub mod client;
+pub mod cron;
 pub mod lifecycle;
 pub mod model;
 mod postgres;
 mod row;
+mod service;
 mod sqlite;
 pub mod store;
 pub mod time;
+pub mod worker;
 
 pub use lifecycle::{Action, Change, ChangeError, RetryPolicy};
 pub use model::{Enqueued, Job, JobId, JobState, NewJob, Progress};
 pub use postgres::PostgresStore;
+pub use service::{validate, EventSink, JobEvent, Jobs, JobsConfig, JobsError, Schedule};
 pub use sqlite::SqliteStore;
 pub use store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreOptions};
 pub use time::Timestamp;

@@ -174,6 +174,13 @@ async fn connect(config: &Config, wakeups: Option<Arc<Notify>>) -> Result<Client
 }
 
 impl PostgresStore {
+    /// Checks that `url` is a connection string this store can use, without connecting.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        url.parse::<Config>()
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
     /// Connects to `url` (`postgres://user:password@host:port/database`), keeps the tables
     /// in `schema` (created if needed), migrates, and starts listening for other nodes.
     pub async fn open(
@@ -707,6 +714,19 @@ impl Store for PostgresStore {
             notify(&tx).await?;
             tx.commit().await.map_err(failed)?;
             Ok(Some(enqueued))
+        })
+    }
+
+    fn start_schedule(&self, name: String, first: Timestamp) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            db.execute(
+                "INSERT INTO schedule (name, next_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &first.0],
+            )
+            .await
+            .map_err(failed)?;
+            Ok(())
         })
     }
 

@@ -540,6 +540,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn start_schedule(&self, name: String, first: Timestamp) -> StoreFuture<'_, ()> {
+        self.run(move |db, _| {
+            db.execute(
+                "INSERT INTO schedule (name, next_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, first.0],
+            )
+            .map(drop)
+            .map_err(failed)
+        })
+    }
+
     fn schedule_due(&self, name: String) -> StoreFuture<'_, Option<Timestamp>> {
         self.run(move |db, _| {
             db.query_row(

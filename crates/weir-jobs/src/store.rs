@@ -132,7 +132,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Enqueued>>;
 
-    /// When schedule `name` is next due, if it has run before.
+    /// Records schedule `name`'s first slot, unless it already has one.
+    fn start_schedule(&self, name: String, first: Timestamp) -> StoreFuture<'_, ()>;
+
+    /// When schedule `name` is next due, if it has been started.
     fn schedule_due(&self, name: String) -> StoreFuture<'_, Option<Timestamp>>;
 
     /// Notified when another process (another node) enqueued or released jobs, so waiting

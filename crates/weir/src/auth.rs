@@ -18,17 +18,20 @@ pub enum Scope {
     Publish,
     /// Subscribe to topics, join chat rooms and see who is there.
     Subscribe,
-    /// Enqueue jobs.
+    /// Enqueue jobs, read them, cancel and retry them.
     Enqueue,
+    /// Lease and run jobs: the worker protocol.
+    Work,
     /// Everything, and the operator's views (metrics).
     Admin,
 }
 
 impl Scope {
-    const ALL: [Scope; 4] = [
+    const ALL: [Scope; 5] = [
         Scope::Publish,
         Scope::Subscribe,
         Scope::Enqueue,
+        Scope::Work,
         Scope::Admin,
     ];
 
@@ -37,6 +40,7 @@ impl Scope {
             Scope::Publish => "publish",
             Scope::Subscribe => "subscribe",
             Scope::Enqueue => "enqueue",
+            Scope::Work => "work",
             Scope::Admin => "admin",
         }
     }
@@ -60,7 +64,7 @@ impl Access {
     /// No scope at all: a client that has not authenticated.
     pub const NONE: Access = Access(0);
     /// Every scope: a client of an open server, or an admin token.
-    pub const ALL: Access = Access(0b1111);
+    pub const ALL: Access = Access((1 << Scope::ALL.len()) - 1);
 
     /// Whether `scope` is held; admin holds every scope.
     pub fn allows(self, scope: Scope) -> bool {
@@ -95,7 +99,7 @@ const MIN_TOKEN_CHARS: usize = 16;
 
 impl Tokens {
     /// What `parse` accepts, for error messages and docs.
-    pub const SYNTAX: &'static str = "TOKEN:SCOPES[,TOKEN:SCOPES...] where TOKEN is at least 16 characters of A-Z a-z 0-9 - . _ ~ and SCOPES is publish, subscribe, enqueue or admin, joined by +";
+    pub const SYNTAX: &'static str = "TOKEN:SCOPES[,TOKEN:SCOPES...] where TOKEN is at least 16 characters of A-Z a-z 0-9 - . _ ~ and SCOPES is publish, subscribe, enqueue, work or admin, joined by +";
 
     /// Parses `TOKEN:scope+scope,TOKEN:scope`; an empty text means no tokens.
     pub fn parse(text: &str) -> Result<Tokens, String> {

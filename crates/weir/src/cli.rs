@@ -54,7 +54,7 @@ pub fn command() -> Command {
                     .long(setting.flag)
                     .env(setting.env)
                     // Help would otherwise print the environment's value: never a token.
-                    .hide_env_values(setting.key == "auth.tokens")
+                    .hide_env_values(setting.secret())
                     .value_name(value_name(setting.default))
                     .help(format!("{} [default: {default}]", setting.help))
                     .action(ArgAction::Set),
@@ -68,6 +68,8 @@ pub fn command() -> Command {
         .arg_required_else_help(true)
         .after_help("Start here: `weir serve`, then open http://127.0.0.1:7070/healthz.")
         .subcommand(serve)
+        .subcommand(crate::client_cli::worker_command())
+        .subcommand(crate::client_cli::jobs_command())
 }
 
 fn value_name(default: &str) -> &'static str {
@@ -100,6 +102,8 @@ pub fn main() -> ExitCode {
     };
     match matches.subcommand() {
         Some(("serve", serve)) => serve_command(serve),
+        Some(("worker", worker)) => crate::client_cli::run_worker(worker),
+        Some(("jobs", jobs)) => crate::client_cli::run_jobs(jobs),
         _ => ExitCode::from(EXIT_USAGE),
     }
 }
@@ -162,7 +166,7 @@ fn serve_command(matches: &ArgMatches) -> ExitCode {
 }
 
 /// Cancels `shutdown` on the first Ctrl-C or SIGTERM; exits at once on a second one.
-async fn shutdown_on_signal(shutdown: CancellationToken) {
+pub(crate) async fn shutdown_on_signal(shutdown: CancellationToken) {
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; in-flight requests are finishing");
     shutdown.cancel();

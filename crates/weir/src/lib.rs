@@ -7,8 +7,10 @@
 
 pub mod auth;
 pub mod cli;
+mod client_cli;
 pub mod config;
 mod dashboard;
+mod jobs;
 pub mod line;
 pub mod logging;
 mod routes;

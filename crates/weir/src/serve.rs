@@ -8,11 +8,13 @@ use weir_http::{HttpMetrics, Router, Server};
 
 use crate::config::ServeConfig;
 use crate::dashboard::add_dashboard_routes;
+use crate::jobs::add_job_routes;
 use crate::line::{serve_lines, LineConfig, LineContext};
 use crate::routes::add_operational_routes;
 use crate::topic_store::SqliteTopicStore;
 use crate::topics::add_topic_routes;
 use crate::ws::add_ws_route;
+use weir_jobs::{Jobs, PostgresStore, SqliteStore, Store};
 use weir_pubsub::Hub;
 
 /// Why `weir serve` stopped with an error.
@@ -42,21 +44,32 @@ pub enum ServeError {
         /// The cause.
         source: weir_pubsub::StoreError,
     },
+    /// The job store could not be opened.
+    #[error("cannot open the job store ({location}): {source}")]
+    JobStore {
+        /// The SQLite file, or "PostgreSQL".
+        location: String,
+        /// The cause.
+        source: weir_jobs::StoreError,
+    },
     /// The server failed while running.
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
 
-/// The routes of the HTTP API.
+/// The routes of the HTTP API. `shutdown` ends waiting lease requests when the server stops.
 pub fn router(
     config: &ServeConfig,
     metrics: Arc<HttpMetrics>,
     hub: Hub,
     chat: Arc<LineContext>,
+    jobs: Jobs,
+    shutdown: CancellationToken,
 ) -> Router {
     let tokens = Arc::new(config.tokens.clone());
     let router = add_operational_routes(Router::new(), metrics, hub.clone(), tokens.clone());
-    let router = add_topic_routes(router, hub, tokens, config.sse_heartbeat);
+    let router = add_topic_routes(router, hub, tokens.clone(), config.sse_heartbeat);
+    let router = add_job_routes(router, jobs, tokens, shutdown, config.http.max_body_bytes);
     let router = add_ws_route(router, chat);
     add_dashboard_routes(router)
 }
@@ -116,6 +129,45 @@ fn open_hub(config: &ServeConfig) -> Result<Hub, ServeError> {
         .map_err(|source| ServeError::Store { path, source })
 }
 
+/// The job service on the configured store (PostgreSQL when `database` is set, else SQLite
+/// at `data_dir/jobs.db`), publishing lifecycle events on `hub`.
+pub async fn open_jobs(config: &ServeConfig, hub: &Hub) -> Result<Jobs, ServeError> {
+    let store: Arc<dyn Store> = match &config.database {
+        Some(url) => Arc::new(
+            PostgresStore::open(url, "weir", 16, config.job_store.clone())
+                .await
+                .map_err(|source| ServeError::JobStore {
+                    location: "PostgreSQL".into(),
+                    source,
+                })?,
+        ),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+            let path = config.data_dir.join("jobs.db");
+            Arc::new(
+                SqliteStore::open(&path, config.job_store.clone()).map_err(|source| {
+                    ServeError::JobStore {
+                        location: path.display().to_string(),
+                        source,
+                    }
+                })?,
+            )
+        }
+    };
+    let events_hub = hub.clone();
+    let events: weir_jobs::EventSink = Arc::new(move |topic: &str, json: String| {
+        // Job events are live notifications: a topic made durable by a broad pattern
+        // refuses the synchronous publish, which is logged, not fatal.
+        if let Err(error) = events_hub.publish(topic, json.into()) {
+            tracing::debug!(%topic, %error, "job event not published");
+        }
+    });
+    Ok(Jobs::new(store, config.jobs.clone(), Some(events)))
+}
+
 /// Serves the HTTP API and the line protocol until `shutdown` is cancelled, then drains.
 pub async fn run(
     config: ServeConfig,
@@ -131,7 +183,20 @@ pub async fn run(
         ..LineConfig::default()
     };
     let chat = Arc::new(LineContext::new(hub.clone(), line_config, shutdown.clone()));
-    let router = router(&config, metrics.clone(), hub.clone(), chat.clone());
+    let jobs = open_jobs(&config, &hub).await?;
+    let maintenance = tokio::spawn({
+        let jobs = jobs.clone();
+        let stop = shutdown.clone();
+        async move { jobs.maintain(stop).await }
+    });
+    let router = router(
+        &config,
+        metrics.clone(),
+        hub.clone(),
+        chat.clone(),
+        jobs,
+        shutdown.clone(),
+    );
     let local = listeners.http.local_addr()?;
     tracing::info!(
         addr = %local,
@@ -144,6 +209,7 @@ pub async fn run(
     let line = serve_lines(listeners.line, chat);
     // Both run in this task until shutdown; `join!` waits for both to drain.
     let (http, line) = tokio::join!(http, line);
+    let _ = maintenance.await;
     http?;
     line?;
     Ok(())

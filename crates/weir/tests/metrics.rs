@@ -15,6 +15,10 @@ async fn metrics_name_the_slow_subscriber() {
     let mut config = ServeConfig::defaults();
     config.pubsub.lag_limit = NonZeroUsize::new(2).unwrap();
     let hub = Hub::new(config.pubsub.clone());
+    let data = std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    config.data_dir = data.clone();
+    let jobs = weir::serve::open_jobs(&config, &hub).await.unwrap();
     let router = weir::serve::router(
         &config,
         Arc::new(HttpMetrics::new()),
@@ -24,7 +28,10 @@ async fn metrics_name_the_slow_subscriber() {
             weir::line::LineConfig::default(),
             tokio_util::sync::CancellationToken::new(),
         )),
+        jobs,
+        tokio_util::sync::CancellationToken::new(),
     );
+    let _ = std::fs::remove_dir_all(&data);
 
     let mut slow = hub
         .subscribe("ticks", StartFrom::Now, "sse 10.1.2.3:4444")

@@ -46,16 +46,22 @@ fn documented() -> BTreeSet<(String, String)> {
     out
 }
 
-#[test]
-fn every_route_is_documented_and_every_documented_route_exists() {
-    let config = ServeConfig::defaults();
+#[tokio::test]
+async fn every_route_is_documented_and_every_documented_route_exists() {
+    let mut config = ServeConfig::defaults();
+    let data = std::env::temp_dir().join(format!("weir-openapi-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    config.data_dir = data.clone();
     let hub = Hub::new(config.pubsub.clone());
     let chat = Arc::new(weir::line::LineContext::new(
         hub.clone(),
         weir::line::LineConfig::default(),
         tokio_util::sync::CancellationToken::new(),
     ));
-    let router = weir::serve::router(&config, Arc::new(HttpMetrics::new()), hub, chat);
+    let jobs = weir::serve::open_jobs(&config, &hub).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let router = weir::serve::router(&config, Arc::new(HttpMetrics::new()), hub, chat, jobs, stop);
+    let _ = std::fs::remove_dir_all(&data);
     let served: BTreeSet<(String, String)> = router
         .routes()
         .into_iter()

@@ -23,11 +23,9 @@ async fn start_both() -> (String, String, tokio_util::sync::DropGuard) {
     let http = listeners.http.local_addr().unwrap().to_string();
     let line = listeners.line.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
-    tokio::spawn(weir::serve::run(
-        ServeConfig::defaults(),
-        listeners,
-        shutdown.clone(),
-    ));
+    let mut config = ServeConfig::defaults();
+    config.data_dir = std::env::temp_dir().join(format!("weir-test-ws-{}", std::process::id()));
+    tokio::spawn(weir::serve::run(config, listeners, shutdown.clone()));
     (http, line, shutdown.drop_guard())
 }
 

@@ -87,7 +87,8 @@ fn flatten(
             toml::Value::Array(items) => {
                 let strings: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
                 match strings {
-                    Some(strings) => strings.join(","),
+                    // Schedules hold cron lists (`0,30 * * * *`): they are joined by `;`.
+                    Some(strings) => strings.join(if key == "jobs.schedules" { ";" } else { "," }),
                     None => {
                         return Err(ConfigError::File {
                             path: path.to_path_buf(),

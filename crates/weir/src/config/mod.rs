@@ -20,7 +20,10 @@ use clap::ArgMatches;
 use weir_http::ServerConfig;
 
 pub use file::ConfigFile;
-use values::{parse_count, parse_duration, parse_retention_rules, parse_size, parse_socket_addr};
+use values::{
+    parse_count, parse_duration, parse_queue_limits, parse_retention_rules, parse_schedules,
+    parse_size, parse_socket_addr,
+};
 
 use crate::auth::Tokens;
 
@@ -69,9 +72,23 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "pubsub.durable", flag: "durable", env: "WEIR_PUBSUB_DURABLE", default: "", help: "Topic patterns kept in the store (data_dir/weir.db) across restarts, comma-separated, e.g. orders.>,audit.*; a publish to them is answered once committed" },
     Setting { key: "pubsub.max_subscribers", flag: "max-subscribers", env: "WEIR_PUBSUB_MAX_SUBSCRIBERS", default: "100000", help: "Subscribers one topic (or one wildcard pattern) may have; past it a subscribe is refused" },
     Setting { key: "pubsub.max_subscriptions", flag: "max-subscriptions", env: "WEIR_PUBSUB_MAX_SUBSCRIPTIONS", default: "128", help: "Topics and rooms one WebSocket or line-protocol connection may follow at once; past it a subscribe or join is refused" },
-    Setting { key: "auth.tokens", flag: "tokens", env: "WEIR_AUTH_TOKENS", default: "", help: "Access tokens with scopes: TOKEN:SCOPES[,...], scopes publish, subscribe, enqueue, admin joined by +. None: open access, loopback only" },
+    Setting { key: "auth.tokens", flag: "tokens", env: "WEIR_AUTH_TOKENS", default: "", help: "Access tokens with scopes: TOKEN:SCOPES[,...], scopes publish, subscribe, enqueue, work, admin joined by +. None: open access, loopback only" },
+    Setting { key: "database", flag: "database", env: "WEIR_DATABASE", default: "", help: "PostgreSQL URL (postgres://user:password@host:port/db) for jobs shared by several nodes. None: the embedded SQLite file data_dir/jobs.db" },
+    Setting { key: "jobs.lease_ttl", flag: "lease-ttl", env: "WEIR_JOBS_LEASE_TTL", default: "10s", help: "A leased job whose worker sends no heartbeat for this long runs again elsewhere (workers beat every third of it)" },
+    Setting { key: "jobs.retry_base", flag: "retry-base", env: "WEIR_JOBS_RETRY_BASE", default: "1s", help: "Backoff after a job's first failed attempt; doubles per attempt, with ±25% jitter" },
+    Setting { key: "jobs.retry_max", flag: "retry-max", env: "WEIR_JOBS_RETRY_MAX", default: "1h", help: "Longest backoff between attempts" },
+    Setting { key: "jobs.max_payload", flag: "max-job-payload", env: "WEIR_JOBS_MAX_PAYLOAD", default: "1MiB", help: "Largest job payload (JSON); larger gets 413 naming the field" },
+    Setting { key: "jobs.queue_limits", flag: "queue-limits", env: "WEIR_JOBS_QUEUE_LIMITS", default: "", help: "Most jobs running at once per queue, across all workers and nodes: QUEUE=N[,...], e.g. email=4,crawl=2" },
+    Setting { key: "jobs.schedules", flag: "schedules", env: "WEIR_JOBS_SCHEDULES", default: "", help: "Periodic jobs, separated by ';': NAME CRON QUEUE/KIND [PAYLOAD], e.g. 'cleanup */10 * * * * maintenance/echo {\"all\":true}' (cron in UTC, also @hourly, @daily)" },
     Setting { key: "shutdown.drain_timeout", flag: "drain-timeout", env: "WEIR_DRAIN_TIMEOUT", default: "10s", help: "On Ctrl-C or SIGTERM, time in-flight requests get to finish before connections are closed" },
 ];
+
+impl Setting {
+    /// Whether the value may hold a secret (tokens, a database password): never printed.
+    pub fn secret(&self) -> bool {
+        matches!(self.key, "auth.tokens" | "database")
+    }
+}
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +185,12 @@ pub struct ServeConfig {
     pub max_subscriptions: usize,
     /// Access tokens; empty for open access on loopback.
     pub tokens: Tokens,
+    /// PostgreSQL URL for the job store; `None` for SQLite under the data directory.
+    pub database: Option<String>,
+    /// The job service's limits, timings and schedules.
+    pub jobs: weir_jobs::JobsConfig,
+    /// The job store's retry policy and queue limits.
+    pub job_store: weir_jobs::StoreOptions,
 }
 
 impl ServeConfig {
@@ -226,7 +249,7 @@ impl<'a> Layers<'a> {
                         errors.push(ConfigError::InvalidValue {
                             key,
                             // Tokens are secrets: an error names the key, not the value.
-                            value: if key == "auth.tokens" {
+                            value: if setting.secret() {
                                 "(hidden)".to_string()
                             } else {
                                 value
@@ -329,6 +352,34 @@ impl<'a> Layers<'a> {
             parse_count(t, 1, 1_000_000).map(Parsed::Number)
         });
         let tokens = get("auth.tokens", &|t| Tokens::parse(t).map(Parsed::Tokens));
+        let database = get("database", &|t| match t.trim() {
+            "" => Ok(Parsed::Text(String::new())),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                weir_jobs::PostgresStore::check_url(url)
+                    .map(|()| Parsed::Text(url.to_string()))
+                    .map_err(|e| {
+                        format!(
+                            "a PostgreSQL URL such as postgres://weir@127.0.0.1:5432/weir ({e})"
+                        )
+                    })
+            }
+            _ => Err("empty (SQLite) or a PostgreSQL URL starting postgres://".to_string()),
+        });
+        let lease_ttl = get("jobs.lease_ttl", &|t| match parse_duration(t)? {
+            d if d < Duration::from_secs(1) => {
+                Err("a duration of at least 1s, such as 10s".to_string())
+            }
+            d => Ok(Parsed::Duration(d)),
+        });
+        let retry_base = get("jobs.retry_base", &positive_duration);
+        let retry_max = get("jobs.retry_max", &positive_duration);
+        let job_payload = get("jobs.max_payload", &size(2));
+        let queue_limits = get("jobs.queue_limits", &|t| {
+            parse_queue_limits(t).map(Parsed::Limits)
+        });
+        let schedules = get("jobs.schedules", &|t| {
+            parse_schedules(t).map(Parsed::Schedules)
+        });
         // An open server listens on loopback only: with no token, anyone who can reach the
         // port could publish and read everything.
         if let (Parsed::Tokens(tokens), Parsed::Addr(http), Parsed::Addr(line)) =
@@ -397,6 +448,20 @@ impl<'a> Layers<'a> {
             },
             max_subscriptions: max_subscriptions.number() as usize,
             tokens: tokens.tokens(),
+            database: Some(database.text()).filter(|url| !url.is_empty()),
+            jobs: weir_jobs::JobsConfig {
+                lease_ttl: lease_ttl.duration(),
+                max_payload: usize::try_from(job_payload.number()).unwrap_or(usize::MAX),
+                schedules: schedules.schedules(),
+                ..weir_jobs::JobsConfig::default()
+            },
+            job_store: weir_jobs::StoreOptions {
+                retry: weir_jobs::RetryPolicy {
+                    base: retry_base.duration(),
+                    cap: retry_max.duration(),
+                },
+                queue_limits: queue_limits.limits(),
+            },
         })
     }
 }
@@ -414,6 +479,8 @@ enum Parsed {
     Retention(Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)>),
     Tokens(Tokens),
     Patterns(Vec<weir_pubsub::TopicPattern>),
+    Limits(std::collections::BTreeMap<String, u32>),
+    Schedules(Vec<weir_jobs::Schedule>),
     Invalid,
 }
 
@@ -452,6 +519,18 @@ impl Parsed {
         match self {
             Parsed::Patterns(patterns) => patterns,
             _ => unreachable!("validated as patterns"),
+        }
+    }
+    fn limits(self) -> std::collections::BTreeMap<String, u32> {
+        match self {
+            Parsed::Limits(limits) => limits,
+            _ => unreachable!("validated as queue limits"),
+        }
+    }
+    fn schedules(self) -> Vec<weir_jobs::Schedule> {
+        match self {
+            Parsed::Schedules(schedules) => schedules,
+            _ => unreachable!("validated as schedules"),
         }
     }
     fn tokens(self) -> Tokens {

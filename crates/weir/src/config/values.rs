@@ -2,6 +2,7 @@
 //!
 //! Each returns a message that says what is allowed, so the caller can name the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -91,6 +92,69 @@ pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "an IP address and port such as 127.0.0.1:7070 or [::1]:7070".to_string())
 }
 
+/// `QUEUE=N[,...]`: most jobs running at once per queue.
+pub fn parse_queue_limits(text: &str) -> Result<BTreeMap<String, u32>, String> {
+    let allowed = "QUEUE=N pairs separated by commas, such as email=4,crawl=2 (N from 1 to 100000)";
+    let mut limits = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (queue, limit) = entry.split_once('=').ok_or_else(|| allowed.to_string())?;
+        let limit = parse_count(limit.trim(), 1, 100_000).map_err(|_| allowed.to_string())?;
+        if queue.trim().is_empty() {
+            return Err(allowed.to_string());
+        }
+        limits.insert(queue.trim().to_string(), limit as u32);
+    }
+    Ok(limits)
+}
+
+/// `NAME CRON QUEUE/KIND [PAYLOAD]` entries separated by `;`.
+pub fn parse_schedules(text: &str) -> Result<Vec<weir_jobs::Schedule>, String> {
+    let mut schedules: Vec<weir_jobs::Schedule> = Vec::new();
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let schedule = parse_schedule(entry).map_err(|reason| {
+            format!("`{entry}`: {reason}; entries are NAME CRON QUEUE/KIND [PAYLOAD] separated by ';', e.g. cleanup */10 * * * * maintenance/echo {{}}")
+        })?;
+        if schedules.iter().any(|s| s.name == schedule.name) {
+            return Err(format!("schedule name `{}` is used twice", schedule.name));
+        }
+        schedules.push(schedule);
+    }
+    Ok(schedules)
+}
+
+fn parse_schedule(entry: &str) -> Result<weir_jobs::Schedule, String> {
+    let mut words = entry.split_whitespace();
+    let name = words.next().ok_or("no name")?.to_string();
+    let first = words.next().ok_or("no cron expression")?;
+    let cron_text = if first.starts_with('@') {
+        first.to_string()
+    } else {
+        let mut fields = vec![first];
+        for _ in 0..4 {
+            fields.push(words.next().ok_or("the cron expression needs 5 fields")?);
+        }
+        fields.join(" ")
+    };
+    let cron: weir_jobs::cron::Cron = cron_text
+        .parse()
+        .map_err(|e: weir_jobs::cron::CronError| e.to_string())?;
+    let target = words.next().ok_or("no QUEUE/KIND")?;
+    let (queue, kind) = target
+        .split_once('/')
+        .ok_or("the job is named QUEUE/KIND")?;
+    let rest: Vec<&str> = words.collect();
+    let payload = if rest.is_empty() {
+        "{}".to_string()
+    } else {
+        rest.join(" ")
+    };
+    let payload = serde_json::value::RawValue::from_string(payload)
+        .map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let job = weir_jobs::NewJob::new(queue, kind, payload);
+    weir_jobs::validate(&job, &weir_jobs::JobsConfig::default()).map_err(|e| e.to_string())?;
+    Ok(weir_jobs::Schedule { name, cron, job })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +209,44 @@ mod tests {
             "a=1/forever",
         ] {
             assert!(parse_retention_rules(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn queue_limits_parse_and_explain() {
+        let limits = parse_queue_limits("email=4, crawl=2").unwrap();
+        assert_eq!(limits.get("email"), Some(&4));
+        assert_eq!(limits.get("crawl"), Some(&2));
+        assert!(parse_queue_limits("").unwrap().is_empty());
+        for bad in ["email", "email=0", "=3", "email=x"] {
+            assert!(
+                parse_queue_limits(bad).unwrap_err().contains("QUEUE=N"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn schedules_parse_cron_lists_and_payloads() {
+        let schedules = parse_schedules(
+            "cleanup 0,30 * * * * maintenance/echo {\"all\": true}; nightly @daily reports/build",
+        )
+        .unwrap();
+        assert_eq!(schedules.len(), 2);
+        assert_eq!(schedules[0].name, "cleanup");
+        assert_eq!(schedules[0].cron.to_string(), "0,30 * * * *");
+        assert_eq!(schedules[0].job.queue, "maintenance");
+        assert_eq!(schedules[0].job.payload.get(), "{\"all\": true}");
+        assert_eq!(schedules[1].job.kind, "build");
+        assert_eq!(schedules[1].job.payload.get(), "{}");
+        for (bad, needle) in [
+            ("x 61 * * * * q/k", "minute 61"),
+            ("x @daily qk", "QUEUE/KIND"),
+            ("x @daily q/k {oops", "not JSON"),
+            ("x @daily q/k; x @hourly q/k", "used twice"),
+        ] {
+            let error = parse_schedules(bad).unwrap_err();
+            assert!(error.contains(needle), "{bad}: {error}");
         }
     }
 }

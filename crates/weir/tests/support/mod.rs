@@ -21,7 +21,11 @@ pub struct Server {
     _shutdown: DropGuard,
 }
 
-pub async fn start(config: ServeConfig) -> Server {
+pub async fn start(mut config: ServeConfig) -> Server {
+    if config.data_dir == std::path::Path::new("./weir-data") {
+        // Each server its own data directory (the job store lives there).
+        config.data_dir = temp_dir("serve");
+    }
     let listeners = weir::serve::Listeners::ephemeral().await.unwrap();
     let http = listeners.http.local_addr().unwrap().to_string();
     let line = listeners.line.local_addr().unwrap().to_string();
@@ -111,4 +115,17 @@ impl LineClient {
             }
         }
     }
+}
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "weir-test-{label}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -1,0 +1,426 @@
+//! The job service: what the server's API calls. It wraps a [`Store`] with validation,
+//! long-poll leasing, lifecycle events, the rescue of expired leases and periodic jobs.
+
+use std::fmt;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cron::Cron;
+use crate::lifecycle::{Action, Change, ChangeError};
+use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
+use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError};
+use crate::time::Timestamp;
+
+/// Limits and timings of the job service.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// A lease lasts this long without a heartbeat. Workers beat every third of it.
+    pub lease_ttl: Duration,
+    /// How often expired leases are looked for.
+    pub rescue_interval: Duration,
+    /// Largest payload, in bytes of JSON.
+    pub max_payload: usize,
+    /// Most jobs in one enqueue request.
+    pub max_batch: usize,
+    /// Longest a lease request may wait for work.
+    pub max_lease_wait: Duration,
+    /// Most jobs one lease request may take.
+    pub max_lease: u32,
+    /// Periodic jobs.
+    pub schedules: Vec<Schedule>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            lease_ttl: Duration::from_secs(10),
+            rescue_interval: Duration::from_secs(1),
+            max_payload: 1 << 20,
+            max_batch: 1_000,
+            max_lease_wait: Duration::from_secs(60),
+            max_lease: 100,
+            schedules: Vec::new(),
+        }
+    }
+}
+
+/// A periodic job: `job` is enqueued at every time `cron` matches, once across the cluster.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Unique name (the key of its slot in the store).
+    pub name: String,
+    /// When.
+    pub cron: Cron,
+    /// What.
+    pub job: NewJob,
+}
+
+/// Why a request was refused. The message names the field at fault.
+#[derive(Debug, Error)]
+pub enum JobsError {
+    /// Invalid input: (field, what is wrong).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as named in the API.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The action does not apply (see [`ChangeError`]).
+    #[error(transparent)]
+    Refused(#[from] ChangeError),
+    /// The database failed; nothing happened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> JobsError {
+    JobsError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A lifecycle event, as published on `jobs.{id}` and `queues.{name}`.
+#[derive(Debug, Serialize)]
+pub struct JobEvent<'a> {
+    /// What happened: `enqueued`, `started`, `progress`, `completed`, `retrying`,
+    /// `cancel_requested`, `cancelled`, `discarded`, `released` or `rescued`.
+    pub event: &'static str,
+    /// The job after the change.
+    pub job: &'a Job,
+}
+
+/// Receives every lifecycle event: (topic, JSON).
+pub type EventSink = Arc<dyn Fn(&str, String) + Send + Sync>;
+
+/// The job service. Clone freely; clones share everything.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Arc<dyn Store>,
+    config: Arc<JobsConfig>,
+    /// Wakes this node's waiting leases when it enqueues or frees jobs.
+    ready: Arc<Notify>,
+    events: Option<EventSink>,
+}
+
+impl fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jobs")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the fields of a job a producer submitted.
+pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
+    let name_ok = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 128
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if !name_ok(&job.queue) {
+        return Err(invalid(
+            "queue",
+            format!(
+                "`{}` must be 1–128 characters of letters, digits, _ - .",
+                job.queue
+            ),
+        ));
+    }
+    if !name_ok(&job.kind) {
+        return Err(invalid(
+            "kind",
+            format!(
+                "`{}` must be 1–128 characters of letters, digits, _ - .",
+                job.kind
+            ),
+        ));
+    }
+    if job.payload.get().len() > config.max_payload {
+        return Err(invalid(
+            "payload",
+            format!(
+                "{} bytes exceeds the limit of {} bytes (setting jobs.max_payload)",
+                job.payload.get().len(),
+                config.max_payload
+            ),
+        ));
+    }
+    if job.max_attempts == 0 || job.max_attempts > 1_000 {
+        return Err(invalid("max_attempts", "must be 1–1000"));
+    }
+    if job.timeout_ms == 0 || job.timeout_ms > 7 * 24 * 3_600_000 {
+        return Err(invalid("timeout_ms", "must be 1 ms – 7 days"));
+    }
+    if !(-1_000_000..=1_000_000).contains(&job.priority) {
+        return Err(invalid("priority", "must be between -1000000 and 1000000"));
+    }
+    for (field, key) in [
+        ("unique_key", &job.unique_key),
+        ("concurrency_key", &job.concurrency_key),
+    ] {
+        if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+            return Err(invalid(field, "must be 1–256 bytes"));
+        }
+    }
+    if job.key_limit == Some(0) {
+        return Err(invalid("key_limit", "must be at least 1"));
+    }
+    if job.key_limit.is_some() && job.concurrency_key.is_none() {
+        return Err(invalid("key_limit", "needs a concurrency_key"));
+    }
+    Ok(())
+}
+
+/// The event name for a job that just reached its state through `action`.
+fn event_name(action: &str, job: &Job) -> &'static str {
+    match (action, job.state) {
+        ("heartbeat", _) => "progress",
+        ("release", JobState::Available) => "released",
+        ("cancel", JobState::Running) => "cancel_requested",
+        ("retry", _) => "enqueued",
+        (_, JobState::Completed) => "completed",
+        (_, JobState::Retrying) => "retrying",
+        (_, JobState::Cancelled) => "cancelled",
+        (_, JobState::Discarded) => "discarded",
+        (_, JobState::Running) => "started",
+        _ => "enqueued",
+    }
+}
+
+impl Jobs {
+    /// The service over `store`. `events` receives every lifecycle event.
+    pub fn new(store: Arc<dyn Store>, config: JobsConfig, events: Option<EventSink>) -> Jobs {
+        Jobs {
+            store,
+            config: Arc::new(config),
+            ready: Arc::new(Notify::new()),
+            events,
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &JobsConfig {
+        &self.config
+    }
+
+    fn publish(&self, event: &'static str, job: &Job) {
+        let Some(sink) = &self.events else { return };
+        let Ok(json) = serde_json::to_string(&JobEvent { event, job }) else {
+            return;
+        };
+        sink(&format!("queues.{}", job.queue), json.clone());
+        sink(&format!("jobs.{}", job.id), json);
+    }
+
+    /// Validates and enqueues, all or nothing. Each job is validated first; the first bad
+    /// one refuses the batch, named by its index.
+    pub async fn enqueue(&self, batch: Vec<NewJob>) -> Result<Vec<Enqueued>, JobsError> {
+        if batch.is_empty() {
+            return Err(invalid("jobs", "the batch is empty"));
+        }
+        if batch.len() > self.config.max_batch {
+            return Err(invalid(
+                "jobs",
+                format!(
+                    "{} jobs exceeds the batch limit of {} (setting jobs.max_batch)",
+                    batch.len(),
+                    self.config.max_batch
+                ),
+            ));
+        }
+        for (index, job) in batch.iter().enumerate() {
+            validate(job, &self.config).map_err(|error| match error {
+                JobsError::Invalid { field, message } if batch.len() > 1 => {
+                    invalid(format!("jobs[{index}].{field}"), message)
+                }
+                other => other,
+            })?;
+        }
+        let enqueued = self.store.enqueue(batch, Timestamp::now()).await?;
+        for one in enqueued.iter().filter(|one| !one.existing) {
+            self.publish("enqueued", &one.job);
+        }
+        self.ready.notify_waiters();
+        Ok(enqueued)
+    }
+
+    /// One job.
+    pub async fn get(&self, id: JobId) -> Result<Job, JobsError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or(JobsError::Refused(ChangeError::NotFound(id)))
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list(&self, query: ListQuery) -> Result<Vec<Job>, JobsError> {
+        Ok(self.store.list(query).await?)
+    }
+
+    /// Counts per queue and state.
+    pub async fn counts(&self) -> Result<Vec<QueueCount>, JobsError> {
+        Ok(self.store.counts().await?)
+    }
+
+    /// Leases jobs for a worker, waiting up to `wait` (capped by `max_lease_wait`) for one
+    /// to become ready. Returns early, empty, when `stop` fires.
+    pub async fn lease(
+        &self,
+        mut claim: Claim,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Job>, JobsError> {
+        if claim.queues.is_empty() {
+            return Err(invalid("queues", "name at least one queue"));
+        }
+        if claim.max == 0 || claim.max > self.config.max_lease {
+            return Err(invalid(
+                "max",
+                format!("must be 1–{}", self.config.max_lease),
+            ));
+        }
+        claim.lease_ttl = self.config.lease_ttl;
+        let deadline = Instant::now() + wait.min(self.config.max_lease_wait);
+        let remote = self.store.remote_wakeups();
+        loop {
+            // Register for wake-ups before looking, so a job enqueued between the look and
+            // the wait is not missed.
+            let mut local = pin!(self.ready.notified());
+            local.as_mut().enable();
+            let idle = Notify::new();
+            let mut other_node = pin!(remote.as_deref().unwrap_or(&idle).notified());
+            other_node.as_mut().enable();
+
+            let now = Timestamp::now();
+            let leased = self.store.claim(claim.clone(), now).await?;
+            if !leased.is_empty() {
+                for job in &leased {
+                    self.publish("started", job);
+                }
+                return Ok(leased);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stop.is_cancelled() {
+                return Ok(Vec::new());
+            }
+            // Sleep until something may be ready: a wake-up, the next scheduled job, or a
+            // periodic look (a job another process made ready without a notification, such
+            // as a retry whose backoff ended).
+            let mut nap = left.min(Duration::from_secs(1));
+            if let Some(next) = self.store.next_run_at(claim.queues.clone(), now).await? {
+                nap = nap.min(now.until(next));
+            }
+            tokio::select! {
+                () = local => {}
+                () = other_node => {}
+                () = tokio::time::sleep(nap) => {}
+                () = stop.cancelled() => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// Applies actions; each result stands alone.
+    pub async fn change(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Result<Job, ChangeError>>, JobsError> {
+        let names: Vec<&'static str> = changes.iter().map(|c| c.action.name()).collect();
+        let quiet_heartbeat: Vec<bool> = changes
+            .iter()
+            .map(|c| matches!(&c.action, Action::Heartbeat { progress: None, .. }))
+            .collect();
+        let outcomes = self.store.change(changes, Timestamp::now()).await?;
+        let mut freed = false;
+        for ((outcome, name), quiet) in outcomes.iter().zip(names).zip(quiet_heartbeat) {
+            if let Ok(job) = outcome {
+                if !quiet {
+                    self.publish(event_name(name, job), job);
+                }
+                freed |= job.state == JobState::Available;
+            }
+        }
+        if freed {
+            self.ready.notify_waiters();
+        }
+        Ok(outcomes)
+    }
+
+    /// One action on one job.
+    pub async fn act(&self, id: JobId, action: Action) -> Result<Job, JobsError> {
+        let mut outcomes = self.change(vec![Change { id, action }]).await?;
+        Ok(outcomes.pop().ok_or(StoreError::Closed)??)
+    }
+
+    /// Runs until `stop`: rescues expired leases and fires periodic jobs.
+    pub async fn maintain(&self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.rescue_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            match self.store.rescue(Timestamp::now()).await {
+                Ok(rescued) if !rescued.is_empty() => {
+                    tracing::warn!(jobs = rescued.len(), "leases expired; jobs handed on");
+                    for job in &rescued {
+                        self.publish("rescued", job);
+                    }
+                    self.ready.notify_waiters();
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),
+            }
+            for schedule in &self.config.schedules {
+                if let Err(error) = self.fire_if_due(schedule).await {
+                    tracing::warn!(schedule = %schedule.name, %error, "periodic job failed to enqueue");
+                }
+            }
+        }
+    }
+
+    async fn fire_if_due(&self, schedule: &Schedule) -> Result<(), JobsError> {
+        let now = Timestamp::now();
+        let Some(due) = self.store.schedule_due(schedule.name.clone()).await? else {
+            // First sight of this schedule: it starts at its next match, not at the moment
+            // the server starts. (Of two nodes, the first to record the slot wins.)
+            if let Some(first) = schedule.cron.next_after(now) {
+                self.store
+                    .start_schedule(schedule.name.clone(), first)
+                    .await?;
+            }
+            return Ok(());
+        };
+        if due > now {
+            return Ok(());
+        }
+        // Missed slots (the cluster was down) fire once, not once per missed slot.
+        let Some(next) = schedule.cron.next_after(now) else {
+            return Ok(());
+        };
+        let mut job = schedule.job.clone();
+        job.run_at = None;
+        if let Some(enqueued) = self
+            .store
+            .fire_schedule(schedule.name.clone(), due, next, job, now)
+            .await?
+        {
+            tracing::info!(schedule = %schedule.name, job = %enqueued.job.id, "periodic job enqueued");
+            self.publish("enqueued", &enqueued.job);
+            self.ready.notify_waiters();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,354 @@
+//! The Rust worker runtime: leases jobs over HTTP, runs each with its kind's handler, keeps
+//! the lease alive with heartbeats (carrying progress), and reports the outcome.
+//!
+//! - **Concurrency**: at most `concurrency` jobs run at once (a semaphore); a lease request
+//!   asks for as many jobs as there are free permits, and long-polls when there are none.
+//! - **Cancellation and timeouts**: each job gets a [`CancellationToken`]. It fires when a
+//!   heartbeat reply says the job was cancelled, when the job's timeout passes, when the
+//!   lease is lost, or at the shutdown deadline. Handlers check it at their await points.
+//! - **Shutdown**: stop leasing, let running jobs finish until the deadline, then cancel
+//!   the rest and release their leases, so they run again at once elsewhere.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::client::{Client, ClientError, LeasedJob};
+use crate::model::Progress;
+
+/// What a handler returns: the result (JSON) or why it failed.
+pub type HandlerResult = Result<Box<RawValue>, JobFailure>;
+
+/// A failed attempt.
+#[derive(Debug, Clone)]
+pub struct JobFailure {
+    /// What went wrong.
+    pub message: String,
+    /// False when another attempt cannot help (bad input): the job is discarded.
+    pub retryable: bool,
+}
+
+impl JobFailure {
+    /// A failure worth retrying.
+    pub fn retry(message: impl Into<String>) -> JobFailure {
+        JobFailure {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub fn fatal(message: impl Into<String>) -> JobFailure {
+        JobFailure {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// What a handler gets: the job, its cancellation token and a way to report progress.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The leased job.
+    pub job: Arc<LeasedJob>,
+    /// Fires when the job must stop (cancelled, timed out, lease lost, shutdown).
+    pub cancel: CancellationToken,
+    progress: Arc<Mutex<Option<Progress>>>,
+}
+
+impl JobContext {
+    /// Records progress; it travels with the next heartbeat.
+    pub fn progress(&self, percent: f64, message: impl Into<String>) {
+        if let Ok(mut slot) = self.progress.lock() {
+            *slot = Some(Progress {
+                percent: percent.clamp(0.0, 100.0),
+                message: message.into(),
+            });
+        }
+    }
+
+    fn take_progress(&self) -> Option<Progress> {
+        self.progress.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+type BoxedHandler =
+    Arc<dyn Fn(JobContext) -> Pin<Box<dyn Future<Output = HandlerResult> + Send>> + Send + Sync>;
+
+/// Handlers by job kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, BoxedHandler>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<&String> = self.handlers.keys().collect();
+        kinds.sort();
+        f.debug_struct("Registry").field("kinds", &kinds).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers `handler` for jobs of `kind`.
+    pub fn register<F, Fut>(&mut self, kind: &str, handler: F) -> &mut Registry
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.handlers.insert(
+            kind.to_string(),
+            Arc::new(move |ctx| Box::pin(handler(ctx))),
+        );
+        self
+    }
+
+    /// The registry with the built-in kinds: `echo` and `sleep`.
+    pub fn with_builtins() -> Registry {
+        let mut registry = Registry::new();
+        registry.register("echo", |ctx: JobContext| async move {
+            Ok(ctx.job.payload.clone())
+        });
+        registry.register("sleep", sleep_job);
+        registry
+    }
+
+    /// The registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        kinds
+    }
+}
+
+/// `sleep`: payload `{"ms": N}`; reports progress every tenth and stops when cancelled.
+async fn sleep_job(ctx: JobContext) -> HandlerResult {
+    #[derive(serde::Deserialize)]
+    struct Sleep {
+        ms: u64,
+    }
+    let sleep: Sleep = serde_json::from_str(ctx.job.payload.get())
+        .map_err(|error| JobFailure::fatal(format!("payload: expected {{\"ms\": N}}: {error}")))?;
+    let step = Duration::from_millis(sleep.ms) / 10;
+    for tenth in 1..=10u32 {
+        tokio::select! {
+            () = tokio::time::sleep(step) => ctx.progress(f64::from(tenth * 10), format!("slept {}0%", tenth)),
+            () = ctx.cancel.cancelled() => return Err(JobFailure::retry("cancelled while sleeping")),
+        }
+    }
+    RawValue::from_string(format!("{{\"slept_ms\":{}}}", sleep.ms))
+        .map_err(|error| JobFailure::fatal(error.to_string()))
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Name shown in leases (host and process id by default).
+    pub name: String,
+    /// Queues to take jobs from.
+    pub queues: Vec<String>,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Running jobs get this long to finish at shutdown before they are released.
+    pub shutdown_deadline: Duration,
+    /// Longest wait of one lease request.
+    pub lease_wait: Duration,
+}
+
+/// The worker runtime.
+#[derive(Debug)]
+pub struct Worker {
+    client: Arc<Client>,
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+}
+
+/// How one job ended on this worker.
+enum Outcome {
+    Done(HandlerResult),
+    /// The lease is gone: say nothing more about the job.
+    LeaseLost,
+    /// Shutdown deadline: give the job back.
+    Release,
+    /// The job's timeout passed: a failed attempt.
+    TimedOut,
+}
+
+impl Worker {
+    /// A worker using `client` and `registry`.
+    pub fn new(client: Client, registry: Registry, config: WorkerConfig) -> Worker {
+        Worker {
+            client: Arc::new(client),
+            registry: Arc::new(registry),
+            config,
+        }
+    }
+
+    /// Runs until `stop` fires, then shuts down gracefully (see the module docs).
+    pub async fn run(&self, stop: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let tracker = TaskTracker::new();
+        // Fires at the shutdown deadline: running jobs are cancelled and released.
+        let release_all = CancellationToken::new();
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            // Wait for one free slot, then take every free one: one lease request fills them.
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+                () = stop.cancelled() => break,
+            };
+            let mut permits = vec![first];
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+            let reply = tokio::select! {
+                reply = self.client.lease(&self.config.name, &self.config.queues, permits.len() as u32, self.config.lease_wait) => reply,
+                () = stop.cancelled() => break,
+            };
+            let reply = match reply {
+                Ok(reply) => {
+                    failures = 0;
+                    reply
+                }
+                Err(error) => {
+                    failures = (failures + 1).min(6);
+                    // 0.5 s, 1 s, … up to 16 s between attempts while no server answers.
+                    let pause = Duration::from_millis(250 << failures);
+                    tracing::warn!(%error, retry_in = ?pause, "lease request failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            let ttl = Duration::from_millis(reply.lease_ttl_ms.max(300));
+            for job in reply.jobs {
+                let permit = permits.pop().expect("no more jobs than permits");
+                let client = Arc::clone(&self.client);
+                let registry = Arc::clone(&self.registry);
+                let release_all = release_all.clone();
+                let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
+                tracker.spawn(
+                    async move {
+                        run_job(&client, &registry, job, ttl, &release_all).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+        tracker.close();
+        tracing::info!(
+            running = tracker.len(),
+            "worker stopping: no new jobs; waiting for running ones"
+        );
+        if tokio::time::timeout(self.config.shutdown_deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = tracker.len(),
+                "shutdown deadline reached: releasing running jobs"
+            );
+            release_all.cancel();
+            tracker.wait().await;
+        }
+    }
+}
+
+/// Runs one job to its end and reports it.
+async fn run_job(
+    client: &Client,
+    registry: &Registry,
+    job: LeasedJob,
+    ttl: Duration,
+    release_all: &CancellationToken,
+) {
+    let (id, token) = (job.id, job.fencing_token);
+    let Some(handler) = registry.handlers.get(&job.kind).cloned() else {
+        // Another worker may know the kind: a retryable failure, with a clear message.
+        let message = format!(
+            "no handler for kind `{}` on this worker (it runs: {})",
+            job.kind,
+            registry.kinds().join(", ")
+        );
+        let _ = client.fail(id, token, &message, true).await;
+        return;
+    };
+    let cancel = CancellationToken::new();
+    let ctx = JobContext {
+        job: Arc::new(job),
+        cancel: cancel.clone(),
+        progress: Arc::new(Mutex::new(None)),
+    };
+    let timeout = Duration::from_millis(ctx.job.timeout_ms);
+    let mut work = handler(ctx.clone());
+    let mut beat = tokio::time::interval(ttl / 3);
+    beat.tick().await;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let outcome = loop {
+        tokio::select! {
+            result = &mut work => break Outcome::Done(result),
+            _ = beat.tick() => match client.heartbeat(id, token, ctx.take_progress().as_ref()).await {
+                Ok(reply) if reply.cancel => cancel.cancel(),
+                Ok(_) => {}
+                Err(ClientError::Refused { lease_lost: true, .. }) => {
+                    cancel.cancel();
+                    tracing::warn!("lease lost; abandoning the job");
+                    break Outcome::LeaseLost;
+                }
+                // The server is away: keep working; the next beat may get through.
+                Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            },
+            () = &mut deadline => {
+                // Dropping `work` (on leaving the loop) cancels the handler at its current
+                // await point; the token tells any task it spawned.
+                cancel.cancel();
+                break Outcome::TimedOut;
+            }
+            () = release_all.cancelled() => {
+                cancel.cancel();
+                break Outcome::Release;
+            }
+        }
+    };
+    let report = match outcome {
+        Outcome::LeaseLost => return,
+        Outcome::Release => client.release(id, token).await,
+        Outcome::TimedOut => {
+            let message = format!("timed out after {} ms", timeout.as_millis());
+            client.fail(id, token, &message, true).await
+        }
+        Outcome::Done(Ok(result)) => client.complete(id, token, &result).await,
+        Outcome::Done(Err(failure)) => {
+            client
+                .fail(id, token, &failure.message, failure.retryable)
+                .await
+        }
+    };
+    match report {
+        Ok(()) => tracing::debug!("reported"),
+        Err(ClientError::Refused {
+            lease_lost: true, ..
+        }) => {
+            tracing::warn!("lease lost before the report; the job ran elsewhere too")
+        }
+        // Unreported: the lease expires and the job runs again (at-least-once).
+        Err(error) => tracing::warn!(%error, "could not report the job's outcome"),
+    }
+}

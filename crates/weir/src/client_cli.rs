@@ -1,0 +1,412 @@
+//! The client commands: `weir worker` runs jobs, `weir jobs …` submits and inspects them.
+//! Both talk to a server over the HTTP API, like any other client.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+use weir_jobs::client::{Client, ClientError};
+use weir_jobs::worker::{Registry, Worker, WorkerConfig};
+
+use crate::cli::EXIT_USAGE;
+use crate::config::values::parse_duration;
+use crate::config::LogFormat;
+
+fn server_args(command: Command) -> Command {
+    command
+        .arg(
+            Arg::new("server")
+                .long("server")
+                .env("WEIR_SERVER")
+                .value_name("URL[,URL...]")
+                .default_value("http://127.0.0.1:7070")
+                .help("Weir server(s); several nodes of one cluster are tried in turn"),
+        )
+        .arg(
+            Arg::new("token")
+                .long("token")
+                .env("WEIR_TOKEN")
+                .hide_env_values(true)
+                .value_name("TOKEN")
+                .help("Access token (scope `work` for a worker, `enqueue` for `weir jobs`)"),
+        )
+}
+
+/// `weir worker`.
+pub(crate) fn worker_command() -> Command {
+    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep)"))
+        .after_help(
+            "Examples:\n  weir worker                                  # queue `default`, 8 at once\n  weir worker --queues email,reports --concurrency 32 --server http://10.0.0.5:7070\n\nCtrl-C or SIGTERM: no new jobs; running ones get --shutdown-timeout to finish,\nthen are released so they run again at once elsewhere.",
+        )
+        .arg(Arg::new("queues").long("queues").value_name("QUEUE[,QUEUE...]").default_value("default").help("Queues to take jobs from"))
+        .arg(Arg::new("concurrency").long("concurrency").value_name("N").default_value("8").help("Jobs run at once (1–10000)"))
+        .arg(Arg::new("name").long("name").value_name("NAME").help("Name shown in leases [default: host-pid]"))
+        .arg(Arg::new("shutdown-timeout").long("shutdown-timeout").value_name("DURATION").default_value("30s").help("Time running jobs get to finish at shutdown"))
+        .arg(Arg::new("log-level").long("log-level").env("WEIR_LOG").value_name("FILTER").default_value("info").help("Log filter, as for weir serve"))
+}
+
+/// `weir jobs`.
+pub(crate) fn jobs_command() -> Command {
+    let id = || {
+        Arg::new("id")
+            .required(true)
+            .value_name("ID")
+            .help("Job id")
+    };
+    server_args(
+        Command::new("jobs").about("Submit, inspect, cancel and retry jobs on a Weir server"),
+    )
+    .subcommand_required(true)
+    .subcommand(
+        Command::new("submit")
+            .about("Enqueue a job and print it")
+            .arg(Arg::new("kind").required(true).value_name("KIND"))
+            .arg(Arg::new("payload").value_name("JSON").default_value("{}"))
+            .arg(
+                Arg::new("queue")
+                    .long("queue")
+                    .value_name("QUEUE")
+                    .default_value("default"),
+            )
+            .arg(
+                Arg::new("priority")
+                    .long("priority")
+                    .value_name("N")
+                    .help("Smaller runs first [default: 0]"),
+            )
+            .arg(
+                Arg::new("delay")
+                    .long("delay")
+                    .value_name("DURATION")
+                    .help("Run no sooner than this from now"),
+            )
+            .arg(
+                Arg::new("max-attempts")
+                    .long("max-attempts")
+                    .value_name("N"),
+            )
+            .arg(
+                Arg::new("timeout")
+                    .long("timeout")
+                    .value_name("DURATION")
+                    .help("Time one attempt may take"),
+            )
+            .arg(
+                Arg::new("unique-key")
+                    .long("unique-key")
+                    .value_name("KEY")
+                    .help("Return the unfinished job with this key instead of adding one"),
+            )
+            .arg(
+                Arg::new("wait")
+                    .long("wait")
+                    .action(ArgAction::SetTrue)
+                    .help("Wait until the job ends; exit 0 only if it completed"),
+            ),
+    )
+    .subcommand(Command::new("get").about("Print a job").arg(id()))
+    .subcommand(
+        Command::new("list")
+            .about("List jobs, newest first")
+            .arg(Arg::new("queue").long("queue").value_name("QUEUE"))
+            .arg(Arg::new("kind").long("kind").value_name("KIND"))
+            .arg(Arg::new("state").long("state").value_name("STATE"))
+            .arg(
+                Arg::new("limit")
+                    .long("limit")
+                    .value_name("N")
+                    .default_value("20"),
+            )
+            .arg(
+                Arg::new("json")
+                    .long("json")
+                    .action(ArgAction::SetTrue)
+                    .help("Print JSON instead of a table"),
+            ),
+    )
+    .subcommand(Command::new("cancel").about("Cancel a job").arg(id()))
+    .subcommand(
+        Command::new("retry")
+            .about("Run a finished or waiting job again now")
+            .arg(id()),
+    )
+}
+
+fn client(matches: &ArgMatches) -> Result<Client, String> {
+    let servers: Vec<String> = matches
+        .get_one::<String>("server")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Client::new(servers, matches.get_one::<String>("token").cloned()).map_err(|e| e.to_string())
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("weir: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+}
+
+/// Runs `weir worker`.
+pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
+    let client = match client(matches) {
+        Ok(client) => client,
+        Err(error) => return usage(&error),
+    };
+    let concurrency = match matches
+        .get_one::<String>("concurrency")
+        .map(|n| n.parse::<usize>())
+    {
+        Some(Ok(n @ 1..=10_000)) => n,
+        _ => return usage("--concurrency: a number from 1 to 10000"),
+    };
+    let shutdown_deadline = match parse_duration(
+        matches
+            .get_one::<String>("shutdown-timeout")
+            .map_or("30s", String::as_str),
+    ) {
+        Ok(d) => d,
+        Err(allowed) => return usage(&format!("--shutdown-timeout: {allowed}")),
+    };
+    let filter = matches
+        .get_one::<String>("log-level")
+        .map_or("info", String::as_str);
+    if let Err(error) = crate::logging::parse_filter(filter) {
+        return usage(&format!("--log-level: {error}"));
+    }
+    crate::logging::init(LogFormat::Human, filter);
+    let queues: Vec<String> = matches
+        .get_one::<String>("queues")
+        .map(|q| {
+            q.split(',')
+                .map(str::trim)
+                .filter(|q| !q.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = matches
+        .get_one::<String>("name")
+        .cloned()
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+    let config = WorkerConfig {
+        name,
+        queues,
+        concurrency,
+        shutdown_deadline,
+        lease_wait: Duration::from_secs(30),
+    };
+    runtime().block_on(async move {
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::cli::shutdown_on_signal(stop.clone()));
+        let registry = Registry::with_builtins();
+        tracing::info!(worker = %config.name, queues = ?config.queues, concurrency, kinds = ?registry.kinds(), "worker started");
+        Worker::new(client, registry, config).run(stop).await;
+    });
+    ExitCode::SUCCESS
+}
+
+/// Runs `weir jobs …`.
+pub(crate) fn run_jobs(matches: &ArgMatches) -> ExitCode {
+    let client = match client(matches) {
+        Ok(client) => client,
+        Err(error) => return usage(&error),
+    };
+    let outcome = runtime().block_on(async move {
+        match matches.subcommand() {
+            Some(("submit", args)) => submit(&client, args).await,
+            Some(("get", args)) => {
+                print_call(&client, &format!("/v1/jobs/{}", id(args)?), None).await
+            }
+            Some(("cancel", args)) => {
+                print_call(
+                    &client,
+                    &format!("/v1/jobs/{}/cancel", id(args)?),
+                    Some("{}".into()),
+                )
+                .await
+            }
+            Some(("retry", args)) => {
+                print_call(
+                    &client,
+                    &format!("/v1/jobs/{}/retry", id(args)?),
+                    Some("{}".into()),
+                )
+                .await
+            }
+            Some(("list", args)) => list(&client, args).await,
+            _ => Err(Failure::Usage(
+                "a subcommand: submit, get, list, cancel, retry".into(),
+            )),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(Failure::Usage(message)) => usage(&message),
+        Err(Failure::Client(error)) => {
+            eprintln!("weir: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Failure::Client(error)
+    }
+}
+
+fn id(args: &ArgMatches) -> Result<i64, Failure> {
+    let text = args.get_one::<String>("id").map_or("", String::as_str);
+    text.parse()
+        .map_err(|_| Failure::Usage(format!("ID: `{text}` is not a job id (a number)")))
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn print_call(
+    client: &Client,
+    path: &str,
+    body: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let job: serde_json::Value = client.call(path, body, CALL_TIMEOUT).await?;
+    println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn submit(client: &Client, args: &ArgMatches) -> Result<ExitCode, Failure> {
+    let text = |name: &str| args.get_one::<String>(name).cloned();
+    let payload = text("payload").unwrap_or_else(|| "{}".into());
+    let payload = RawValue::from_string(payload)
+        .map_err(|e| Failure::Usage(format!("JSON: the payload is not JSON: {e}")))?;
+    let mut body = serde_json::json!({
+        "kind": text("kind"),
+        "queue": text("queue"),
+        "payload": payload,
+    });
+    let number = |name: &str| -> Result<Option<i64>, Failure> {
+        text(name)
+            .map(|n| {
+                n.parse::<i64>()
+                    .map_err(|_| Failure::Usage(format!("--{name}: a whole number")))
+            })
+            .transpose()
+    };
+    let millis = |name: &str| -> Result<Option<u64>, Failure> {
+        text(name)
+            .map(|d| {
+                parse_duration(&d)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|a| Failure::Usage(format!("--{name}: {a}")))
+            })
+            .transpose()
+    };
+    if let Some(priority) = number("priority")? {
+        body["priority"] = priority.into();
+    }
+    if let Some(attempts) = number("max-attempts")? {
+        body["max_attempts"] = attempts.into();
+    }
+    if let Some(delay) = millis("delay")? {
+        body["delay_ms"] = delay.into();
+    }
+    if let Some(timeout) = millis("timeout")? {
+        body["timeout_ms"] = timeout.into();
+    }
+    if let Some(key) = text("unique-key") {
+        body["unique_key"] = key.into();
+    }
+    let job: serde_json::Value = client
+        .call("/v1/jobs", Some(body.to_string()), CALL_TIMEOUT)
+        .await?;
+    if !args.get_flag("wait") {
+        println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = format!("/v1/jobs/{}", job["id"]);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let job: serde_json::Value = client.call(&path, None, CALL_TIMEOUT).await?;
+        let state = job["state"].as_str().unwrap_or_default();
+        if matches!(state, "completed" | "cancelled" | "discarded") {
+            println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+            return Ok(if state == "completed" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn list(client: &Client, args: &ArgMatches) -> Result<ExitCode, Failure> {
+    let mut query = Vec::new();
+    for name in ["queue", "kind", "state", "limit"] {
+        if let Some(value) = args.get_one::<String>(name) {
+            query.push(format!("{name}={}", percent_encode(value)));
+        }
+    }
+    let page: serde_json::Value = client
+        .call(&format!("/v1/jobs?{}", query.join("&")), None, CALL_TIMEOUT)
+        .await?;
+    if args.get_flag("json") {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&page).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>8}  {:<12} {:<12} {:<10} {:>7}  UPDATED",
+        "ID", "QUEUE", "KIND", "STATE", "ATTEMPT"
+    );
+    for job in page["jobs"].as_array().into_iter().flatten() {
+        println!(
+            "{:>8}  {:<12} {:<12} {:<10} {:>3}/{:<3}  {}",
+            job["id"].as_i64().unwrap_or_default(),
+            job["queue"].as_str().unwrap_or_default(),
+            job["kind"].as_str().unwrap_or_default(),
+            job["state"].as_str().unwrap_or_default(),
+            job["attempt"],
+            job["max_attempts"],
+            job["updated_at"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Query values are names and states; anything else is escaped.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
