@@ -13,7 +13,7 @@
 //! Shutdown: an idle connection closes at once; a busy one finishes its request, answers
 //! with `connection: close`, and closes. Streaming responses end cleanly at shutdown.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -164,8 +164,12 @@ pub(crate) async fn serve_connection<H: Handler>(
             (Body::empty(), Some(guard))
         };
         let request = Request::new(head, parsed, Some(peer), body);
-        let outcome = CatchUnwind::new(ctx.handler.call(request)).await;
-        guard = match kept {
+        let call = CatchUnwind::new(ctx.handler.call(request));
+        let Some((outcome, held)) = unless_client_leaves(call, &io, kept, &ctx.config).await else {
+            tracing::debug!("the client closed the connection; its handler was cancelled");
+            return None;
+        };
+        guard = match held {
             Some(guard) => guard,
             None => match take_back(&io, &ctx.config).await {
                 Some(guard) => guard,
@@ -317,6 +321,50 @@ async fn read_head_bytes<H>(
                 }
                 waits.timer.as_mut().reset(deadline);
             }
+        }
+    }
+}
+
+/// Runs a handler while watching its connection: if the client closes it before the
+/// answer (a long-poll it gave up on, a page navigated away from), the handler's future is
+/// dropped, which cancels it at its current await point, so no work is done (and no job
+/// leased) for a client that is gone. Returns `None` then.
+///
+/// The socket can be watched only while the connection holds it: at once for a request
+/// without a body, or from the moment the handler drops the body. Bytes that arrive meanwhile
+/// (a pipelined request) stay in the read buffer for later; watching stops once it holds a
+/// request head's worth. A client that half-closes its side counts as gone, as in Go's
+/// server: HTTP/1.1 clients do not half-close while they wait for an answer.
+async fn unless_client_leaves<F: Future>(
+    call: F,
+    io: &Arc<Mutex<ConnIo>>,
+    mut held: Option<OwnedMutexGuard<ConnIo>>,
+    config: &ServerConfig,
+) -> Option<(F::Output, Option<OwnedMutexGuard<ConnIo>>)> {
+    let mut call = std::pin::pin!(call);
+    let mut watching = true;
+    loop {
+        match held.as_mut() {
+            None => {
+                tokio::select! {
+                    biased;
+                    outcome = &mut call => return Some((outcome, None)),
+                    // Cancel-safe: a lock not yet acquired is simply not taken.
+                    guard = io.clone().lock_owned() => held = Some(guard),
+                }
+            }
+            Some(guard) if watching => {
+                tokio::select! {
+                    biased;
+                    outcome = &mut call => return Some((outcome, held)),
+                    // Cancel-safe: `read_buf` either appends what it read or reads nothing.
+                    read = guard.read_more() => match read {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => watching = guard.read_buf.len() < config.max_head_bytes.get(),
+                    },
+                }
+            }
+            Some(_) => return Some((call.await, held)),
         }
     }
 }

@@ -477,6 +477,9 @@ async fn lease(api: JobsApi, mut req: Request) -> Response {
         Ok(request) => request,
         Err(response) => return response,
     };
+    // Hand the connection back to the server while this waits: a worker that disconnects
+    // then cancels the wait, rather than leaving it to lease jobs for nobody.
+    drop(req);
     if request.worker.is_empty() || request.worker.len() > 200 {
         return refusal(JobsError::Invalid {
             field: "worker".into(),

@@ -6,6 +6,7 @@
 mod support;
 
 mod bodies;
+mod cancellation;
 mod framing;
 mod interop;
 mod limits;

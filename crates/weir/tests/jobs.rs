@@ -1,0 +1,486 @@
+//! The jobs API and worker protocol over real sockets, against an in-process server on the
+//! embedded SQLite store; and the Rust worker runtime against it.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{read_until, start, DEADLINE};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use weir::config::ServeConfig;
+use weir_jobs::client::{Client, ClientError};
+use weir_jobs::worker::{JobFailure, Registry, Worker, WorkerConfig};
+
+const CALL: Duration = Duration::from_secs(10);
+
+fn client(http: &str) -> Client {
+    Client::new(vec![format!("http://{http}")], None).unwrap()
+}
+
+async fn post(client: &Client, path: &str, body: Value) -> Result<Value, ClientError> {
+    client.call(path, Some(body.to_string()), CALL).await
+}
+
+async fn get(client: &Client, path: &str) -> Value {
+    client.call(path, None, CALL).await.unwrap()
+}
+
+fn refused(outcome: Result<Value, ClientError>) -> (u16, String) {
+    match outcome {
+        Err(ClientError::Refused {
+            status, message, ..
+        }) => (status, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Polls the job until `done` holds for it (within the deadline).
+async fn wait_for(client: &Client, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+    let started = tokio::time::Instant::now();
+    loop {
+        let job = get(client, &format!("/v1/jobs/{id}")).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(started.elapsed() < DEADLINE, "job never got there: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_read_list_cancel_and_retry() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+
+    let job = post(
+        &api,
+        "/v1/jobs",
+        json!({"queue": "mail", "kind": "send", "payload": {"to": "a@b"}, "priority": 2}),
+    )
+    .await
+    .unwrap();
+    let id = job["id"].as_i64().unwrap();
+    assert_eq!(job["state"], "available");
+    assert_eq!(job["payload"], json!({"to": "a@b"}));
+    assert_eq!(job["existing"], false);
+    let read = get(&api, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(read["queue"], "mail");
+    assert_eq!(read["priority"], 2);
+
+    let later = post(
+        &api,
+        "/v1/jobs",
+        json!({"queue": "mail", "kind": "send", "delay_ms": 60_000}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(later["state"], "scheduled");
+
+    let batch = post(
+        &api,
+        "/v1/jobs/batch",
+        json!({"jobs": [{"kind": "a"}, {"kind": "b", "unique_key": "only-one"}, {"kind": "b", "unique_key": "only-one"}]}),
+    )
+    .await
+    .unwrap();
+    let jobs = batch["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(
+        jobs[1]["id"], jobs[2]["id"],
+        "the unique key returned the same job"
+    );
+    assert_eq!(jobs[2]["existing"], true);
+
+    let page = get(&api, "/v1/jobs?queue=mail&limit=1").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(page["jobs"][0]["id"], later["id"], "newest first");
+    let next = page["next_before"].as_i64().unwrap();
+    let rest = get(&api, &format!("/v1/jobs?queue=mail&before={next}")).await;
+    assert_eq!(rest["jobs"][0]["id"], id);
+    let scheduled = get(&api, "/v1/jobs?state=scheduled").await;
+    assert_eq!(scheduled["jobs"].as_array().unwrap().len(), 1);
+
+    let cancelled = post(&api, &format!("/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    let leased = post(
+        &api,
+        "/v1/lease",
+        json!({"worker": "w", "queues": ["mail"], "max": 10}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        leased["jobs"].as_array().unwrap().is_empty(),
+        "cancelled and scheduled jobs do not run"
+    );
+    let retried = post(&api, &format!("/v1/jobs/{id}/retry"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(retried["state"], "available");
+
+    let queues = get(&api, "/v1/queues").await;
+    assert_eq!(queues["queues"]["mail"]["available"], 1);
+    assert_eq!(queues["queues"]["mail"]["scheduled"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_naming_the_field() {
+    let mut config = ServeConfig::defaults();
+    config.jobs.max_payload = 100;
+    let server = start(config).await;
+    let api = client(&server.http);
+
+    let big = "x".repeat(200);
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/jobs",
+            json!({"kind": "k", "payload": {"big": big}}),
+        )
+        .await,
+    );
+    assert_eq!(status, 413);
+    assert!(message.starts_with("payload:"), "{message}");
+
+    let raw = api
+        .call::<Value>("/v1/jobs", Some("{\"kind\": ".into()), CALL)
+        .await;
+    let (status, message) = refused(raw);
+    assert_eq!(status, 400);
+    assert!(message.contains("invalid JSON"), "{message}");
+
+    let (status, message) =
+        refused(post(&api, "/v1/jobs", json!({"kind": "k", "prority": 1})).await);
+    assert_eq!(status, 400);
+    assert!(message.contains("unknown field `prority`"), "{message}");
+
+    let (status, message) =
+        refused(post(&api, "/v1/jobs", json!({"queue": "no spaces", "kind": "k"})).await);
+    assert_eq!(status, 400);
+    assert!(message.starts_with("queue:"), "{message}");
+
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/jobs/batch",
+            json!({"jobs": [{"kind": "ok"}, {"kind": "k", "max_attempts": 0}]}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400);
+    assert!(message.starts_with("jobs[1].max_attempts:"), "{message}");
+    let nothing = get(&api, "/v1/jobs").await;
+    assert!(
+        nothing["jobs"].as_array().unwrap().is_empty(),
+        "a refused batch enqueues nothing"
+    );
+
+    let (status, _) = refused(api.call::<Value>("/v1/jobs/424242", None, CALL).await);
+    assert_eq!(status, 404);
+    let (status, message) = refused(api.call::<Value>("/v1/jobs/abc", None, CALL).await);
+    assert_eq!(status, 404);
+    assert!(message.starts_with("id:"), "{message}");
+    let (status, message) = refused(
+        api.call::<Value>("/v1/jobs?state=sleeping", None, CALL)
+            .await,
+    );
+    assert_eq!(status, 400);
+    assert!(message.starts_with("state:"), "{message}");
+    let (status, message) =
+        refused(post(&api, "/v1/lease", json!({"worker": "w", "max": 0})).await);
+    assert_eq!(status, 400);
+    assert!(message.starts_with("max:"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_protocol_fences_stale_leases_and_delivers_cancels() {
+    let mut config = ServeConfig::defaults();
+    config.jobs.lease_ttl = Duration::from_secs(1);
+    let server = start(config).await;
+    let api = client(&server.http);
+
+    // A long-poll lease is answered when a job arrives during its wait.
+    let waiting = {
+        let api = client(&server.http);
+        tokio::spawn(async move {
+            post(
+                &api,
+                "/v1/lease",
+                json!({"worker": "w1", "wait_ms": 15_000}),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = post(&api, "/v1/jobs", json!({"kind": "k"})).await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let leased = waiting.await.unwrap();
+    assert_eq!(leased["jobs"][0]["id"], id);
+    assert_eq!(leased["lease_ttl_ms"], 1000);
+    let first_token = leased["jobs"][0]["fencing_token"].as_i64().unwrap();
+
+    let beat = post(
+        &api,
+        &format!("/v1/jobs/{id}/heartbeat"),
+        json!({"token": first_token, "progress": {"percent": 30, "message": "a third"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(beat["cancel"], false);
+    let running = get(&api, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(running["progress"]["message"], "a third");
+    let (status, message) = refused(
+        post(
+            &api,
+            &format!("/v1/jobs/{id}/heartbeat"),
+            json!({"token": first_token, "progress": {"percent": 130}}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400);
+    assert!(message.starts_with("progress.percent:"), "{message}");
+
+    // The worker falls silent: the lease expires and the job is handed on.
+    let rescued = wait_for(&api, id, |job| job["state"] == "available").await;
+    assert!(rescued["errors"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("lease expired"));
+    let second = post(&api, "/v1/lease", json!({"worker": "w2"}))
+        .await
+        .unwrap();
+    let second_token = second["jobs"][0]["fencing_token"].as_i64().unwrap();
+    assert!(second_token > first_token);
+    match post(
+        &api,
+        &format!("/v1/jobs/{id}/complete"),
+        json!({"token": first_token, "result": 1}),
+    )
+    .await
+    {
+        Err(ClientError::Refused {
+            status: 409,
+            lease_lost: true,
+            ..
+        }) => {}
+        other => panic!("a stale token must be refused: {other:?}"),
+    }
+
+    // A cancel reaches the worker in its next heartbeat reply; its failure ends the job.
+    post(&api, &format!("/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .unwrap();
+    let beat = post(
+        &api,
+        &format!("/v1/jobs/{id}/heartbeat"),
+        json!({"token": second_token}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(beat["cancel"], true);
+    let ended = post(
+        &api,
+        &format!("/v1/jobs/{id}/fail"),
+        json!({"token": second_token, "error": "stopped"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended["state"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_events_are_published_on_the_job_and_queue_topics() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    let mut events = TcpStream::connect(&server.http).await.unwrap();
+    events
+        .write_all(b"GET /v1/topics/queues.events/events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut events, "\r\n\r\n").await;
+
+    let id = post(&api, "/v1/jobs", json!({"queue": "events", "kind": "k"}))
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let leased = post(
+        &api,
+        "/v1/lease",
+        json!({"worker": "w", "queues": ["events"]}),
+    )
+    .await
+    .unwrap();
+    let token = leased["jobs"][0]["fencing_token"].as_i64().unwrap();
+    post(
+        &api,
+        &format!("/v1/jobs/{id}/heartbeat"),
+        json!({"token": token, "progress": {"percent": 50}}),
+    )
+    .await
+    .unwrap();
+    post(
+        &api,
+        &format!("/v1/jobs/{id}/complete"),
+        json!({"token": token, "result": {"done": true}}),
+    )
+    .await
+    .unwrap();
+
+    let seen = read_until(&mut events, "\"event\":\"completed\"").await;
+    let order: Vec<&str> = ["enqueued", "started", "progress", "completed"]
+        .into_iter()
+        .filter(|name| seen.contains(&format!("\"event\":\"{name}\"")))
+        .collect();
+    assert_eq!(
+        order,
+        ["enqueued", "started", "progress", "completed"],
+        "{seen}"
+    );
+    assert!(seen.find("\"event\":\"enqueued\"") < seen.find("\"event\":\"started\""));
+    assert!(seen.contains(&format!("\"id\":{id}")));
+}
+
+fn worker_config(queues: &[&str], concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        name: "test-worker".into(),
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        concurrency,
+        shutdown_deadline: Duration::from_millis(300),
+        lease_wait: Duration::from_secs(1),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_worker_runs_handlers_times_out_and_releases_at_shutdown() {
+    let mut config = ServeConfig::defaults();
+    config.job_store.retry.base = Duration::from_secs(60);
+    let server = start(config).await;
+    let api = client(&server.http);
+
+    let mut registry = Registry::with_builtins();
+    registry.register("boom", |_ctx| async { Err(JobFailure::fatal("bad input")) });
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        client(&server.http),
+        registry,
+        worker_config(&["default"], 4),
+    );
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+
+    let echo = post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "echo", "payload": {"n": 7}}),
+    )
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let boom = post(&api, "/v1/jobs", json!({"kind": "boom"}))
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let slow = post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "sleep", "payload": {"ms": 60_000}, "timeout_ms": 200}),
+    )
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let unknown = post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "nobody-runs-this", "max_attempts": 1}),
+    )
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    let done = wait_for(&api, echo, |job| job["state"] == "completed").await;
+    assert_eq!(done["result"], json!({"n": 7}));
+    let discarded = wait_for(&api, boom, |job| job["state"] == "discarded").await;
+    assert_eq!(discarded["errors"][0]["error"], "bad input");
+    assert_eq!(discarded["attempt"], 1, "a fatal failure is not retried");
+    let timed_out = wait_for(&api, slow, |job| job["state"] == "retrying").await;
+    assert_eq!(timed_out["errors"][0]["error"], "timed out after 200 ms");
+    let unknown = wait_for(&api, unknown, |job| job["state"] == "discarded").await;
+    assert!(unknown["errors"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no handler for kind `nobody-runs-this`"));
+
+    // Shutdown with a job still running: after the deadline its lease is released and it
+    // is available again at once, its attempt not counted.
+    let long = post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "sleep", "payload": {"ms": 60_000}}),
+    )
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    wait_for(&api, long, |job| job["state"] == "running").await;
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    let released = get(&api, &format!("/v1/jobs/{long}")).await;
+    assert_eq!(released["state"], "available");
+    assert_eq!(released["attempt"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_the_running_handler() {
+    let mut config = ServeConfig::defaults();
+    // Heartbeats every 400 ms: the cancel arrives quickly.
+    config.jobs.lease_ttl = Duration::from_millis(1200);
+    let server = start(config).await;
+    let api = client(&server.http);
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        client(&server.http),
+        Registry::with_builtins(),
+        worker_config(&["default"], 2),
+    );
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+    let id = post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "sleep", "payload": {"ms": 60_000}}),
+    )
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    wait_for(&api, id, |job| job["state"] == "running").await;
+    post(&api, &format!("/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .unwrap();
+    let cancelled = wait_for(&api, id, |job| job["state"] == "cancelled").await;
+    assert_eq!(cancelled["errors"][0]["error"], "cancelled while sleeping");
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running)
+        .await
+        .unwrap()
+        .unwrap();
+}
