@@ -129,3 +129,76 @@ pub fn temp_dir(label: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A `weir` child process; killed (SIGKILL) when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    /// `host:port` of its HTTP listener (for `weir serve`).
+    pub addr: String,
+}
+
+impl Process {
+    /// `kill -9`: no shutdown at all.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// Starts `weir serve` on ephemeral loopback ports with `args` added; returns once it
+/// logs its address.
+// The child is waited for by `Process`'s Drop, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_serve(args: &[&str]) -> Process {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--line-addr",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("weir logs its address before exiting")
+            .unwrap();
+        if let Some(at) = line.find("http://") {
+            break line[at + 7..].split('/').next().unwrap().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Process { child, addr }
+}
+
+/// Starts `weir worker` with `args`; its log is discarded.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_worker(args: &[&str]) -> Process {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("worker")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Process {
+        child,
+        addr: String::new(),
+    }
+}
