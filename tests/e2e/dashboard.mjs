@@ -1,11 +1,12 @@
 // The dashboard end to end, in headless Chromium: two pages chat with each other over
 // WebSocket, a user of the TCP line protocol (as with nc) chats with them in the same room,
-// and a message published with curl appears on a page's topic viewer (SSE). With a
+// a message published with curl appears on a page's topic viewer (SSE), and jobs enqueued
+// with curl and from the page show their states live while a real `weir worker` runs them. With a
 // token-protected server (second argument), the page asks for the token first.
 //
 // Usage: WEIR_E2E_LINE=127.0.0.1:PORT node dashboard.mjs http://127.0.0.1:PORT [TOKEN]
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { connect } from "node:net";
 import { chromium } from "playwright-core";
@@ -149,10 +150,34 @@ try {
   await alice.click("#publish-form button");
   await seen(bob, "#events", "from the page");
 
+  // Jobs: enqueued with curl, run by a real `weir worker`, their states change live.
+  execFileSync("curl", ["-sSf", "--max-time", "10", ...auth, "-H", "content-type: application/json",
+    "--data-binary", '{"queue": "e2e", "kind": "sleep", "payload": {"ms": 1500}}', `${base}/v1/jobs`]);
+  const jobRow = (page, kind, state) =>
+    page.locator("#jobs tbody tr", { hasText: kind }).locator(`td.state[data-state="${state}"]`).waitFor();
+  await jobRow(alice, "sleep", "available");
+  await alice.locator("#queues tbody tr", { hasText: "e2e" }).waitFor();
+  const worker = spawn(process.env.WEIR_BIN || "target/debug/weir",
+    ["worker", "--server", base, "--queues", "e2e", "--log-level", "warn", ...(token ? ["--token", token] : [])],
+    { stdio: "ignore" });
+  try {
+    await jobRow(alice, "sleep", "running");
+    await jobRow(alice, "sleep", "completed");
+    // Enqueued from the page: the worker runs it, and the other page sees it finish.
+    await alice.fill("#enqueue-queue", "e2e");
+    await alice.fill("#enqueue-kind", "echo");
+    await alice.fill("#enqueue-payload", '{"from": "the page"}');
+    await alice.click("#enqueue-form button");
+    await alice.locator("#jobs-live", { hasText: "Enqueued job" }).waitFor();
+    await jobRow(bob, "echo", "completed");
+  } finally {
+    worker.kill("SIGKILL");
+  }
+
   mkdirSync("target/e2e", { recursive: true });
   await alice.screenshot({ path: `target/e2e/dashboard${token ? "-token" : ""}.png`, fullPage: true });
   if (problems.length) throw new Error(`page errors:\n${problems.join("\n")}`);
-  console.log(`dashboard e2e passed: browsers and a line-protocol user chat${token ? " (with a token)" : ""}`);
+  console.log(`dashboard e2e passed: browsers and a line-protocol user chat, jobs run live${token ? " (with a token)" : ""}`);
 } finally {
   await browser.close();
 }

@@ -1,5 +1,6 @@
 //! The request a handler receives.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -132,6 +133,37 @@ impl Request {
             .iter()
             .find(|(n, _)| &**n == name)
             .map(|(_, range)| self.text(range.clone()))
+    }
+
+    /// The path parameter `name` with its percent-escapes decoded (`orders.%3E` is
+    /// `orders.>`): what a client that escapes reserved characters meant. A `%` not followed
+    /// by two hex digits stays as it is; bytes that are not UTF-8 become U+FFFD.
+    pub fn param_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
+        let raw = self.param(name)?;
+        if !raw.contains('%') {
+            return Some(Cow::Borrowed(raw));
+        }
+        let bytes = raw.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes[i],
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    i += 3;
+                }
+                (byte, _, _) => {
+                    decoded.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        Some(Cow::Owned(String::from_utf8_lossy(&decoded).into_owned()))
     }
 
     pub(crate) fn set_params(&mut self, params: Vec<(Arc<str>, Range<usize>)>) {

@@ -1,5 +1,5 @@
-// The Weir dashboard: a live topic viewer over Server-Sent Events and a chat room over
-// WebSocket. Plain browser APIs, no build step; served from the binary itself.
+// The Weir dashboard: a live topic viewer over Server-Sent Events, a chat room over
+// WebSocket, and jobs whose states change live (lifecycle events on the queues.> topics). Plain browser APIs, no build step; served from the binary itself.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -181,6 +181,113 @@ $("say-form").addEventListener("submit", (event) => {
   $("say-text").value = "";
 });
 
+// ---- jobs -----------------------------------------------------------------
+
+const MAX_JOB_ROWS = 100; // the table shows the newest jobs; older ones are a query away
+const QUEUE_STATES = ["scheduled", "available", "running", "retrying", "completed", "discarded", "cancelled"];
+
+async function refreshQueues() {
+  const response = await api("/v1/queues").catch(() => null);
+  if (!response || !response.ok) return;
+  const { queues } = await response.json();
+  const names = Object.keys(queues).sort();
+  $("queues").querySelector("tbody").replaceChildren(...names.map((name) => {
+    const row = document.createElement("tr");
+    for (const value of [name, ...QUEUE_STATES.map((state) => queues[name][state] || 0)]) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.append(cell);
+    }
+    return row;
+  }));
+  $("queues-empty").hidden = names.length > 0;
+}
+
+function jobRow(job) {
+  let row = document.getElementById(`job-${job.id}`);
+  if (!row) {
+    row = document.createElement("tr");
+    row.id = `job-${job.id}`;
+    row.dataset.id = job.id;
+    const body = $("jobs").querySelector("tbody");
+    // Newest (highest id) first.
+    const after = [...body.children].find((other) => Number(other.dataset.id) < job.id);
+    body.insertBefore(row, after || null);
+    while (body.children.length > MAX_JOB_ROWS) body.lastElementChild.remove();
+  }
+  return row;
+}
+
+function showJob(job) {
+  const row = jobRow(job);
+  // Events and the initial list can cross: never go back to an older version of a job.
+  if (row.dataset.updated && row.dataset.updated > job.updated_at) return;
+  row.dataset.updated = job.updated_at;
+  const progress = job.progress ? `${Math.round(job.progress.percent)}% ${job.progress.message || ""}` : "";
+  const error = job.errors && job.errors.length ? job.errors[job.errors.length - 1].error : "";
+  const updated = job.updated_at.replace("T", " ").replace(/\.\d+Z$/, "");
+  const cells = [job.id, job.queue, job.kind, job.state, `${job.attempt}/${job.max_attempts}`, progress || error, updated];
+  row.replaceChildren(...cells.map((value, index) => {
+    const cell = document.createElement("td");
+    cell.textContent = value; // never innerHTML: kinds and messages come from clients
+    if (index === 3) {
+      cell.className = "state";
+      cell.dataset.state = value;
+    }
+    return cell;
+  }));
+  const finished = ["completed", "cancelled", "discarded"].includes(job.state);
+  const button = document.createElement("button");
+  button.className = "small";
+  button.textContent = finished ? "retry" : (job.cancel_requested ? "cancelling" : "cancel");
+  button.disabled = Boolean(job.cancel_requested) && !finished;
+  button.addEventListener("click", () => api(`/v1/jobs/${job.id}/${finished ? "retry" : "cancel"}`, { method: "POST" }));
+  const actions = document.createElement("td");
+  actions.append(button);
+  row.append(actions);
+}
+
+async function loadJobs() {
+  const response = await api("/v1/jobs?limit=50").catch(() => null);
+  if (!response || !response.ok) return;
+  const { jobs } = await response.json();
+  jobs.forEach(showJob);
+}
+
+let jobEvents = null;
+let queuesDirty = false;
+
+function watchJobs() {
+  if (jobEvents) jobEvents.close();
+  // Every job's lifecycle on every queue, through one pattern subscription.
+  jobEvents = new EventSource(withToken("/v1/topics/queues.>/events"));
+  jobEvents.onopen = () => loadJobs();
+  jobEvents.onmessage = (event) => {
+    const { job } = JSON.parse(event.data);
+    showJob(job);
+    queuesDirty = true;
+  };
+}
+
+$("enqueue-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  let payload;
+  try {
+    payload = JSON.parse($("enqueue-payload").value || "{}");
+  } catch (error) {
+    $("jobs-live").textContent = `payload is not JSON: ${error.message}`;
+    return;
+  }
+  const body = { queue: $("enqueue-queue").value.trim(), kind: $("enqueue-kind").value.trim(), payload };
+  const response = await api("/v1/jobs", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const reply = await response.json().catch(() => ({ error: response.statusText }));
+  $("jobs-live").textContent = response.ok ? `Enqueued job ${reply.id}.` : `enqueue failed: ${reply.error}`;
+});
+
 // ---- token ----------------------------------------------------------------
 
 $("token-form").addEventListener("submit", (event) => {
@@ -190,6 +297,8 @@ $("token-form").addEventListener("submit", (event) => {
   $("token-form").hidden = true;
   setStatus("connecting", "connecting…");
   refreshTopics();
+  refreshQueues();
+  watchJobs();
 });
 
 // ---- start ----------------------------------------------------------------
@@ -199,4 +308,14 @@ $("token-form").addEventListener("submit", (event) => {
   setStatus(health && health.ok ? "live" : "error", health && health.ok ? "live" : "server unreachable");
   await refreshTopics();
   setInterval(refreshTopics, 2000);
+  await refreshQueues();
+  watchJobs();
+  // Counts follow the events, at most once a second, and every 5 s for other nodes' work.
+  setInterval(() => {
+    if (queuesDirty) {
+      queuesDirty = false;
+      refreshQueues();
+    }
+  }, 1000);
+  setInterval(refreshQueues, 5000);
 })();

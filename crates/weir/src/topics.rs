@@ -57,7 +57,7 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn publish(hub: Hub, mut req: Request) -> Response {
-    let topic = req.param("topic").unwrap_or_default().to_string();
+    let topic = req.param_decoded("topic").unwrap_or_default().into_owned();
     let limit = hub.config().max_payload as u64;
     let payload = match req.body_mut().collect(limit).await {
         Ok(payload) => payload,
@@ -106,7 +106,7 @@ fn list(hub: &Hub) -> Response {
 }
 
 fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
-    let pattern = req.param("topic").unwrap_or_default();
+    let pattern = req.param_decoded("topic").unwrap_or_default();
     let wildcard = pattern.contains(['*', '>']);
     // `Last-Event-ID` (sent by browsers on reconnect) or `?from=` name the last offset seen
     // or the first wanted; `?from=earliest` replays everything retained. A pattern stream's
@@ -137,7 +137,7 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Response {
     let label = req
         .peer_addr()
         .map_or_else(|| "sse".to_string(), |peer| format!("sse {peer}"));
-    match hub.subscribe(pattern, start, label) {
+    match hub.subscribe(&pattern, start, label) {
         Ok(subscription) => sse_response(
             SseEvents {
                 subscription,

@@ -127,3 +127,19 @@ async fn bad_input_gets_clear_errors() {
     .await;
     assert!(bad_from.starts_with("HTTP/1.1 400"), "{bad_from}");
 }
+
+#[tokio::test]
+async fn percent_escaped_topics_and_patterns_are_decoded() {
+    // Browsers escape `>` in a path (encodeURIComponent too): `orders.%3E` is `orders.>`.
+    let server = start(ServeConfig::defaults()).await;
+    let addr = server.http.as_str();
+    publish(addr, "orders%2Eeu", "first").await;
+    let seen = read_events(
+        addr,
+        "/v1/topics/orders.%3E/events?from=earliest",
+        "",
+        "data: first",
+    )
+    .await;
+    assert!(seen.contains("id: orders.eu:0"), "{seen}");
+}
