@@ -84,7 +84,7 @@ pub enum ChangeError {
     NotFound(JobId),
     /// The token is not the job's current lease: the lease expired and the job was handed
     /// on (or finished). The caller must stop working on it.
-    #[error("job {id}: lease token {token} is no longer valid (the job is {state}, current token {current})")]
+    #[error("job {id}: the lease with token {token} is over (the job is {state}; its latest lease has token {current})")]
     LeaseLost {
         /// The job.
         id: JobId,
@@ -106,6 +106,16 @@ pub enum ChangeError {
         /// The refused action.
         action: &'static str,
     },
+}
+
+impl ChangeError {
+    /// The job the refused action named.
+    pub fn job_id(&self) -> JobId {
+        match self {
+            ChangeError::NotFound(id) => *id,
+            ChangeError::LeaseLost { id, .. } | ChangeError::WrongState { id, .. } => *id,
+        }
+    }
 }
 
 /// Exponential backoff with jitter between attempts.

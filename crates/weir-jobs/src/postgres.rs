@@ -18,7 +18,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row};
 
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::row::{MutableColumns, RawJob, COLUMNS, UPDATE};
+use crate::row::{MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED, UPDATE};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
 
@@ -453,13 +453,25 @@ async fn claim(
         .map_err(failed)?;
         running_per_queue.insert(queue, count_running(db, "queue", queue).await?);
     }
-    let scan = i64::from(claim.max.saturating_mul(4).saturating_add(64));
+    // Queues at their limit are left out of the query (see `KEY_NOT_SATURATED` for why).
+    let open_queues: Vec<&String> = claim
+        .queues
+        .iter()
+        .filter(|queue| match options.queue_limits.get(*queue) {
+            Some(&limit) => running_per_queue.get(queue.as_str()).copied().unwrap_or(0) < limit,
+            None => true,
+        })
+        .collect();
+    if open_queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scan = i64::from(claim.max.saturating_mul(2).saturating_add(16));
     let sql = format!(
         "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-         AND run_at <= $1 AND queue = ANY($2) ORDER BY priority, run_at, id LIMIT $3 \
-         FOR UPDATE SKIP LOCKED"
+         AND run_at <= $1 AND queue = ANY($2) AND {KEY_NOT_SATURATED} \
+         ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
     );
-    let candidates = jobs(db, &sql, &[&now.0, &claim.queues, &scan]).await?;
+    let candidates = jobs(db, &sql, &[&now.0, &open_queues, &scan]).await?;
     let mut running_per_key: HashMap<String, u32> = HashMap::new();
     let mut leased = Vec::new();
     for mut job in candidates {

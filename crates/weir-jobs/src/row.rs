@@ -138,3 +138,10 @@ pub(crate) const UPDATE: &str = "UPDATE job SET state = $1, attempt = $2, max_at
     run_at = $4, updated_at = $5, finished_at = $6, fencing_token = $7, lease_worker = $8, \
     lease_expires_at = $9, cancel_requested = $10, progress_percent = $11, \
     progress_message = $12, result = $13, errors = $14 WHERE id = $15";
+
+/// Leaves out jobs whose concurrency key is already at its limit, in the claim query
+/// itself: were they only skipped while scanning, a long run of them at the head of the
+/// queue would hide every other job from a bounded scan.
+pub(crate) const KEY_NOT_SATURATED: &str = "(concurrency_key IS NULL OR concurrency_key NOT IN ( \
+    SELECT concurrency_key FROM job WHERE state = 'running' AND concurrency_key IS NOT NULL \
+    GROUP BY concurrency_key HAVING count(*) >= max(coalesce(key_limit, 1))))";

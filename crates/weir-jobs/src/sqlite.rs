@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::row::{MutableColumns, RawJob, COLUMNS, UPDATE};
+use crate::row::{MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED, UPDATE};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
 
@@ -315,20 +315,39 @@ fn claim(
     if claim.queues.is_empty() || claim.max == 0 {
         return Ok(Vec::new());
     }
-    let placeholders = vec!["?"; claim.queues.len()].join(", ");
-    // Candidates in lease order. Skipped ones (at a limit) cost a row each, so the scan is
-    // bounded; the next claim looks again.
-    let scan = claim.max.saturating_mul(4).saturating_add(64);
+    // Queues at their limit are left out of the query (see `KEY_NOT_SATURATED` for why).
+    let mut running_per_queue: HashMap<String, u32> = HashMap::new();
+    let mut open_queues = Vec::with_capacity(claim.queues.len());
+    for queue in &claim.queues {
+        if let Some(&limit) = options.queue_limits.get(queue) {
+            let running = count(
+                db,
+                "SELECT count(*) FROM job WHERE state = 'running' AND queue = ?1",
+                queue,
+            )?;
+            running_per_queue.insert(queue.clone(), running);
+            if running >= limit {
+                continue;
+            }
+        }
+        open_queues.push(queue.clone());
+    }
+    if open_queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = vec!["?"; open_queues.len()].join(", ");
+    // Candidates in lease order; the few that reach a limit during this claim are skipped.
+    let scan = claim.max.saturating_mul(2).saturating_add(16);
     let sql = format!(
         "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-         AND run_at <= ? AND queue IN ({placeholders}) ORDER BY priority, run_at, id LIMIT ?"
+         AND run_at <= ? AND queue IN ({placeholders}) AND {KEY_NOT_SATURATED} \
+         ORDER BY priority, run_at, id LIMIT ?"
     );
     let mut values: Vec<rusqlite::types::Value> = vec![now.0.into()];
-    values.extend(claim.queues.iter().map(|queue| queue.clone().into()));
+    values.extend(open_queues.into_iter().map(Into::into));
     values.push(i64::from(scan).into());
     let candidates = jobs(db, &sql, rusqlite::params_from_iter(values))?;
 
-    let mut running_per_queue: HashMap<String, u32> = HashMap::new();
     let mut running_per_key: HashMap<String, u32> = HashMap::new();
     let mut leased = Vec::new();
     for mut job in candidates {
@@ -336,16 +355,7 @@ fn claim(
             break;
         }
         if let Some(&limit) = options.queue_limits.get(&job.queue) {
-            let running = match running_per_queue.get(&job.queue) {
-                Some(&n) => n,
-                None => count(
-                    db,
-                    "SELECT count(*) FROM job WHERE state = 'running' AND queue = ?1",
-                    &job.queue,
-                )?,
-            };
-            running_per_queue.insert(job.queue.clone(), running);
-            if running >= limit {
+            if running_per_queue.get(&job.queue).copied().unwrap_or(0) >= limit {
                 continue;
             }
         }

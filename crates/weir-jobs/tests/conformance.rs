@@ -646,6 +646,24 @@ async fn concurrency_keys_hold(backend: Backend) {
     assert!(store.claim(claim(&["q"], 10), T0).await.unwrap().is_empty());
 }
 
+async fn jobs_held_back_by_a_key_do_not_hide_the_others(backend: Backend) {
+    let store = backend.open(StoreOptions::default()).await;
+    let hogs: Vec<NewJob> = (0..200)
+        .map(|_| {
+            let mut new = job("q", "k");
+            new.concurrency_key = Some("hog".into());
+            new
+        })
+        .collect();
+    store.enqueue(hogs, T0).await.unwrap();
+    assert_eq!(store.claim(claim(&["q"], 1), T0).await.unwrap().len(), 1);
+    // 199 jobs wait for the key; one behind them does not.
+    let free = enqueue(&*store, job("q", "k")).await.id;
+    let leased = store.claim(claim(&["q"], 1), T0).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, free);
+}
+
 async fn concurrent_claims_never_share_a_job(backend: Backend) {
     let store = backend.open(StoreOptions::default()).await;
     let jobs: Vec<NewJob> = (0..300).map(|_| job("q", "k")).collect();
@@ -811,6 +829,7 @@ conformance!(
     queue_limits_hold,
     concurrency_keys_hold,
     concurrent_claims_never_share_a_job,
+    jobs_held_back_by_a_key_do_not_hide_the_others,
     lists_pages_and_counts,
     a_schedule_slot_fires_once,
     jobs_survive_reopening,

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use weir_http::{Method, Request, Response, Router, StatusCode};
 use weir_jobs::{
-    Action, ChangeError, Claim, Job, JobId, JobState, Jobs, JobsError, ListQuery, NewJob, Progress,
-    Timestamp,
+    Action, Change, ChangeError, Claim, Job, JobId, JobState, Jobs, JobsError, ListQuery, NewJob,
+    Progress, Timestamp,
 };
 
 use crate::auth::{Scope, Tokens};
@@ -109,6 +109,21 @@ struct CompleteRequest {
     token: i64,
     #[serde(default)]
     result: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteOne {
+    id: i64,
+    token: i64,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBatch {
+    jobs: Vec<CompleteOne>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +241,13 @@ pub(crate) fn add_job_routes(
         Method::POST,
         Scope::Work,
         |api, req| Box::pin(lease(api, req)),
+    );
+    let router = route(
+        router,
+        "/v1/jobs/complete",
+        Method::POST,
+        Scope::Work,
+        |api, req| Box::pin(complete_batch(api, req)),
     );
     let router = route(
         router,
@@ -576,6 +598,52 @@ async fn report(api: JobsApi, mut req: Request, report: Report) -> Response {
                 });
             }
             Response::json(StatusCode::OK, body.to_string())
+        }
+        Err(error) => refusal(error),
+    }
+}
+
+/// `POST /v1/jobs/complete`: many completions in one store transaction. Each stands alone:
+/// the answer lists, in order, `{"id", "ok": true}` or `{"id", "error", "lease_lost"}`.
+async fn complete_batch(api: JobsApi, mut req: Request) -> Response {
+    let batch: CompleteBatch = match read_json(&mut req, api.max_body).await {
+        Ok(batch) => batch,
+        Err(response) => return response,
+    };
+    if batch.jobs.is_empty() || batch.jobs.len() > api.jobs.config().max_batch {
+        return refusal(JobsError::Invalid {
+            field: "jobs".into(),
+            message: format!("1–{} completions", api.jobs.config().max_batch),
+        });
+    }
+    let changes = batch
+        .jobs
+        .into_iter()
+        .map(|one| Change {
+            id: JobId(one.id),
+            action: Action::Complete {
+                token: one.token,
+                result: one.result,
+            },
+        })
+        .collect();
+    match api.jobs.change(changes).await {
+        Ok(outcomes) => {
+            let answers: Vec<serde_json::Value> = outcomes
+                .iter()
+                .map(|outcome| match outcome {
+                    Ok(job) => serde_json::json!({ "id": job.id, "ok": true }),
+                    Err(error) => serde_json::json!({
+                        "id": error.job_id(),
+                        "error": error.to_string(),
+                        "lease_lost": matches!(error, ChangeError::LeaseLost { .. }),
+                    }),
+                })
+                .collect();
+            Response::json(
+                StatusCode::OK,
+                serde_json::json!({ "jobs": answers }).to_string(),
+            )
         }
         Err(error) => refusal(error),
     }
