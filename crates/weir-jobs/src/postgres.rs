@@ -614,12 +614,20 @@ async fn claim(
         return Ok(Vec::new());
     }
     let scan = i64::from(claim.max.saturating_mul(2).saturating_add(16));
+    // One query per queue, each walking the index `job_queued (queue, priority, run_at, id)`
+    // in order and stopping at the limit; the candidates are then merged here. A single
+    // query with `queue = ANY($2)` cannot use that order: it read and sorted every ready
+    // job of the queues on every claim (measured: 100 jobs/s with 68,000 jobs waiting).
     let sql = format!(
         "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-         AND run_at <= $1 AND queue = ANY($2) AND {KEY_NOT_SATURATED} \
+         AND run_at <= $1 AND queue = $2 AND {KEY_NOT_SATURATED} \
          ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
     );
-    let candidates = jobs(db, cache, &sql, &[&now.0, &open_queues, &scan]).await?;
+    let mut candidates = Vec::new();
+    for queue in open_queues {
+        candidates.extend(jobs(db, cache, &sql, &[&now.0, queue, &scan]).await?);
+    }
+    candidates.sort_by_key(|job| (job.priority, job.run_at, job.id));
     let mut running_per_key: HashMap<String, u32> = HashMap::new();
     let mut leased = Vec::new();
     for mut job in candidates {
@@ -837,7 +845,7 @@ impl Store for PostgresStore {
             let db = self.pool.get().await?;
             let row = db
                 .query_one(
-                    "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'retrying') \
+                    "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
                      AND run_at > $1 AND queue = ANY($2)",
                     &[&now.0, &queues],
                 )

@@ -1,6 +1,7 @@
 //! The job service: what the server's API calls. It wraps a [`Store`] with validation,
 //! long-poll leasing, lifecycle events, the rescue of expired leases and periodic jobs.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::pin::pin;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct JobsConfig {
     pub max_lease_waiters: usize,
     /// Periodic jobs.
     pub schedules: Vec<Schedule>,
+    /// The kinds each listed queue accepts; an enqueue of another kind to it is refused.
+    /// Queues not listed take any kind.
+    pub queue_kinds: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Default for JobsConfig {
@@ -50,6 +54,7 @@ impl Default for JobsConfig {
             max_lease: 100,
             max_lease_waiters: 1_024,
             schedules: Vec::new(),
+            queue_kinds: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +154,20 @@ pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
                 job.kind
             ),
         ));
+    }
+    if let Some(kinds) = config.queue_kinds.get(&job.queue) {
+        if !kinds.contains(&job.kind) {
+            let accepted: Vec<&str> = kinds.iter().map(String::as_str).collect();
+            return Err(invalid(
+                "kind",
+                format!(
+                    "queue `{}` does not take kind `{}` (setting jobs.queue_kinds; it takes: {})",
+                    job.queue,
+                    job.kind,
+                    accepted.join(", ")
+                ),
+            ));
+        }
     }
     if job.payload.get().len() > config.max_payload {
         return Err(invalid(

@@ -122,9 +122,14 @@ impl SqliteStore {
 }
 
 fn migrate(db: &mut Connection) -> Result<(), StoreError> {
-    db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    // One immediate (write-locked) transaction reads the version and applies what is
+    // missing: two processes opening the same new file cannot both apply migration 1.
+    let tx = db
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(failed)?;
-    let current: i64 = db
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(failed)?;
+    let current: i64 = tx
         .query_row(
             "SELECT coalesce(max(version), 0) FROM schema_version",
             [],
@@ -138,16 +143,14 @@ fn migrate(db: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = db.transaction().map_err(failed)?;
         tx.execute_batch(sql).map_err(failed)?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES (?1)",
             [index as i64 + 1],
         )
         .map_err(failed)?;
-        tx.commit().map_err(failed)?;
     }
-    Ok(())
+    tx.commit().map_err(failed)
 }
 
 fn write_loop(db: &Connection, options: &StoreOptions, queue: &mut mpsc::Receiver<Work>) {
@@ -477,8 +480,11 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             let placeholders = vec!["?"; queues.len()].join(", ");
+            // The state list is the partial index `job_queued`'s, word for word: SQLite uses
+            // a partial index only for a query whose terms match its own (with a narrower
+            // list this scanned the whole table, on every idle lease's look).
             let sql = format!(
-                "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'retrying') \
+                "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
                  AND run_at > ? AND queue IN ({placeholders})"
             );
             let mut values: Vec<rusqlite::types::Value> = vec![now.0.into()];

@@ -329,6 +329,31 @@ impl Hub {
         self.publish_checked(&name, payload)
     }
 
+    /// Publishes `payload` to `topic` only if the topic exists (it was published to or
+    /// subscribed to before); returns `None` otherwise. For notifications about short-lived
+    /// things, such as one job's progress: a topic per job, created whether or not anyone
+    /// listens, would pile up until `max_topics` refused every new one.
+    pub fn publish_if_exists(
+        &self,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<Option<Message>, PublishError> {
+        let (name, payload) = self.check(topic, payload)?;
+        if self.is_durable(&name) {
+            return Err(PublishError::Durable(name.to_string()));
+        }
+        let exists = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&name);
+        if !exists {
+            return Ok(None);
+        }
+        self.publish_checked(&name, payload).map(Some)
+    }
+
     fn check(&self, topic: &str, payload: Bytes) -> Result<(TopicName, Bytes), PublishError> {
         let limit = self.inner.config.max_payload;
         if payload.len() > limit {

@@ -22,7 +22,8 @@ fn server_args(command: Command) -> Command {
                 .env("WEIR_SERVER")
                 .value_name("URL[,URL...]")
                 .default_value("http://127.0.0.1:7070")
-                .help("Weir server(s); several nodes of one cluster are tried in turn"),
+                .help("Weir server(s); several nodes of one cluster are tried in turn")
+                .global(true),
         )
         .arg(
             Arg::new("token")
@@ -30,7 +31,8 @@ fn server_args(command: Command) -> Command {
                 .env("WEIR_TOKEN")
                 .hide_env_values(true)
                 .value_name("TOKEN")
-                .help("Access token (scope `work` for a worker, `enqueue` for `weir jobs`)"),
+                .help("Access token (scope `work` for a worker, `enqueue` for `weir jobs`)")
+                .global(true),
         )
 }
 
@@ -74,6 +76,7 @@ pub(crate) fn jobs_command() -> Command {
                 Arg::new("priority")
                     .long("priority")
                     .value_name("N")
+                    .allow_negative_numbers(true)
                     .help("Smaller runs first [default: 0]"),
             )
             .arg(

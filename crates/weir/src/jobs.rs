@@ -508,11 +508,28 @@ async fn lease(api: JobsApi, mut req: Request) -> Response {
             message: "name the worker in 1–200 bytes".into(),
         });
     }
+    let queues = request
+        .queues
+        .unwrap_or_else(|| vec![weir_jobs::model::defaults::QUEUE.to_string()]);
+    // The same rule as for enqueueing: a queue no job can be in is a typo, not a wait.
+    for (index, queue) in queues.iter().enumerate() {
+        let probe = NewJob::new(
+            queue,
+            "probe",
+            RawValue::from_string("{}".into()).expect("JSON"),
+        );
+        if let Err(JobsError::Invalid { message, .. }) =
+            weir_jobs::validate(&probe, api.jobs.config())
+        {
+            return refusal(JobsError::Invalid {
+                field: format!("queues[{index}]"),
+                message,
+            });
+        }
+    }
     let claim = Claim {
         worker: request.worker,
-        queues: request
-            .queues
-            .unwrap_or_else(|| vec![weir_jobs::model::defaults::QUEUE.to_string()]),
+        queues,
         max: request.max.unwrap_or(1),
         lease_ttl: api.jobs.config().lease_ttl,
     };

@@ -159,9 +159,16 @@ pub async fn open_jobs(config: &ServeConfig, hub: &Hub) -> Result<Jobs, ServeErr
     };
     let events_hub = hub.clone();
     let events: weir_jobs::EventSink = Arc::new(move |topic: &str, json: String| {
-        // Job events are live notifications: a topic made durable by a broad pattern
-        // refuses the synchronous publish, which is logged, not fatal.
-        if let Err(error) = events_hub.publish(topic, json.into()) {
+        // A topic per queue always; a topic per job only while someone subscribed to it
+        // (else one topic per job ever run would pile up). Job events are live
+        // notifications: a topic made durable by a broad pattern refuses the synchronous
+        // publish, which is logged, not fatal.
+        let published = if topic.starts_with("jobs.") {
+            events_hub.publish_if_exists(topic, json.into()).map(drop)
+        } else {
+            events_hub.publish(topic, json.into()).map(drop)
+        };
+        if let Err(error) = published {
             tracing::debug!(%topic, %error, "job event not published");
         }
     });

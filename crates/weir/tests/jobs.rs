@@ -132,6 +132,10 @@ async fn enqueue_read_list_cancel_and_retry() {
 async fn bad_input_is_refused_naming_the_field() {
     let mut config = ServeConfig::defaults();
     config.jobs.max_payload = 100;
+    config
+        .jobs
+        .queue_kinds
+        .insert("email".into(), ["send_welcome".to_string()].into());
     let server = start(config).await;
     let api = client(&server.http);
 
@@ -191,6 +195,36 @@ async fn bad_input_is_refused_naming_the_field() {
     );
     assert_eq!(status, 400);
     assert!(message.starts_with("state:"), "{message}");
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/jobs",
+            json!({"queue": "email", "kind": "send_welcom"}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        message.starts_with("kind: queue `email` does not take kind `send_welcom`"),
+        "{message}"
+    );
+    post(
+        &api,
+        "/v1/jobs",
+        json!({"queue": "email", "kind": "send_welcome"}),
+    )
+    .await
+    .unwrap();
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/lease",
+            json!({"worker": "w", "queues": ["no spaces"]}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400);
+    assert!(message.starts_with("queues[0]:"), "{message}");
     let (status, message) =
         refused(post(&api, "/v1/lease", json!({"worker": "w", "max": 0})).await);
     assert_eq!(status, 400);

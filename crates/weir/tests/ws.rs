@@ -24,7 +24,10 @@ async fn start_both() -> (String, String, tokio_util::sync::DropGuard) {
     let line = listeners.line.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
     let mut config = ServeConfig::defaults();
-    config.data_dir = std::env::temp_dir().join(format!("weir-test-ws-{}", std::process::id()));
+    // Each server its own data directory: servers of one process must not share a store.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.data_dir = std::env::temp_dir().join(format!("weir-test-ws-{}-{n}", std::process::id()));
     tokio::spawn(weir::serve::run(config, listeners, shutdown.clone()));
     (http, line, shutdown.drop_guard())
 }

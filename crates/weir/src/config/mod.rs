@@ -21,8 +21,8 @@ use weir_http::ServerConfig;
 
 pub use file::ConfigFile;
 use values::{
-    parse_count, parse_duration, parse_queue_limits, parse_retention_rules, parse_schedules,
-    parse_size, parse_socket_addr,
+    parse_count, parse_duration, parse_queue_kinds, parse_queue_limits, parse_retention_rules,
+    parse_schedules, parse_size, parse_socket_addr,
 };
 
 use crate::auth::Tokens;
@@ -79,6 +79,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "jobs.retry_max", flag: "retry-max", env: "WEIR_JOBS_RETRY_MAX", default: "1h", help: "Longest backoff between attempts" },
     Setting { key: "jobs.max_payload", flag: "max-job-payload", env: "WEIR_JOBS_MAX_PAYLOAD", default: "1MiB", help: "Largest job payload (JSON); larger gets 413 naming the field" },
     Setting { key: "jobs.queue_limits", flag: "queue-limits", env: "WEIR_JOBS_QUEUE_LIMITS", default: "", help: "Most jobs running at once per queue, across all workers and nodes: QUEUE=N[,...], e.g. email=4,crawl=2" },
+    Setting { key: "jobs.queue_kinds", flag: "queue-kinds", env: "WEIR_JOBS_QUEUE_KINDS", default: "", help: "Kinds a queue accepts, others refused with 400: QUEUE=KIND|KIND[,...], e.g. email=send_welcome|send_reset. Unlisted queues take any kind" },
     Setting { key: "jobs.schedules", flag: "schedules", env: "WEIR_JOBS_SCHEDULES", default: "", help: "Periodic jobs, separated by ';': NAME CRON QUEUE/KIND [PAYLOAD], e.g. 'cleanup */10 * * * * maintenance/echo {\"all\":true}' (cron in UTC, also @hourly, @daily)" },
     Setting { key: "shutdown.drain_timeout", flag: "drain-timeout", env: "WEIR_DRAIN_TIMEOUT", default: "10s", help: "On Ctrl-C or SIGTERM, time in-flight requests get to finish before connections are closed" },
 ];
@@ -377,6 +378,9 @@ impl<'a> Layers<'a> {
         let queue_limits = get("jobs.queue_limits", &|t| {
             parse_queue_limits(t).map(Parsed::Limits)
         });
+        let queue_kinds = get("jobs.queue_kinds", &|t| {
+            parse_queue_kinds(t).map(Parsed::Kinds)
+        });
         let schedules = get("jobs.schedules", &|t| {
             parse_schedules(t).map(Parsed::Schedules)
         });
@@ -453,6 +457,7 @@ impl<'a> Layers<'a> {
                 lease_ttl: lease_ttl.duration(),
                 max_payload: usize::try_from(job_payload.number()).unwrap_or(usize::MAX),
                 schedules: schedules.schedules(),
+                queue_kinds: queue_kinds.kinds(),
                 ..weir_jobs::JobsConfig::default()
             },
             job_store: weir_jobs::StoreOptions {
@@ -481,6 +486,7 @@ enum Parsed {
     Patterns(Vec<weir_pubsub::TopicPattern>),
     Limits(std::collections::BTreeMap<String, u32>),
     Schedules(Vec<weir_jobs::Schedule>),
+    Kinds(std::collections::BTreeMap<String, std::collections::BTreeSet<String>>),
     Invalid,
 }
 
@@ -525,6 +531,12 @@ impl Parsed {
         match self {
             Parsed::Limits(limits) => limits,
             _ => unreachable!("validated as queue limits"),
+        }
+    }
+    fn kinds(self) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        match self {
+            Parsed::Kinds(kinds) => kinds,
+            _ => unreachable!("validated as queue kinds"),
         }
     }
     fn schedules(self) -> Vec<weir_jobs::Schedule> {

@@ -2,7 +2,7 @@
 //!
 //! Each returns a message that says what is allowed, so the caller can name the key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -105,6 +105,27 @@ pub fn parse_queue_limits(text: &str) -> Result<BTreeMap<String, u32>, String> {
         limits.insert(queue.trim().to_string(), limit as u32);
     }
     Ok(limits)
+}
+
+/// `QUEUE=KIND|KIND[,...]`: the kinds each listed queue accepts.
+pub fn parse_queue_kinds(text: &str) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+    let allowed =
+        "QUEUE=KIND|KIND pairs separated by commas, such as email=send_welcome|send_reset";
+    let mut rules = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (queue, kinds) = entry.split_once('=').ok_or_else(|| allowed.to_string())?;
+        let kinds: BTreeSet<String> = kinds
+            .split('|')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
+        if queue.trim().is_empty() || kinds.is_empty() {
+            return Err(allowed.to_string());
+        }
+        rules.insert(queue.trim().to_string(), kinds);
+    }
+    Ok(rules)
 }
 
 /// `NAME CRON QUEUE/KIND [PAYLOAD]` entries separated by `;`.
@@ -223,6 +244,16 @@ mod tests {
                 parse_queue_limits(bad).unwrap_err().contains("QUEUE=N"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn queue_kinds_parse() {
+        let rules = parse_queue_kinds("email=send_welcome|send_reset, crawl=crawl").unwrap();
+        assert_eq!(rules["email"].len(), 2);
+        assert!(rules["crawl"].contains("crawl"));
+        for bad in ["email", "email=", "=x"] {
+            assert!(parse_queue_kinds(bad).is_err(), "{bad}");
         }
     }
 
