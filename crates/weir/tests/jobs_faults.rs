@@ -280,3 +280,64 @@ async fn support_events(addr: &str) -> EventWatcher {
     });
     EventWatcher { task, stop }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_jobs_and_weir_worker_from_the_command_line() {
+    let dir = temp_dir("jobs-cli");
+    let node = spawn_serve(&["--data-dir", dir.to_str().unwrap()]);
+    let server = format!("http://{}", node.addr);
+    let _worker = spawn_worker(&["--server", &server, "--concurrency", "2"]);
+    let weir = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("jobs")
+            .args(args)
+            .args(["--server", &server])
+            .output()
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (status, out) = weir(&[
+        "submit",
+        "echo",
+        r#"{"from": "the cli"}"#,
+        "--priority",
+        "-1",
+        "--wait",
+    ]);
+    assert!(status.success(), "{out}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "completed");
+    assert_eq!(job["result"], json!({"from": "the cli"}));
+    assert_eq!(job["priority"], -1);
+
+    let (status, out) = weir(&["submit", "sleep", r#"{"ms": 60000}"#, "--delay", "1h"]);
+    assert!(status.success());
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, out) = weir(&["list", "--state", "scheduled"]);
+    assert!(status.success());
+    assert!(
+        out.lines()
+            .any(|line| line.contains("sleep") && line.contains("scheduled")),
+        "{out}"
+    );
+    let (status, out) = weir(&["cancel", &id.to_string()]);
+    assert!(status.success());
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["state"],
+        "cancelled"
+    );
+    let (status, out) = weir(&["get", &id.to_string()]);
+    assert!(status.success());
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["state"],
+        "cancelled"
+    );
+    let (status, _) = weir(&["get", "424242"]);
+    assert!(!status.success(), "an unknown id fails");
+    let _ = std::fs::remove_dir_all(&dir);
+}
