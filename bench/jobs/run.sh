@@ -58,7 +58,10 @@ run_side() {
                 --log-level warn "${args[@]}" >"$work/weir.log" 2>&1 &
             server_pid=$!
             for _ in $(seq 100); do curl -sf http://127.0.0.1:17090/healthz >/dev/null && break; sleep 0.1; done
-            WEIR_BENCH_AFTER_ENQUEUE="$analyze" taskset -c 1 "$load" http://127.0.0.1:17090 "$jobs" "$concurrency"
+            # Each runner leases up to 100 jobs ahead of its free slots, as graphile-worker's
+            # local queue (500 here) fetches ahead; 100 is the server's most per lease.
+            WEIR_BENCH_LOCAL_QUEUE=100 WEIR_BENCH_AFTER_ENQUEUE="$analyze" \
+                taskset -c 1 "$load" http://127.0.0.1:17090 "$jobs" "$concurrency"
             stop_server ;;
     esac
 }

@@ -1,7 +1,8 @@
 //! The Weir side of `bench/jobs`: enqueue JOBS no-op jobs in batches of 1,000, work them
-//! with CONCURRENCY jobs in flight over the worker protocol (runners lease as many jobs as
-//! they have free slots and report them in batches, as graphile-worker's local queue and
-//! batched completion do), then measure enqueue→start latency at 100 jobs/s. Prints one JSON line, as bench/jobs/graphile does.
+//! with CONCURRENCY jobs running at once over the worker protocol (runners lease their free
+//! slots' worth of jobs, or up to WEIR_BENCH_LOCAL_QUEUE ahead as graphile-worker's local
+//! queue does, and report them in batches), then measure enqueue→start latency at 100
+//! jobs/s. Prints one JSON line, as bench/jobs/graphile does.
 //!
 //! `cargo run --release --example jobs_load -- URL JOBS CONCURRENCY`
 
@@ -37,6 +38,13 @@ async fn enqueue(api: &Client, queue: &str, count: usize, payload: impl Fn(usize
     }
 }
 
+fn local_queue() -> u32 {
+    std::env::var("WEIR_BENCH_LOCAL_QUEUE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A runner with `slots` job slots, as a worker process is: it leases as many jobs as it
 /// has free slots (one request), runs them (no-ops), and reports them in one batch
 /// (`POST /v1/jobs/complete`), until `remaining` reaches zero. Returns, for stamped jobs,
@@ -51,8 +59,11 @@ async fn runner(
     let mut latencies = Vec::new();
     let queues = vec![queue.to_string()];
     while remaining.load(Ordering::Relaxed) > 0 {
+        // Like graphile-worker's local queue, a runner may lease ahead of its free slots
+        // (WEIR_BENCH_LOCAL_QUEUE jobs, default none): the jobs then run `slots` at a time.
+        let ahead = local_queue().max(slots);
         let reply = api
-            .lease("bench", &queues, slots, Duration::from_millis(500))
+            .lease("bench", &queues, ahead, Duration::from_millis(500))
             .await
             .expect("lease");
         if reply.jobs.is_empty() {
