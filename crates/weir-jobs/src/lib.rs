@@ -14,6 +14,7 @@ mod postgres;
 mod row;
 mod service;
 mod sqlite;
+pub mod sqlite_file;
 pub mod store;
 pub mod time;
 pub mod worker;

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -83,13 +82,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, brings its schema up to date and
     /// starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
-        let mut db = Connection::open(path).map_err(failed)?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(failed)?;
-        db.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(failed)?;
-        db.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
-        migrate(&mut db)?;
+        let db = crate::sqlite_file::open(path, MIGRATIONS).map_err(StoreError::Database)?;
         let (work, mut queue) = mpsc::channel::<Work>(4 * BATCH);
         std::thread::Builder::new()
             .name("weir-jobs-sqlite".into())
@@ -119,38 +112,6 @@ impl SqliteStore {
             answered.await.map_err(|_| StoreError::Closed)?
         })
     }
-}
-
-fn migrate(db: &mut Connection) -> Result<(), StoreError> {
-    // One immediate (write-locked) transaction reads the version and applies what is
-    // missing: two processes opening the same new file cannot both apply migration 1.
-    let tx = db
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(failed)?;
-    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        .map_err(failed)?;
-    let current: i64 = tx
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM schema_version",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(failed)?;
-    if current > MIGRATIONS.len() as i64 {
-        return Err(StoreError::Database(format!(
-            "the jobs database has schema version {current}, newer than this Weir knows ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        tx.execute_batch(sql).map_err(failed)?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            [index as i64 + 1],
-        )
-        .map_err(failed)?;
-    }
-    tx.commit().map_err(failed)
 }
 
 fn write_loop(db: &Connection, options: &StoreOptions, queue: &mut mpsc::Receiver<Work>) {

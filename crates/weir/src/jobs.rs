@@ -186,98 +186,86 @@ pub(crate) fn add_job_routes(
             }
         })
     };
-    let router = route(
-        router,
-        "/v1/jobs",
-        Method::POST,
-        Scope::Enqueue,
-        |api, req| Box::pin(enqueue(api, req, false)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/batch",
-        Method::POST,
-        Scope::Enqueue,
-        |api, req| Box::pin(enqueue(api, req, true)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs",
-        Method::GET,
-        Scope::Enqueue,
-        |api, req| Box::pin(list(api, req)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/{id}",
-        Method::GET,
-        Scope::Enqueue,
-        |api, req| Box::pin(get(api, req)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/{id}/cancel",
-        Method::POST,
-        Scope::Enqueue,
-        |api, req| Box::pin(operate(api, req, Action::Cancel)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/{id}/retry",
-        Method::POST,
-        Scope::Enqueue,
-        |api, req| Box::pin(operate(api, req, Action::Retry)),
-    );
-    let router = route(
-        router,
-        "/v1/queues",
-        Method::GET,
-        Scope::Enqueue,
-        |api, req| Box::pin(queues(api, req)),
-    );
-    let router = route(
-        router,
-        "/v1/lease",
-        Method::POST,
-        Scope::Work,
-        |api, req| Box::pin(lease(api, req)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/complete",
-        Method::POST,
-        Scope::Work,
-        |api, req| Box::pin(complete_batch(api, req)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/{id}/heartbeat",
-        Method::POST,
-        Scope::Work,
-        |api, req| Box::pin(report(api, req, Report::Heartbeat)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/{id}/complete",
-        Method::POST,
-        Scope::Work,
-        |api, req| Box::pin(report(api, req, Report::Complete)),
-    );
-    let router = route(
-        router,
-        "/v1/jobs/{id}/fail",
-        Method::POST,
-        Scope::Work,
-        |api, req| Box::pin(report(api, req, Report::Fail)),
-    );
-    route(
-        router,
-        "/v1/jobs/{id}/release",
-        Method::POST,
-        Scope::Work,
-        |api, req| Box::pin(report(api, req, Report::Release)),
-    )
+    // Every route: path, method, the scope it needs, and its handler.
+    let routes: [JobRoute; 13] = [
+        ("/v1/jobs", Method::POST, Scope::Enqueue, |api, req| {
+            Box::pin(enqueue(api, req, false))
+        }),
+        (
+            "/v1/jobs/batch",
+            Method::POST,
+            Scope::Enqueue,
+            |api, req| Box::pin(enqueue(api, req, true)),
+        ),
+        ("/v1/jobs", Method::GET, Scope::Enqueue, |api, req| {
+            Box::pin(list(api, req))
+        }),
+        ("/v1/jobs/{id}", Method::GET, Scope::Enqueue, |api, req| {
+            Box::pin(get(api, req))
+        }),
+        (
+            "/v1/jobs/{id}/cancel",
+            Method::POST,
+            Scope::Enqueue,
+            |api, req| Box::pin(operate(api, req, Action::Cancel)),
+        ),
+        (
+            "/v1/jobs/{id}/retry",
+            Method::POST,
+            Scope::Enqueue,
+            |api, req| Box::pin(operate(api, req, Action::Retry)),
+        ),
+        ("/v1/queues", Method::GET, Scope::Enqueue, |api, req| {
+            Box::pin(queues(api, req))
+        }),
+        ("/v1/lease", Method::POST, Scope::Work, |api, req| {
+            Box::pin(lease(api, req))
+        }),
+        (
+            "/v1/jobs/complete",
+            Method::POST,
+            Scope::Work,
+            |api, req| Box::pin(complete_batch(api, req)),
+        ),
+        (
+            "/v1/jobs/{id}/heartbeat",
+            Method::POST,
+            Scope::Work,
+            |api, req| Box::pin(report(api, req, Report::Heartbeat)),
+        ),
+        (
+            "/v1/jobs/{id}/complete",
+            Method::POST,
+            Scope::Work,
+            |api, req| Box::pin(report(api, req, Report::Complete)),
+        ),
+        (
+            "/v1/jobs/{id}/fail",
+            Method::POST,
+            Scope::Work,
+            |api, req| Box::pin(report(api, req, Report::Fail)),
+        ),
+        (
+            "/v1/jobs/{id}/release",
+            Method::POST,
+            Scope::Work,
+            |api, req| Box::pin(report(api, req, Report::Release)),
+        ),
+    ];
+    routes
+        .into_iter()
+        .fold(router, |router, (path, method, scope, handler)| {
+            route(router, path, method, scope, handler)
+        })
 }
+
+/// A jobs route: path, method, the scope it needs, and its handler.
+type JobRoute = (
+    &'static str,
+    Method,
+    Scope,
+    fn(JobsApi, Request) -> HandlerFuture,
+);
 
 type HandlerFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 

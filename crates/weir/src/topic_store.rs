@@ -44,44 +44,9 @@ fn failed(error: rusqlite::Error) -> StoreError {
 impl SqliteTopicStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteTopicStore, StoreError> {
-        let mut db = Connection::open(path).map_err(failed)?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(failed)?;
-        db.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(failed)?;
-        db.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
-        migrate(&mut db)?;
+        let db = weir_jobs::sqlite_file::open(path, MIGRATIONS).map_err(StoreError)?;
         Ok(SqliteTopicStore { db })
     }
-}
-
-fn migrate(db: &mut Connection) -> Result<(), StoreError> {
-    db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        .map_err(failed)?;
-    let current: i64 = db
-        .query_row("SELECT max(version) FROM schema_version", [], |row| {
-            row.get::<_, Option<i64>>(0)
-        })
-        .map_err(failed)?
-        .unwrap_or(0);
-    if current > MIGRATIONS.len() as i64 {
-        return Err(StoreError(format!(
-            "the database is at schema version {current}, newer than this weir knows ({}); use a newer weir",
-            MIGRATIONS.len()
-        )));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = db.transaction().map_err(failed)?;
-        tx.execute_batch(sql).map_err(failed)?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES (?1)",
-            [index as i64 + 1],
-        )
-        .map_err(failed)?;
-        tx.commit().map_err(failed)?;
-        tracing::info!(version = index + 1, "database schema migrated");
-    }
-    Ok(())
 }
 
 fn millis(at: SystemTime) -> i64 {

@@ -518,3 +518,38 @@ async fn a_cancel_stops_the_running_handler() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_on_batches_and_waits() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    // A batch over jobs.max_batch (1,000) is refused whole.
+    let jobs: Vec<Value> = (0..1_001).map(|_| json!({"kind": "k"})).collect();
+    let (status, message) = refused(post(&api, "/v1/jobs/batch", json!({ "jobs": jobs })).await);
+    assert_eq!(status, 400);
+    assert!(
+        message.starts_with("jobs: 1001 jobs exceeds the batch limit of 1000"),
+        "{message}"
+    );
+    let (status, message) =
+        refused(post(&api, "/v1/lease", json!({"worker": "w", "max": 101})).await);
+    assert_eq!(status, 400);
+    assert!(message.starts_with("max: must be 1–100"), "{message}");
+
+    // A waiting lease ends, empty, when the server shuts down: draining does not wait out
+    // the long-poll.
+    let waiting = {
+        let api = client(&server.http);
+        tokio::spawn(async move {
+            post(&api, "/v1/lease", json!({"worker": "w", "wait_ms": 60_000})).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(server);
+    let answer = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the lease returns at shutdown, not after its minute")
+        .unwrap()
+        .unwrap();
+    assert!(answer["jobs"].as_array().unwrap().is_empty());
+}
