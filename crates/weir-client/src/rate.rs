@@ -1,0 +1,348 @@
+//! A keyed rate limiter on GCRA (the generic cell rate algorithm).
+//!
+//! Each key keeps one number, its theoretical arrival time (TAT): the time at which the key
+//! would be exactly "caught up" if requests had come at the quota's pace. A request may go
+//! when `now >= TAT - (burst - 1) × interval`, and going moves TAT one interval on. Waiting
+//! is a *reservation*: the caller takes the next free slot at once and sleeps until it, so
+//! waiters are served in the order they asked (fair) and the observed rate is exact however
+//! late each sleeper wakes. A caller that gives up before its slot hands the slot back when
+//! no later slot was taken after it (otherwise the slot stays unused: the limit errs on the
+//! polite side).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A rate: one request per `interval`, with up to `burst` at once after a quiet spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    interval: Duration,
+    burst: u32,
+}
+
+impl Quota {
+    /// `n` requests per second (`n` ≥ 1), burst 1.
+    pub fn per_second(n: u32) -> Quota {
+        Quota::every(Duration::from_secs(1) / n.max(1))
+    }
+
+    /// One request per `interval` (a crawl delay), burst 1. A zero interval means no limit.
+    pub fn every(interval: Duration) -> Quota {
+        Quota { interval, burst: 1 }
+    }
+
+    /// The same rate, letting up to `burst` requests go at once after a quiet spell.
+    pub fn with_burst(self, burst: u32) -> Quota {
+        Quota {
+            burst: burst.max(1),
+            ..self
+        }
+    }
+
+    /// Time between two requests at the steady rate.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Requests allowed at once after a quiet spell.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    fn tolerance(&self) -> Duration {
+        self.interval * (self.burst - 1)
+    }
+}
+
+/// Parses `N/s`, `N/m` or `N/h`, optionally followed by `:BURST` (`10/s`, `600/m:20`).
+impl FromStr for Quota {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Quota, String> {
+        let (rate, burst) = match text.split_once(':') {
+            Some((rate, burst)) => {
+                let burst: u32 = burst
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|b| *b >= 1)
+                    .ok_or_else(|| format!("burst `{burst}` is not a whole number ≥ 1"))?;
+                (rate, burst)
+            }
+            None => (text, 1),
+        };
+        let (count, unit) = rate
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not a rate like 10/s, 600/m or 100/h"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("`{count}` is not a whole number ≥ 1"))?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("unit `{other}` is not s, m or h")),
+        };
+        Ok(Quota::every(per / count).with_burst(burst))
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "1 per {:?}", self.interval)?;
+        if self.burst > 1 {
+            write!(f, ", burst {}", self.burst)?;
+        }
+        Ok(())
+    }
+}
+
+/// Keys are pruned once this many are tracked: a key whose TAT has passed carries no
+/// information (it behaves exactly like a new key), so memory is bounded by the keys that
+/// are busy right now.
+const PRUNE_AT: usize = 4096;
+
+/// A keyed GCRA limiter. Keys with no quota of their own use the default quota, or have
+/// no limit when there is none (they can still be paused with [`RateLimiter::defer`]).
+#[derive(Debug)]
+pub struct RateLimiter {
+    epoch: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    default: Option<Quota>,
+    quotas: HashMap<String, Quota>,
+    /// TAT per key, as time since `epoch`.
+    tats: HashMap<String, Duration>,
+    prune_at: usize,
+}
+
+impl State {
+    fn quota(&self, key: &str) -> Option<Quota> {
+        self.quotas.get(key).copied().or(self.default)
+    }
+
+    fn prune(&mut self, now: Duration) {
+        if self.tats.len() < self.prune_at.max(PRUNE_AT) {
+            return;
+        }
+        self.tats.retain(|_, tat| *tat > now);
+        self.prune_at = self.tats.len() * 2;
+    }
+}
+
+impl RateLimiter {
+    /// A limiter applying `default` to every key without a quota of its own.
+    pub fn new(default: Option<Quota>) -> RateLimiter {
+        RateLimiter {
+            epoch: Instant::now(),
+            state: Mutex::new(State {
+                default,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a few numbers updated in one step; a panic elsewhere cannot leave it
+        // half-written, so a poisoned lock is still good.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn since_epoch(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.epoch)
+    }
+
+    /// Gives `key` its own quota (a crawl delay from robots.txt, a configured API limit).
+    pub fn set_quota(&self, key: &str, quota: Quota) {
+        self.lock().quotas.insert(key.to_owned(), quota);
+    }
+
+    /// The quota that applies to `key`.
+    pub fn quota(&self, key: &str) -> Option<Quota> {
+        self.lock().quota(key)
+    }
+
+    /// Takes the next free slot for `key`. The caller may go at [`Slot::at`]; use
+    /// [`RateLimiter::acquire`] to wait for it.
+    pub fn reserve(self: &Arc<Self>, key: &str) -> Slot {
+        let now = self.since_epoch(Instant::now());
+        let mut state = self.lock();
+        let Some(quota) = state.quota(key) else {
+            let paused_until = state.tats.get(key).copied().unwrap_or(now);
+            return Slot::free(self.epoch + paused_until.max(now));
+        };
+        let tat = state.tats.get(key).copied().unwrap_or(now).max(now);
+        let go_at = tat.saturating_sub(quota.tolerance()).max(now);
+        let new_tat = tat + quota.interval;
+        state.prune(now);
+        state.tats.insert(key.to_owned(), new_tat);
+        Slot {
+            limiter: Some(Arc::clone(self)),
+            key: key.to_owned(),
+            at: self.epoch + go_at,
+            tat: new_tat,
+            interval: quota.interval,
+        }
+    }
+
+    /// Waits for `key`'s next slot. Cancel-safe: dropping the future gives the slot back
+    /// when no later one was taken.
+    pub async fn acquire(self: &Arc<Self>, key: &str) {
+        let slot = self.reserve(key);
+        tokio::time::sleep_until(slot.at).await;
+        slot.consume();
+    }
+
+    /// Takes a slot for `key` only if it is free now; otherwise says when the next one is.
+    pub fn try_acquire(&self, key: &str) -> Result<(), Instant> {
+        let now = self.since_epoch(Instant::now());
+        let mut state = self.lock();
+        let quota = state.quota(key);
+        let tat = state.tats.get(key).copied().unwrap_or(now).max(now);
+        let Some(quota) = quota else {
+            return if tat > now {
+                Err(self.epoch + tat)
+            } else {
+                Ok(())
+            };
+        };
+        let go_at = tat.saturating_sub(quota.tolerance());
+        if go_at > now {
+            return Err(self.epoch + go_at);
+        }
+        state.prune(now);
+        state.tats.insert(key.to_owned(), tat + quota.interval);
+        Ok(())
+    }
+
+    /// Lets nothing through for `key` before `until` (a `Retry-After`, a backoff after 429
+    /// or 503). Later slots keep their spacing after it.
+    pub fn defer(&self, key: &str, until: Instant) {
+        let until = self.since_epoch(until);
+        let mut state = self.lock();
+        let tolerance = state.quota(key).map_or(Duration::ZERO, |q| q.tolerance());
+        let tat = state.tats.entry(key.to_owned()).or_default();
+        *tat = (*tat).max(until + tolerance);
+    }
+}
+
+/// A reserved rate-limit slot: the holder may send at [`Slot::at`]. Dropped unused, it is
+/// handed back when it is still the key's last.
+#[derive(Debug)]
+#[must_use = "a slot is given back when dropped"]
+pub struct Slot {
+    limiter: Option<Arc<RateLimiter>>,
+    key: String,
+    at: Instant,
+    tat: Duration,
+    interval: Duration,
+}
+
+impl Slot {
+    fn free(at: Instant) -> Slot {
+        Slot {
+            limiter: None,
+            key: String::new(),
+            at,
+            tat: Duration::ZERO,
+            interval: Duration::ZERO,
+        }
+    }
+
+    /// When the holder may send.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// Marks the slot used: it will not be given back.
+    pub fn consume(mut self) {
+        self.limiter = None;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(limiter) = self.limiter.take() else {
+            return;
+        };
+        let mut state = limiter.lock();
+        if let Some(tat) = state.tats.get_mut(&self.key) {
+            if *tat == self.tat {
+                *tat -= self.interval;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_parse_with_units_and_bursts() {
+        assert_eq!(
+            "10/s".parse::<Quota>().unwrap(),
+            Quota::every(Duration::from_millis(100))
+        );
+        assert_eq!(
+            "2/m:5".parse::<Quota>().unwrap(),
+            Quota::every(Duration::from_secs(30)).with_burst(5)
+        );
+        assert!("0/s".parse::<Quota>().is_err());
+        assert!("10/d".parse::<Quota>().is_err());
+        assert!("10".parse::<Quota>().is_err());
+        assert!("10/s:0".parse::<Quota>().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_spaced_by_the_interval_after_the_burst() {
+        let limiter = Arc::new(RateLimiter::new(Some(Quota::per_second(10).with_burst(3))));
+        let start = Instant::now();
+        let slots: Vec<Slot> = (0..5).map(|_| limiter.reserve("a")).collect();
+        let at: Vec<Duration> = slots.iter().map(|slot| slot.at() - start).collect();
+        assert_eq!(at, [0, 0, 0, 100, 200].map(Duration::from_millis));
+        // Another key has its own budget.
+        assert_eq!(limiter.reserve("b").at(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_reservation_gives_its_slot_back_only_when_last() {
+        let limiter = Arc::new(RateLimiter::new(Some(Quota::per_second(10))));
+        limiter.acquire("a").await;
+        let first = limiter.reserve("a");
+        let second = limiter.reserve("a");
+        assert_eq!(second.at() - first.at(), Duration::from_millis(100));
+        drop(first); // not the last: its slot stays taken
+        drop(second); // the last: given back
+        let next = limiter.reserve("a");
+        assert_eq!(next.at() - Instant::now(), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_acquire_says_when_and_defer_pauses_even_unlimited_keys() {
+        let limiter = Arc::new(RateLimiter::new(None));
+        assert!(limiter.try_acquire("free").is_ok());
+        let until = Instant::now() + Duration::from_secs(3);
+        limiter.defer("free", until);
+        assert_eq!(limiter.try_acquire("free"), Err(until));
+        assert_eq!(limiter.reserve("free").at(), until);
+        limiter.set_quota("slow", Quota::every(Duration::from_secs(2)));
+        assert!(limiter.try_acquire("slow").is_ok());
+        assert_eq!(
+            limiter.try_acquire("slow"),
+            Err(Instant::now() + Duration::from_secs(2))
+        );
+    }
+}
