@@ -70,6 +70,7 @@ pub fn command() -> Command {
         .subcommand(serve)
         .subcommand(crate::client_cli::worker_command())
         .subcommand(crate::client_cli::jobs_command())
+        .subcommand(crate::demo_site::command())
 }
 
 fn value_name(default: &str) -> &'static str {
@@ -104,6 +105,7 @@ pub fn main() -> ExitCode {
         Some(("serve", serve)) => serve_command(serve),
         Some(("worker", worker)) => crate::client_cli::run_worker(worker),
         Some(("jobs", jobs)) => crate::client_cli::run_jobs(jobs),
+        Some(("demo-site", demo)) => crate::demo_site::run(demo),
         _ => ExitCode::from(EXIT_USAGE),
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 mod client_cli;
 pub mod config;
 mod dashboard;
+pub mod demo_site;
 mod jobs;
 pub mod line;
 pub mod logging;
