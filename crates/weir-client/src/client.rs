@@ -47,6 +47,10 @@ pub struct RequestOptions {
     pub deadline: Option<Instant>,
     /// Whether retrying is safe; by default only for idempotent methods.
     pub idempotent: Option<bool>,
+    /// The caller already took the first attempt's rate-limit slot (with
+    /// [`RateLimiter::try_acquire`], as a scheduler that picks a ready host does); retries
+    /// still wait for theirs.
+    pub slot_taken: bool,
 }
 
 /// A response, holding the request's concurrency permits until it is dropped (reading a
@@ -315,7 +319,9 @@ impl Client {
         loop {
             *attempts += 1;
             let retry_copy = request.try_clone();
-            self.rate.acquire(key).await;
+            if *attempts > 1 || !options.slot_taken {
+                self.rate.acquire(key).await;
+            }
             let permits = self.limits.acquire(key).await;
             *request.timeout_mut() = Some(options.timeout.unwrap_or(self.timeout));
             let attempt = self.judge(self.http.execute(request).await);

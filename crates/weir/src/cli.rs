@@ -70,6 +70,7 @@ pub fn command() -> Command {
         .subcommand(serve)
         .subcommand(crate::client_cli::worker_command())
         .subcommand(crate::client_cli::jobs_command())
+        .subcommand(crate::crawl_cli::command())
         .subcommand(crate::demo_site::command())
 }
 
@@ -105,6 +106,7 @@ pub fn main() -> ExitCode {
         Some(("serve", serve)) => serve_command(serve),
         Some(("worker", worker)) => crate::client_cli::run_worker(worker),
         Some(("jobs", jobs)) => crate::client_cli::run_jobs(jobs),
+        Some(("crawl", crawl)) => crate::crawl_cli::run(crawl),
         Some(("demo-site", demo)) => crate::demo_site::run(demo),
         _ => ExitCode::from(EXIT_USAGE),
     }
@@ -178,7 +180,7 @@ pub(crate) async fn shutdown_on_signal(shutdown: CancellationToken) {
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => {
@@ -194,6 +196,6 @@ async fn wait_for_signal() {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 mod client_cli;
 pub mod config;
+mod crawl_cli;
 mod dashboard;
 pub mod demo_site;
 mod jobs;
