@@ -16,6 +16,9 @@ mod concurrency;
 mod rate;
 mod retry;
 
+/// The reqwest this client is built on, to build requests and read headers with.
+pub use reqwest;
+
 pub use client::{Client, ClientBuilder, Error, RequestOptions, Response};
 pub use concurrency::{ConcurrencyLimits, Permits};
 pub use rate::{Quota, RateLimiter, Slot};

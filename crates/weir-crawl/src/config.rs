@@ -30,6 +30,10 @@ pub struct CrawlConfig {
     pub exclude: Vec<Regex>,
     /// Only the seeds' hosts and their subdomains.
     pub same_site: bool,
+    /// Only these hosts (`host` or `host:port`, as [`host_key`](crate::normalize::host_key)
+    /// spells them); empty for any. A crawl split across jobs gives each job its hosts, and
+    /// links to other hosts are reported in [`Finished::other_hosts`](crate::Finished).
+    pub hosts: Vec<String>,
     /// Honour robots.txt (allow/disallow, crawl-delay, sitemaps).
     pub robots: bool,
     /// Read the sitemaps robots.txt names and crawl their URLs.
@@ -65,6 +69,7 @@ impl Default for CrawlConfig {
             include: Vec::new(),
             exclude: Vec::new(),
             same_site: false,
+            hosts: Vec::new(),
             robots: true,
             sitemaps: true,
             user_agent: concat!("weir-crawl/", env!("CARGO_PKG_VERSION")).to_owned(),

@@ -6,7 +6,7 @@
 //! goes. The loop sleeps in one `select!` on: a fetch finishing, the next host's rate-limit
 //! slot, the stop signal, the time budget and, once stopping, the drain deadline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +59,13 @@ pub struct Finished {
     pub summary: Summary,
     /// What was left to fetch, when the crawl stopped before the end.
     pub frontier: Option<SavedFrontier>,
+    /// When the crawl was limited to some hosts: the first URL seen on each other host
+    /// (at most [`MAX_OTHER_HOSTS`]), for whoever crawls those.
+    pub other_hosts: Vec<Url>,
 }
+
+/// Other hosts remembered for [`Finished::other_hosts`].
+pub const MAX_OTHER_HOSTS: usize = 1000;
 
 /// A crawler with its settings and its HTTP client.
 #[derive(Debug)]
@@ -144,6 +150,7 @@ impl Crawler {
         Ok(Finished {
             summary: run.summary,
             frontier,
+            other_hosts: run.other_hosts.into_values().collect(),
         })
     }
 }
@@ -159,6 +166,7 @@ struct Run<'a> {
     summary: Summary,
     sites: Vec<String>,
     sitemaps: HashSet<String>,
+    other_hosts: BTreeMap<String, Url>,
     robots_agent: String,
     pages_started: u64,
     tasks: JoinSet<Fetched>,
@@ -188,6 +196,7 @@ impl<'a> Run<'a> {
                 .filter_map(|seed| seed.host_str().map(str::to_owned))
                 .collect(),
             sitemaps: HashSet::new(),
+            other_hosts: BTreeMap::new(),
             robots_agent,
             pages_started: 0,
             tasks: JoinSet::new(),
@@ -438,7 +447,23 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn out_of_scope(&self, url: &Url) -> Option<String> {
+    fn out_of_scope(&mut self, url: &Url) -> Option<String> {
+        if let Some(detail) = self.outside_filters(url) {
+            return Some(detail);
+        }
+        if !self.config.hosts.is_empty() {
+            let key = host_key(url);
+            if !self.config.hosts.contains(&key) {
+                if self.other_hosts.len() < MAX_OTHER_HOSTS {
+                    self.other_hosts.entry(key).or_insert_with(|| url.clone());
+                }
+                return Some("another host than this crawl's".into());
+            }
+        }
+        None
+    }
+
+    fn outside_filters(&self, url: &Url) -> Option<String> {
         if self.config.same_site && !self.sites.iter().any(|site| same_site(site, url)) {
             return Some("not on the start URLs' sites".into());
         }

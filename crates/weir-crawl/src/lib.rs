@@ -28,7 +28,7 @@ mod record;
 pub mod seen;
 
 pub use config::CrawlConfig;
-pub use crawler::{CrawlError, Crawler, Finished};
+pub use crawler::{CrawlError, Crawler, Finished, MAX_OTHER_HOSTS};
 pub use frontier::SavedFrontier;
 pub use output::{JsonLines, Output, Progress};
 pub use record::{Record, SkipReason, StopReason, Summary};

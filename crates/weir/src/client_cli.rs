@@ -38,7 +38,7 @@ fn server_args(command: Command) -> Command {
 
 /// `weir worker`.
 pub(crate) fn worker_command() -> Command {
-    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep)"))
+    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep, http, crawl)"))
         .after_help(
             "Examples:\n  weir worker                                  # queue `default`, 8 at once\n  weir worker --queues email,reports --concurrency 32 --server http://10.0.0.5:7070\n\nCtrl-C or SIGTERM: no new jobs; running ones get --shutdown-timeout to finish,\nthen are released so they run again at once elsewhere.",
         )
@@ -47,6 +47,45 @@ pub(crate) fn worker_command() -> Command {
         .arg(Arg::new("name").long("name").value_name("NAME").help("Name shown in leases [default: host-pid]"))
         .arg(Arg::new("shutdown-timeout").long("shutdown-timeout").value_name("DURATION").default_value("30s").help("Time running jobs get to finish at shutdown"))
         .arg(Arg::new("log-level").long("log-level").env("WEIR_LOG").value_name("FILTER").default_value("info").help("Log filter, as for weir serve"))
+        .arg(Arg::new("http-rate").long("http-rate").value_name("HOST=RATE").action(ArgAction::Append).help("Rate limit of `http` jobs for one host, e.g. api.example.com=10/s or hooks.example.com:8443=600/m:20 (repeatable)"))
+        .arg(Arg::new("http-default-rate").long("http-default-rate").value_name("RATE").help("Rate limit of `http` jobs for every other host [default: none]"))
+        .arg(Arg::new("http-per-host").long("http-per-host").value_name("N").default_value("8").help("`http` requests in flight per host"))
+}
+
+/// The client `http` jobs send through, with the worker's per-host limits.
+fn http_client(matches: &ArgMatches) -> Result<weir_client::Client, String> {
+    let mut builder = weir_client::Client::builder();
+    if let Some(rate) = matches.get_one::<String>("http-default-rate") {
+        builder = builder.rate(
+            rate.parse()
+                .map_err(|error| format!("--http-default-rate `{rate}`: {error}"))?,
+        );
+    }
+    for text in matches
+        .get_many::<String>("http-rate")
+        .into_iter()
+        .flatten()
+    {
+        let (host, rate) = text.split_once('=').ok_or_else(|| {
+            format!("--http-rate `{text}`: expected HOST=RATE, e.g. api.example.com=10/s")
+        })?;
+        let quota = rate
+            .parse()
+            .map_err(|error| format!("--http-rate `{text}`: {error}"))?;
+        builder = builder.key_rate(host.trim().to_ascii_lowercase(), quota);
+    }
+    let per_host = matches
+        .get_one::<String>("http-per-host")
+        .expect("has a default");
+    match per_host.parse::<usize>() {
+        Ok(n @ 1..) => builder = builder.per_key_concurrency(n),
+        _ => {
+            return Err(format!(
+                "--http-per-host `{per_host}`: expected a whole number ≥ 1"
+            ))
+        }
+    }
+    builder.build().map_err(|error| error.to_string())
 }
 
 /// `weir jobs`.
@@ -165,8 +204,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs `weir worker`.
 pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
-    let client = match client(matches) {
-        Ok(client) => client,
+    let (client, jobs_client) = match (client(matches), client(matches)) {
+        (Ok(client), Ok(jobs_client)) => (client, jobs_client),
+        (Err(error), _) | (_, Err(error)) => return usage(&error),
+    };
+    let http = match http_client(matches) {
+        Ok(http) => http,
         Err(error) => return usage(&error),
     };
     let concurrency = match matches
@@ -218,7 +261,8 @@ pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
     runtime().block_on(async move {
         let stop = CancellationToken::new();
         tokio::spawn(crate::cli::shutdown_on_signal(stop.clone()));
-        let registry = Registry::with_builtins();
+        let mut registry = Registry::with_builtins();
+        crate::kinds::register(&mut registry, http, jobs_client);
         tracing::info!(worker = %config.name, queues = ?config.queues, concurrency, kinds = ?registry.kinds(), "worker started");
         Worker::new(client, registry, config).run(stop).await;
     });

@@ -332,6 +332,7 @@ fn crawl_config(matches: &ArgMatches) -> Result<(CrawlConfig, Settings), String>
         include: regexes("include")?,
         exclude: regexes("exclude")?,
         same_site: matches.get_flag("same-site"),
+        hosts: Vec::new(),
         robots: !matches.get_flag("no-robots"),
         sitemaps: !matches.get_flag("no-sitemaps"),
         user_agent: matches

@@ -13,6 +13,7 @@ mod crawl_cli;
 mod dashboard;
 pub mod demo_site;
 mod jobs;
+mod kinds;
 pub mod line;
 pub mod logging;
 mod routes;

@@ -1,0 +1,313 @@
+//! Job kind `crawl`: the crawler as a job, with progress on the job's topic.
+//!
+//! Payload: `{"urls": […], "depth": 3, "max_pages": 1000, "max_time": "10m",
+//! "concurrency": 32, "per_host": 4, "delay": "1s", "include": […], "exclude": […],
+//! "same_site": true, "robots": true, "out": "/path/pages.jsonl", "split": false}`.
+//! Records go to `out` on the worker's machine when given; the result is the summary.
+//!
+//! With `"split": true` the job becomes a coordinator: it gives each host its own `crawl`
+//! job (one job owns one host, so the host's delay and concurrency hold however many
+//! workers run), waits for them, and gives the hosts they report to new jobs, until no
+//! new host appears. The coordinator alone decides which hosts exist, so no host is ever
+//! crawled twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use url::Url;
+use weir_crawl::{CrawlConfig, Crawler, JsonLines, Output, Progress, Record, Summary};
+use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
+
+use crate::config::values::parse_duration;
+
+/// Hosts one split crawl gives out.
+const MAX_SPLIT_HOSTS: usize = weir_crawl::MAX_OTHER_HOSTS;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CrawlJob {
+    urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    depth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_pages: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_pages_per_host: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concurrency: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    per_host: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delay: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exclude: Vec<String>,
+    #[serde(default)]
+    same_site: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    robots: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    out: Option<String>,
+    #[serde(default)]
+    split: bool,
+    /// Set by a coordinator on the jobs it gives out: crawl only these hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<String>,
+}
+
+const SHAPE: &str = r#"{"urls": ["https://…"], "depth": N, "max_pages": N, "split": false, …}"#;
+
+pub(crate) async fn run(jobs: Arc<weir_jobs::client::Client>, ctx: JobContext) -> HandlerResult {
+    let job: CrawlJob = super::payload(&ctx, SHAPE)?;
+    if job.split {
+        coordinate(&jobs, &ctx, job).await
+    } else {
+        crawl(&ctx, job).await
+    }
+}
+
+fn config(job: &CrawlJob) -> Result<CrawlConfig, JobFailure> {
+    let fatal = JobFailure::fatal;
+    let mut config = CrawlConfig::default();
+    for text in &job.urls {
+        let url = Url::parse(text).map_err(|error| fatal(format!("url `{text}`: {error}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(fatal(format!("url `{text}`: only http and https")));
+        }
+        config.seeds.push(url);
+    }
+    if config.seeds.is_empty() {
+        return Err(fatal("urls: give at least one URL".into()));
+    }
+    let duration = |name: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|text| {
+                parse_duration(text)
+                    .map_err(|allowed| fatal(format!("{name} `{text}`: expected {allowed}")))
+            })
+            .transpose()
+    };
+    let regexes = |name: &str, texts: &[String]| {
+        texts
+            .iter()
+            .map(|text| {
+                regex::Regex::new(text).map_err(|error| fatal(format!("{name} `{text}`: {error}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let at_least_one = |name: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(fatal(format!("{name}: must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    config.max_depth = job.depth;
+    config.max_pages = job.max_pages;
+    config.max_pages_per_host = job.max_pages_per_host;
+    config.max_time = duration("max_time", &job.max_time)?;
+    config.concurrency = at_least_one("concurrency", job.concurrency, config.concurrency)?;
+    config.per_host = at_least_one("per_host", job.per_host, config.per_host)?;
+    config.delay = duration("delay", &job.delay)?.unwrap_or_default();
+    config.include = regexes("include", &job.include)?;
+    config.exclude = regexes("exclude", &job.exclude)?;
+    config.same_site = job.same_site;
+    config.robots = job.robots.unwrap_or(true);
+    config.hosts = job.hosts.clone();
+    Ok(config)
+}
+
+/// Counts records when the job writes no file.
+struct Discard;
+
+impl Output for Discard {
+    fn record(&mut self, _: &Record) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn summary(&mut self, _: &Summary) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn crawl(ctx: &JobContext, job: CrawlJob) -> HandlerResult {
+    let config = config(&job)?;
+    let crawler = Crawler::new(config).map_err(|error| JobFailure::fatal(error.to_string()))?;
+    let mut output: Box<dyn Output> = match &job.out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|error| JobFailure::fatal(format!("out `{path}`: {error}")))?;
+            Box::new(JsonLines(std::io::BufWriter::new(file)))
+        }
+        None => Box::new(Discard),
+    };
+    let reporter = tokio::spawn(report_progress(crawler.progress(), ctx.clone()));
+    let finished = crawler.run(output.as_mut(), ctx.cancel.clone(), None).await;
+    reporter.abort();
+    let finished = finished.map_err(|error| JobFailure::retry(error.to_string()))?;
+    if ctx.cancel.is_cancelled() {
+        return Err(JobFailure::retry("stopped before the crawl ended"));
+    }
+    super::result(&json!({
+        "summary": finished.summary,
+        "out": job.out,
+        "other_hosts": finished.other_hosts.iter().map(Url::as_str).collect::<Vec<_>>(),
+    }))
+}
+
+/// Progress on the job's topic once a second: the share of known URLs done.
+async fn report_progress(progress: Arc<Progress>, ctx: JobContext) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let pages = Progress::get(&progress.pages);
+        let waiting = Progress::get(&progress.queued) + Progress::get(&progress.in_flight);
+        let percent = if pages + waiting == 0 {
+            0.0
+        } else {
+            pages as f64 * 100.0 / (pages + waiting) as f64
+        };
+        ctx.progress(
+            percent,
+            format!(
+                "{pages} pages, {waiting} waiting, {} errors",
+                Progress::get(&progress.errors)
+            ),
+        );
+    }
+}
+
+/// The key a host is owned by, as the crawler spells it.
+fn host_of(url: &Url) -> String {
+    weir_crawl::normalize::host_key(url)
+}
+
+/// A split crawl: one job per host, until no new host turns up.
+async fn coordinate(
+    jobs: &weir_jobs::client::Client,
+    ctx: &JobContext,
+    job: CrawlJob,
+) -> HandlerResult {
+    config(&job)?; // the same checks as a plain crawl, before any job is given out
+    let timeout = Duration::from_secs(10);
+    // host → its job id (None until enqueued)
+    let mut owners: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    let mut pending: Vec<(String, String)> = Vec::new();
+    for text in &job.urls {
+        let url = Url::parse(text).map_err(|error| JobFailure::fatal(error.to_string()))?;
+        let host = host_of(&url);
+        if owners.insert(host.clone(), None).is_none() {
+            pending.push((host, text.clone()));
+        }
+    }
+    let mut totals = Summary::default();
+    let mut running: Vec<(String, i64)> = Vec::new();
+    let mut failed = Vec::new();
+    loop {
+        for (host, url) in pending.drain(..) {
+            let child = CrawlJob {
+                urls: vec![url],
+                split: false,
+                hosts: vec![host.clone()],
+                out: job
+                    .out
+                    .as_ref()
+                    .map(|out| format!("{out}.{}", host.replace(':', "_"))),
+                ..job.clone()
+            };
+            let body = json!({
+                "queue": ctx.job.queue,
+                "kind": "crawl",
+                "payload": child,
+                "timeout_ms": ctx.job.timeout_ms,
+                "unique_key": format!("crawl:{}:{host}", ctx.job.id),
+            });
+            let created: Value = jobs
+                .call("/v1/jobs", Some(body.to_string()), timeout)
+                .await
+                .map_err(|error| {
+                    JobFailure::retry(format!("enqueueing the crawl of {host}: {error}"))
+                })?;
+            let id = created["id"]
+                .as_i64()
+                .ok_or_else(|| JobFailure::retry("the server gave no job id"))?;
+            owners.insert(host.clone(), Some(id));
+            running.push((host, id));
+        }
+        if running.is_empty() {
+            break;
+        }
+        ctx.progress(
+            (owners.len() - running.len()) as f64 * 100.0 / owners.len() as f64,
+            format!(
+                "{} hosts, {} crawling, {} pages so far",
+                owners.len(),
+                running.len(),
+                totals.pages
+            ),
+        );
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = ctx.cancel.cancelled() => return Err(JobFailure::retry("stopped while host crawls were running")),
+        }
+        let mut still = Vec::new();
+        for (host, id) in running.drain(..) {
+            let child: Value = jobs
+                .call(&format!("/v1/jobs/{id}"), None, timeout)
+                .await
+                .map_err(|error| JobFailure::retry(format!("reading job {id}: {error}")))?;
+            match child["state"].as_str() {
+                Some("completed") => {
+                    add(&mut totals, &child["result"]["summary"]);
+                    for other in child["result"]["other_hosts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let Some(url) = other.as_str().and_then(|text| Url::parse(text).ok())
+                        else {
+                            continue;
+                        };
+                        let other_host = host_of(&url);
+                        if owners.len() < MAX_SPLIT_HOSTS && !owners.contains_key(&other_host) {
+                            owners.insert(other_host.clone(), None);
+                            pending.push((other_host, url.to_string()));
+                        }
+                    }
+                }
+                Some("cancelled" | "discarded") => {
+                    failed.push(json!({ "host": host, "job": id, "state": child["state"] }))
+                }
+                _ => still.push((host, id)),
+            }
+        }
+        running = still;
+    }
+    super::result(&json!({
+        "summary": totals,
+        "hosts": owners.into_iter().map(|(host, id)| json!({ "host": host, "job": id })).collect::<Vec<_>>(),
+        "failed": failed,
+    }))
+}
+
+/// Adds a child's summary to the totals.
+fn add(totals: &mut Summary, child: &Value) {
+    let Ok(child) = serde_json::from_value::<Summary>(child.clone()) else {
+        return;
+    };
+    totals.pages += child.pages;
+    totals.ok += child.ok;
+    totals.redirects += child.redirects;
+    totals.errors += child.errors;
+    totals.robots_skipped += child.robots_skipped;
+    totals.budget_skipped += child.budget_skipped;
+    totals.excluded += child.excluded;
+    totals.duplicates += child.duplicates;
+    totals.robots_and_sitemaps += child.robots_and_sitemaps;
+    totals.bytes += child.bytes;
+    totals.hosts += child.hosts;
+    totals.pending += child.pending;
+}

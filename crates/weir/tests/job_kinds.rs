@@ -1,0 +1,257 @@
+//! The `http` and `crawl` job kinds, run by a real `weir worker` process against a real
+//! server and real local targets.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{spawn_worker, start, DEADLINE};
+use tokio_util::sync::CancellationToken;
+use weir::config::ServeConfig;
+use weir::demo_site::{self, Profile, SiteConfig};
+use weir_http::{handler_fn, Request, Response, Server, ServerConfig, StatusCode};
+use weir_jobs::client::Client;
+
+/// What the target saw: method, path, content type, body, arrival.
+type Seen = Arc<Mutex<Vec<(String, String, String, String, Instant)>>>;
+
+/// A target for webhooks: `/ok` echoes, `/gone` is 404, `/flaky` is 503.
+async fn target() -> (String, Seen, CancellationToken) {
+    let seen: Seen = Arc::default();
+    let record = Arc::clone(&seen);
+    let handler = handler_fn(move |mut request: Request| {
+        let record = Arc::clone(&record);
+        async move {
+            let body = request
+                .body_mut()
+                .collect(1 << 20)
+                .await
+                .unwrap_or_default();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let content_type = request
+                .header("content-type")
+                .unwrap_or_default()
+                .to_owned();
+            let path = request.path().to_owned();
+            record.lock().unwrap().push((
+                request.method().to_string(),
+                path.clone(),
+                content_type,
+                body.clone(),
+                Instant::now(),
+            ));
+            match path.as_str() {
+                "/ok" => Response::text(StatusCode::OK, format!("got {body}"))
+                    .with_header("x-target", "yes"),
+                "/gone" => Response::text(StatusCode::NOT_FOUND, "no such hook\n"),
+                _ => Response::text(StatusCode::SERVICE_UNAVAILABLE, "try later\n"),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(Server::new(handler, ServerConfig::default()).serve(listener, shutdown.clone()));
+    (url, seen, shutdown)
+}
+
+async fn enqueue(api: &Client, jobs: Value) -> Vec<i64> {
+    let created: Value = api
+        .call(
+            "/v1/jobs/batch",
+            Some(json!({ "jobs": jobs }).to_string()),
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+    created["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Waits until job `id` is in a final state and returns it.
+async fn finished(api: &Client, id: i64) -> Value {
+    let give_up = Instant::now() + DEADLINE * 3;
+    loop {
+        let job: Value = api
+            .call(&format!("/v1/jobs/{id}"), None, DEADLINE)
+            .await
+            .unwrap();
+        if matches!(
+            job["state"].as_str(),
+            Some("completed" | "discarded" | "cancelled")
+        ) {
+            return job;
+        }
+        assert!(Instant::now() < give_up, "job {id} did not finish: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn last_error(job: &Value) -> String {
+    job["errors"]
+        .as_array()
+        .and_then(|errors| errors.last())
+        .map(|error| error["error"].to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_jobs_complete_on_2xx_discard_on_4xx_and_retry_5xx() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let (url, seen, _stop) = target().await;
+    let _worker = spawn_worker(&[
+        "--server",
+        &format!("http://{}", server.http),
+        "--concurrency",
+        "4",
+    ]);
+    let ids = enqueue(
+        &api,
+        json!([
+            {"kind": "http", "payload": {"url": format!("{url}/ok"), "body": {"event": "signup"}, "headers": {"x-hook": "1"}}},
+            {"kind": "http", "payload": {"url": format!("{url}/gone"), "method": "POST", "body": "x"}, "max_attempts": 5},
+            {"kind": "http", "payload": {"url": format!("{url}/flaky"), "method": "POST", "body": "y"}, "max_attempts": 2},
+            {"kind": "http", "payload": {"url": "ftp://example.com/"}},
+        ]),
+    )
+    .await;
+    let ok = finished(&api, ids[0]).await;
+    assert_eq!(ok["state"], "completed", "{ok}");
+    let result = &ok["result"];
+    assert_eq!(result["status"], 200);
+    assert_eq!(result["body"], "got {\"event\":\"signup\"}");
+    assert_eq!(result["headers"]["x-target"], "yes");
+    assert!(result["total_ms"].as_f64().unwrap() >= 0.0);
+
+    let gone = finished(&api, ids[1]).await;
+    assert_eq!(
+        (gone["state"].as_str(), gone["attempt"].as_u64()),
+        (Some("discarded"), Some(1)),
+        "{gone}"
+    );
+    assert!(last_error(&gone).contains("404"), "{gone}");
+    let flaky = finished(&api, ids[2]).await;
+    assert_eq!(
+        (flaky["state"].as_str(), flaky["attempt"].as_u64()),
+        (Some("discarded"), Some(2)),
+        "{flaky}"
+    );
+    let bad = finished(&api, ids[3]).await;
+    assert_eq!(bad["state"], "discarded");
+    assert!(last_error(&bad).contains("only http and https"), "{bad}");
+
+    let seen = seen.lock().unwrap().clone();
+    let count = |path: &str| seen.iter().filter(|(_, p, ..)| p == path).count();
+    // A POST is not retried inside the client: each job attempt is one request.
+    assert_eq!((count("/ok"), count("/gone"), count("/flaky")), (1, 1, 2));
+    let hook = seen.iter().find(|(_, path, ..)| path == "/ok").unwrap();
+    assert_eq!(
+        (hook.0.as_str(), hook.2.as_str()),
+        ("POST", "application/json")
+    );
+}
+
+/// The worker's `--http-rate` holds for the target host whatever the worker's concurrency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_jobs_keep_the_per_host_rate() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let (url, seen, _stop) = target().await;
+    let host = url.trim_start_matches("http://").to_owned();
+    let _worker = spawn_worker(&[
+        "--server",
+        &format!("http://{}", server.http),
+        "--concurrency",
+        "16",
+        "--http-rate",
+        &format!("{host}=10/s"),
+    ]);
+    let jobs: Vec<Value> = (0..12)
+        .map(|n| json!({"kind": "http", "payload": {"url": format!("{url}/ok?n={n}")}}))
+        .collect();
+    let ids = enqueue(&api, Value::Array(jobs)).await;
+    for id in ids {
+        assert_eq!(finished(&api, id).await["state"], "completed");
+    }
+    let mut arrivals: Vec<Instant> = seen.lock().unwrap().iter().map(|entry| entry.4).collect();
+    arrivals.sort();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        // 10/s: 100 ms apart, less a few ms of loopback trip.
+        assert!(
+            gap >= Duration::from_millis(95),
+            "two requests {gap:?} apart"
+        );
+    }
+}
+
+/// A split crawl: one job per host, each host crawled once, totals in the coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_crawl_gives_each_host_to_one_job() {
+    let (site, listeners) = demo_site::bind(SiteConfig {
+        pages: 60,
+        hosts: 3,
+        port: 0,
+        profile: Profile::Static,
+        ..SiteConfig::default()
+    })
+    .await
+    .unwrap();
+    let site_stop = CancellationToken::new();
+    tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
+    let _site_guard = site_stop.drop_guard();
+    let server = start(ServeConfig::defaults()).await;
+    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let _worker = spawn_worker(&[
+        "--server",
+        &format!("http://{}", server.http),
+        "--concurrency",
+        "4",
+    ]);
+    let ids = enqueue(
+        &api,
+        json!([{"kind": "crawl", "payload": {"urls": [site.start_url()], "split": true}}]),
+    )
+    .await;
+    let coordinator = finished(&api, ids[0]).await;
+    assert_eq!(coordinator["state"], "completed", "{coordinator}");
+    let result = &coordinator["result"];
+    assert_eq!(result["hosts"].as_array().unwrap().len(), 3, "{result}");
+    // 60 pages and 3 home pages, each fetched once.
+    assert_eq!(result["summary"]["pages"], 63, "{result}");
+    let client = weir_client::Client::builder().build().unwrap();
+    let log = client
+        .http()
+        .get(format!("{}{}", site.base(0), demo_site::LOG_PATH))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        if let Some(url) = entry["url"].as_str() {
+            *counts.entry(url.to_owned()).or_default() += 1;
+        }
+    }
+    assert!(
+        counts.values().all(|count| *count == 1),
+        "a URL fetched twice: {counts:?}"
+    );
+    // Each host's job ran with only its host.
+    for host in result["hosts"].as_array().unwrap() {
+        let child = finished(&api, host["job"].as_i64().unwrap()).await;
+        assert_eq!(child["state"], "completed");
+        assert_eq!(child["result"]["summary"]["hosts"], 1, "{child}");
+    }
+}
