@@ -4,10 +4,12 @@
 //! building a DOM: memory stays small whatever the page size, and extraction overlaps the
 //! download. The `send` flavour lets the extractor live in a spawned fetch task.
 
-use std::sync::{Arc, Mutex};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use lol_html::send::{HtmlRewriter, Settings};
-use lol_html::{element, text, OutputSink};
+use lol_html::html_content::TextChunk;
+use lol_html::send::{Element, ElementContentHandlers, HtmlRewriter, Settings};
+use lol_html::{OutputSink, Selector};
 
 /// Links kept per page; a page with more is cut there (and says so).
 pub const MAX_LINKS: usize = 10_000;
@@ -50,6 +52,15 @@ impl std::fmt::Debug for LinkExtractor {
     }
 }
 
+/// The selectors, parsed once: parsing them per page cost about 1% of a crawl's CPU.
+fn selectors() -> &'static [Selector; 3] {
+    static SELECTORS: OnceLock<[Selector; 3]> = OnceLock::new();
+    SELECTORS.get_or_init(|| {
+        ["a[href], area[href]", "base[href]", "title"]
+            .map(|text| text.parse().expect("a valid selector"))
+    })
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -68,7 +79,7 @@ impl LinkExtractor {
         let found = Arc::new(Mutex::new(Extracted::default()));
         let title = Arc::new(Mutex::new(String::new()));
         let (links, bases, titles) = (Arc::clone(&found), Arc::clone(&found), Arc::clone(&title));
-        let add_link = move |el: &mut lol_html::send::Element<'_, '_>| {
+        let add_link = move |el: &mut Element<'_, '_>| {
             if let Some(href) = el.get_attribute("href") {
                 let mut found = lock(&links);
                 if found.links.len() < MAX_LINKS {
@@ -79,23 +90,33 @@ impl LinkExtractor {
             }
             Ok(())
         };
+        let [anchors, base, title_selector] = selectors();
         let settings = Settings {
             element_content_handlers: vec![
-                element!("a[href], area[href]", add_link),
-                element!("base[href]", move |el| {
-                    let mut found = lock(&bases);
-                    if found.base.is_none() {
-                        found.base = el.get_attribute("href");
-                    }
-                    Ok(())
-                }),
-                text!("title", move |chunk| {
-                    let mut title = lock(&titles);
-                    if title.len() < MAX_TITLE {
-                        title.push_str(chunk.as_str());
-                    }
-                    Ok(())
-                }),
+                (
+                    Cow::Borrowed(anchors),
+                    ElementContentHandlers::default().element(add_link),
+                ),
+                (
+                    Cow::Borrowed(base),
+                    ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
+                        let mut found = lock(&bases);
+                        if found.base.is_none() {
+                            found.base = el.get_attribute("href");
+                        }
+                        Ok(())
+                    }),
+                ),
+                (
+                    Cow::Borrowed(title_selector),
+                    ElementContentHandlers::default().text(move |chunk: &mut TextChunk<'_>| {
+                        let mut title = lock(&titles);
+                        if title.len() < MAX_TITLE {
+                            title.push_str(chunk.as_str());
+                        }
+                        Ok(())
+                    }),
+                ),
             ],
             ..Settings::new_send()
         };

@@ -135,7 +135,16 @@ async fn crawl(config: CrawlConfig, settings: Settings, resume: Option<SavedFron
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     let display = tokio::spawn(show_progress(crawler.progress(), stop.clone()));
-    let result = crawler.run(&mut output, stop.clone(), resume).await;
+    // The crawl loop runs as a task on the runtime, next to its fetch tasks: a finished
+    // fetch wakes it without a hop to the main thread.
+    let crawl = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let result = crawler.run(&mut output, stop, resume).await;
+            (result, output)
+        }
+    });
+    let (result, _output) = crawl.await.expect("the crawl task does not panic");
     display.abort();
     let _ = display.await;
     let finished = match result {
