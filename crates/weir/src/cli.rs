@@ -71,6 +71,7 @@ pub fn command() -> Command {
         .subcommand(crate::client_cli::worker_command())
         .subcommand(crate::client_cli::jobs_command())
         .subcommand(crate::crawl_cli::command())
+        .subcommand(crate::files_cli::command())
         .subcommand(crate::demo_site::command())
 }
 
@@ -107,6 +108,7 @@ pub fn main() -> ExitCode {
         Some(("worker", worker)) => crate::client_cli::run_worker(worker),
         Some(("jobs", jobs)) => crate::client_cli::run_jobs(jobs),
         Some(("crawl", crawl)) => crate::crawl_cli::run(crawl),
+        Some(("files", files)) => crate::files_cli::run(files),
         Some(("demo-site", demo)) => crate::demo_site::run(demo),
         _ => ExitCode::from(EXIT_USAGE),
     }

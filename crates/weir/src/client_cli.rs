@@ -38,7 +38,7 @@ fn server_args(command: Command) -> Command {
 
 /// `weir worker`.
 pub(crate) fn worker_command() -> Command {
-    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep, http, crawl)"))
+    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep, http, crawl, files)"))
         .after_help(
             "Examples:\n  weir worker                                  # queue `default`, 8 at once\n  weir worker --queues email,reports --concurrency 32 --server http://10.0.0.5:7070\n\nCtrl-C or SIGTERM: no new jobs; running ones get --shutdown-timeout to finish,\nthen are released so they run again at once elsewhere.",
         )

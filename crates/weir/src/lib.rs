@@ -12,6 +12,7 @@ pub mod config;
 mod crawl_cli;
 mod dashboard;
 pub mod demo_site;
+mod files_cli;
 mod jobs;
 mod kinds;
 pub mod line;

@@ -255,3 +255,37 @@ async fn a_split_crawl_gives_each_host_to_one_job() {
         assert_eq!(child["result"]["summary"]["hosts"], 1, "{child}");
     }
 }
+
+/// `files` over a tree on the worker's machine: totals in the result, every file in `out`,
+/// an unreadable entry reported without failing the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_files_job_reports_totals_and_writes_every_file() {
+    let dir = support::temp_dir("files-job");
+    for n in 0..25 {
+        std::fs::write(dir.join(format!("f{n}.txt")), "one two\nthree\n".repeat(n)).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling")).unwrap();
+    let out = support::temp_dir("files-job-out").join("report.jsonl");
+    let server = start(ServeConfig::defaults()).await;
+    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let _worker = spawn_worker(&["--server", &format!("http://{}", server.http)]);
+    let payload = json!({"paths": [dir], "count": true, "hash": "sha256", "out": out});
+    let ids = enqueue(&api, json!([{"kind": "files", "payload": payload}])).await;
+    let job = finished(&api, ids[0]).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let totals = &job["result"]["totals"];
+    // Files n hold 2n lines and 3n words: sums over 0..25 of 2n and 3n.
+    assert_eq!(
+        (
+            totals["files"].as_u64(),
+            totals["lines"].as_u64(),
+            totals["words"].as_u64()
+        ),
+        (Some(25), Some(600), Some(900))
+    );
+    assert_eq!(totals["errors"], 1);
+    assert_eq!(job["result"]["errors"][0]["error"], "broken symbolic link");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.lines().count(), 26);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,13 +1,14 @@
 //! Job kinds built into `weir worker` beyond `echo` and `sleep`: `http` (webhooks and API
-//! calls through the rate-limited client) and `crawl` (the crawler, optionally split
-//! across jobs by host).
+//! calls through the rate-limited client), `crawl` (the crawler, optionally split across
+//! jobs by host) and `files` (counts, hashes and search over a tree).
 
 pub(crate) mod crawl;
+pub(crate) mod files;
 pub(crate) mod http;
 
 use weir_jobs::worker::{JobContext, JobFailure, Registry};
 
-/// Registers the `http` and `crawl` kinds.
+/// Registers the `http`, `crawl` and `files` kinds.
 pub(crate) fn register(
     registry: &mut Registry,
     http: weir_client::Client,
@@ -18,6 +19,7 @@ pub(crate) fn register(
     registry.register("crawl", move |ctx: JobContext| {
         crawl::run(std::sync::Arc::clone(&jobs), ctx)
     });
+    registry.register("files", files::run);
 }
 
 /// Reads a job's payload as `T`; a payload that does not fit is a fatal failure (trying

@@ -1,0 +1,86 @@
+//! What processing found, per file and in total.
+
+use serde::Serialize;
+
+/// A matching line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Match {
+    /// 1-based line number.
+    pub line: u64,
+    /// The line (invalid UTF-8 replaced, cut at 1 KiB).
+    pub text: String,
+}
+
+/// One file's result, or why it has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    /// The path as given by the walk (non-UTF-8 bytes escaped as `\xNN`).
+    pub path: String,
+    /// Newlines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    /// Runs of non-whitespace bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<u64>,
+    /// Bytes read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The hash, lower-case hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Lines matching `--grep` (at most `max_matches`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<Match>,
+    /// All matching lines, also those past `max_matches`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_count: Option<u64>,
+    /// Why the file could not be processed (permission denied, vanished, a broken
+    /// symbolic link, a name that is not UTF-8, a symbolic link loop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FileReport {
+    /// A report of a failure.
+    pub fn failed(path: String, error: String) -> FileReport {
+        FileReport {
+            path,
+            error: Some(error),
+            ..FileReport::default()
+        }
+    }
+}
+
+/// Totals over every file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Files processed.
+    pub files: u64,
+    /// Files (or walk entries) with an error.
+    pub errors: u64,
+    /// Sum of lines.
+    pub lines: u64,
+    /// Sum of words.
+    pub words: u64,
+    /// Sum of bytes.
+    pub bytes: u64,
+    /// Sum of matching lines.
+    pub matches: u64,
+    /// The run was stopped before the end: these are partial totals.
+    pub partial: bool,
+}
+
+impl Totals {
+    /// Adds one report.
+    pub fn add(&mut self, report: &FileReport) {
+        if report.error.is_some() {
+            self.errors += 1;
+            return;
+        }
+        self.files += 1;
+        self.lines += report.lines.unwrap_or(0);
+        self.words += report.words.unwrap_or(0);
+        self.bytes += report.bytes.unwrap_or(0);
+        self.matches += report.match_count.unwrap_or(0);
+    }
+}

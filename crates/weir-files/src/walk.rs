@@ -1,0 +1,123 @@
+//! The walk: the `ignore` crate's walker, set up the same way for both programs.
+//!
+//! Symbolic links are followed, and a link back to an ancestor directory is reported as an
+//! error instead of walked again (the walker tracks the directories above each entry), so a
+//! loop never hangs the run.
+
+use std::path::{Path, PathBuf};
+
+use ignore::{WalkBuilder, WalkState};
+
+use crate::options::Options;
+use crate::process::path_text;
+use crate::report::FileReport;
+
+/// One walk result: a file to process, or an entry that failed.
+#[derive(Debug)]
+pub(crate) enum Found {
+    File(PathBuf),
+    Failed(FileReport),
+}
+
+fn builder(roots: &[PathBuf], options: &Options) -> Option<WalkBuilder> {
+    let (first, rest) = roots.split_first()?;
+    let mut builder = WalkBuilder::new(first);
+    for root in rest {
+        builder.add(root);
+    }
+    builder
+        .follow_links(true)
+        .hidden(!options.hidden)
+        .git_ignore(options.gitignore)
+        .git_global(options.gitignore)
+        .git_exclude(options.gitignore)
+        .ignore(options.gitignore)
+        .parents(options.gitignore)
+        // Honour .gitignore outside a git repository too: a tree copied out of one
+        // keeps its rules.
+        .require_git(false);
+    Some(builder)
+}
+
+fn convert(entry: Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
+    match entry {
+        Ok(entry) => entry
+            .file_type()
+            .is_some_and(|kind| kind.is_file())
+            .then(|| Found::File(entry.into_path())),
+        Err(error) => Some(Found::Failed(walk_failure(&error))),
+    }
+}
+
+fn walk_failure(error: &ignore::Error) -> FileReport {
+    let path = error_path(error)
+        .map(|path| path_text(path).unwrap_or_else(|escaped| escaped))
+        .unwrap_or_default();
+    let message = match error.io_error() {
+        Some(io) => match error_path(error) {
+            Some(path) => crate::process::describe(path, io),
+            None => io.to_string(),
+        },
+        None => strip_path(error),
+    };
+    FileReport::failed(path, message)
+}
+
+fn error_path(error: &ignore::Error) -> Option<&Path> {
+    match error {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Loop { child, .. } => Some(child),
+        _ => None,
+    }
+}
+
+fn strip_path(error: &ignore::Error) -> String {
+    match error {
+        ignore::Error::Loop { ancestor, .. } => {
+            format!("symbolic link loop (back to {})", ancestor.display())
+        }
+        ignore::Error::WithPath { err, .. } | ignore::Error::WithDepth { err, .. } => {
+            strip_path(err)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The files under `roots` in a stable order (sorted by name), one at a time: the walk of
+/// the synchronous program.
+pub(crate) fn walk_sorted(roots: &[PathBuf], options: &Options) -> Box<dyn Iterator<Item = Found>> {
+    let Some(mut builder) = builder(roots, options) else {
+        return Box::new(std::iter::empty());
+    };
+    builder.sort_by_file_name(|a, b| a.cmp(b));
+    Box::new(builder.build().filter_map(convert))
+}
+
+/// Walks `roots` on the calling thread with `threads` walker threads, handing each result to
+/// `send`; stops early when `send` returns false (the receiver is gone).
+pub(crate) fn walk_parallel(
+    roots: &[PathBuf],
+    options: &Options,
+    threads: usize,
+    send: impl Fn(Found) -> bool + Sync,
+) {
+    let Some(mut builder) = builder(roots, options) else {
+        return;
+    };
+    builder.threads(threads.max(1));
+    builder.build_parallel().run(|| {
+        Box::new(|entry| match convert(entry) {
+            Some(found) => {
+                if send(found) {
+                    WalkState::Continue
+                } else {
+                    WalkState::Quit
+                }
+            }
+            None => WalkState::Continue,
+        })
+    });
+}

@@ -1,0 +1,226 @@
+//! The async program against the synchronous one on a generated tree with every kind of
+//! trouble a real tree has, and both against values computed here independently.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use tokio_util::sync::CancellationToken;
+use weir_files::{run_async, run_sync, FileReport, HashKind, Options, Totals};
+
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-files-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tree of 300 text files over nested directories, a 3 MiB file, an empty file, a
+/// symbolic link loop, a broken link, a link to a file, a name that is not UTF-8, and a
+/// .gitignore.
+fn generate(root: &Path) {
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for n in 0..300 {
+        let dir = root.join(format!("d{}", n % 7)).join(format!("e{}", n % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = String::new();
+        for line in 0..(next() % 50) {
+            let words = next() % 9;
+            for word in 0..words {
+                text.push_str(if (line + word) % 11 == 0 {
+                    "needle"
+                } else {
+                    "hay"
+                });
+                text.push(if word % 4 == 3 { '\t' } else { ' ' });
+            }
+            text.push('\n');
+        }
+        if n % 5 == 0 {
+            text.push_str("no newline at the end needle");
+        }
+        std::fs::write(dir.join(format!("f{n}.txt")), text).unwrap();
+    }
+    let big: Vec<u8> = (0..3u32 << 20)
+        .map(|i| {
+            if i % 97 == 0 {
+                b'\n'
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect();
+    std::fs::write(root.join("big.bin"), big).unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink(root, root.join("d0").join("loop")).unwrap();
+    std::os::unix::fs::symlink(root.join("nowhere"), root.join("broken")).unwrap();
+    std::os::unix::fs::symlink(root.join("empty"), root.join("link-to-empty")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"odd-\xff-name");
+    std::fs::write(root.join(odd), b"x\n").unwrap();
+    std::fs::write(root.join(".gitignore"), "d6/\n*.bin\n").unwrap();
+}
+
+fn options() -> Options {
+    Options {
+        count: true,
+        hash: Some(HashKind::Sha256),
+        grep: Some(
+            regex::bytes::RegexBuilder::new("needle")
+                .multi_line(true)
+                .build()
+                .unwrap(),
+        ),
+        ..Options::default()
+    }
+}
+
+fn sorted(mut reports: Vec<FileReport>) -> Vec<FileReport> {
+    reports.sort_by(|a, b| (&a.path, &a.error).cmp(&(&b.path, &b.error)));
+    reports
+}
+
+async fn both(
+    root: &Path,
+    options: Options,
+) -> ((Vec<FileReport>, Totals), (Vec<FileReport>, Totals)) {
+    let mut sync_reports = Vec::new();
+    let sync_totals = run_sync(
+        &[root.to_path_buf()],
+        &options,
+        &AtomicBool::new(false),
+        |r| sync_reports.push(r.clone()),
+    );
+    let mut async_reports = Vec::new();
+    let async_totals = run_async(
+        vec![root.to_path_buf()],
+        options,
+        CancellationToken::new(),
+        |r| async_reports.push(r.clone()),
+    )
+    .await;
+    (
+        (sorted(sync_reports), sync_totals),
+        (sorted(async_reports), async_totals),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_program_gives_what_the_synchronous_one_gives() {
+    let root = temp_dir("same");
+    generate(&root);
+    let ((sync_reports, sync_totals), (async_reports, async_totals)) = both(&root, options()).await;
+    assert_eq!(async_reports, sync_reports);
+    assert_eq!(async_totals, sync_totals);
+    // 300 text files, big.bin, empty, link-to-empty, .gitignore: 304 read; the odd name,
+    // the broken link and the loop are errors.
+    assert_eq!(
+        (sync_totals.files, sync_totals.errors),
+        (304, 3),
+        "{sync_reports:#?}"
+    );
+    let error = |needle: &str| {
+        sync_reports
+            .iter()
+            .find(|r| r.path.contains(needle))
+            .and_then(|r| r.error.clone())
+    };
+    assert_eq!(
+        error("odd-\\xff-name").as_deref(),
+        Some("name is not valid UTF-8")
+    );
+    assert_eq!(error("broken").as_deref(), Some("broken symbolic link"));
+    assert!(
+        error("loop").is_some_and(|e| e.contains("loop")),
+        "{:?}",
+        error("loop")
+    );
+    assert!(!sync_totals.partial);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_hashes_and_matches_are_right() {
+    let root = temp_dir("values");
+    let text = "one two  three\nneedle in the hay\n\tneedle\nlast line, no newline";
+    std::fs::write(root.join("a.txt"), text).unwrap();
+    std::fs::write(root.join("abc"), "abc").unwrap();
+    let ((reports, totals), _) = both(&root, options()).await;
+    let a = reports.iter().find(|r| r.path.ends_with("a.txt")).unwrap();
+    assert_eq!(
+        (a.lines, a.words, a.bytes),
+        (Some(3), Some(12), Some(text.len() as u64))
+    );
+    assert_eq!(
+        a.matches
+            .iter()
+            .map(|m| (m.line, m.text.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "needle in the hay"), (3, "\tneedle")]
+    );
+    let abc = reports.iter().find(|r| r.path.ends_with("abc")).unwrap();
+    // SHA-256 of "abc" (FIPS 180-2, appendix B.1).
+    assert_eq!(
+        abc.hash.as_deref(),
+        Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+    assert_eq!((totals.files, totals.lines, totals.matches), (2, 3, 2));
+    let blake = Options {
+        hash: Some(HashKind::Blake3),
+        ..options()
+    };
+    let ((reports, _), _) = both(&root, blake).await;
+    let abc = reports.iter().find(|r| r.path.ends_with("abc")).unwrap();
+    // BLAKE3 of "abc" (the reference implementation's output).
+    assert_eq!(
+        abc.hash.as_deref(),
+        Some("6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85")
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitignore_rules_apply_when_asked() {
+    let root = temp_dir("ignore");
+    generate(&root);
+    let ignoring = Options {
+        gitignore: true,
+        ..options()
+    };
+    let ((sync_reports, sync_totals), (async_reports, async_totals)) = both(&root, ignoring).await;
+    assert_eq!(async_reports, sync_reports);
+    assert_eq!(async_totals, sync_totals);
+    assert!(sync_reports
+        .iter()
+        .all(|r| !r.path.contains("/d6/") && !r.path.ends_with(".bin")));
+    // d6 holds files 6, 13, 20, … 293: 42 of the 300.
+    assert_eq!(
+        sync_reports
+            .iter()
+            .filter(|r| r.path.ends_with(".txt"))
+            .count(),
+        300 - 42
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_run_reports_partial_totals() {
+    let root = temp_dir("stop");
+    generate(&root);
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let totals = run_async(vec![root.clone()], options(), stop, |_| {}).await;
+    assert!(totals.partial);
+    assert!(totals.files < 304);
+    let stopped = AtomicBool::new(true);
+    let totals = run_sync(std::slice::from_ref(&root), &options(), &stopped, |_| {});
+    assert!(totals.partial);
+    assert_eq!(totals.files, 0);
+    std::fs::remove_dir_all(&root).unwrap();
+}
