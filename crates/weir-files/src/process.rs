@@ -13,9 +13,10 @@ use sha2::Digest;
 use crate::options::{HashKind, Options};
 use crate::report::{FileReport, Match};
 
-/// Read size: large enough that the per-read cost (a system call) is noise beside the
-/// work on the bytes, small enough to stay in the CPU's cache.
-const BUFFER: usize = 256 * 1024;
+/// Read size. 64 KiB, as ripgrep reads: the buffer stays in the CPU's L2 cache beside the
+/// page-cache pages it is copied from. Measured on the bench tree: 256 KiB spent about
+/// twice the kernel time (0.6 s against 0.33 s for 800 MiB) copying into it.
+const BUFFER: usize = 64 * 1024;
 /// A line kept for searching across buffer boundaries is cut here: memory stays bounded on
 /// a huge file without newlines (its matches are looked for in the first MiB).
 const MAX_CARRY: usize = 1 << 20;
@@ -89,19 +90,43 @@ pub(crate) fn process_until(
         Ok(file) => file,
         Err(error) => return Some(FileReport::failed(name, describe(path, &error))),
     };
-    let mut counter = options.count.then(Counter::default);
-    let mut hasher = options.hash.map(Hasher::new);
-    let mut search = options
+    let counter = options.count.then(Counter::default);
+    let hasher = options.hash.map(Hasher::new);
+    let search = options
         .grep
         .as_ref()
         .map(|regex| Search::new(regex, options.max_matches));
-    let mut buffer = vec![0u8; BUFFER];
+    BUFFER_OF_THIS_THREAD.with_borrow_mut(|buffer| {
+        if buffer.len() != BUFFER {
+            *buffer = vec![0; BUFFER];
+        }
+        read_through(&mut file, buffer, path, name, counter, hasher, search, stop)
+    })
+}
+
+thread_local! {
+    /// One read buffer per thread, reused for every file: allocating (and zeroing) a buffer
+    /// per file cost more than counting a small file's bytes.
+    static BUFFER_OF_THIS_THREAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_through(
+    file: &mut File,
+    buffer: &mut [u8],
+    path: &Path,
+    name: String,
+    mut counter: Option<Counter>,
+    mut hasher: Option<Hasher>,
+    mut search: Option<Search<'_>>,
+    stop: &AtomicBool,
+) -> Option<FileReport> {
     let mut bytes = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) {
             return None;
         }
-        let read = match file.read(&mut buffer) {
+        let read = match file.read(buffer) {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,

@@ -1,28 +1,28 @@
 //! The async program: the same work, with the walk and the files in parallel.
 //!
 //! ```text
-//!  walker thread ──(bounded channel, 1,024)──► loop ──► spawn_blocking(process_file) × jobs
-//!  (ignore's parallel walker)                   │         (one task per whole file)
-//!                                               └──◄── JoinSet: reports, in completion order
+//!  walker threads ──paths (bounded, 1,024)──► `jobs` blocking workers ──reports (bounded)──► async loop
+//!  (ignore's parallel walker)                 (each file read and                            (output, totals,
+//!                                              processed whole)                               Ctrl-C)
 //! ```
 //!
-//! - The walk blocks on the file system, so it runs on its own thread; when the channel is
-//!   full it waits (`blocking_send`): the walk never runs far ahead of the processing.
-//! - A file is read and processed whole inside one blocking task with a 256 KiB buffer. One
-//!   hop to the blocking pool per file, not per read, is the difference between this and
-//!   a naive `tokio::fs` loop.
-//! - At most `jobs` files are open at once (the loop only takes a path when a slot is
-//!   free), so memory is `jobs` buffers whatever the tree.
-//! - Cancelling `stop` takes no new file; the files in flight stop at their next buffer
-//!   (a blocking task cannot be aborted, so it checks a flag) and are left out, and the
-//!   totals are marked partial.
+//! - The walk blocks on the file system, so it runs on blocking threads; when the path
+//!   channel is full it waits (`blocking_send`): the walk never runs far ahead.
+//! - `jobs` workers, started once on the blocking pool, each take the next path and read
+//!   and process that file whole with a 64 KiB buffer. One blocking hop per *worker*, not
+//!   per read (a naive `tokio::fs` loop) nor per file (measured: a `spawn_blocking` per file
+//!   spent more time waking and parking threads than counting 20,000 small files).
+//! - At most `jobs` files are open at once, so memory is `jobs` buffers whatever the tree.
+//! - The async loop owns the output and the totals and listens for `stop`: cancelled, no
+//!   new file is taken, the files in flight stop at their next buffer (a blocking thread
+//!   cannot be aborted, so it checks a flag) and are left out, and the totals are marked
+//!   partial.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::options::Options;
@@ -30,8 +30,9 @@ use crate::process::process_until;
 use crate::report::{FileReport, Totals};
 use crate::walk::{walk_parallel, Found};
 
-/// Paths waiting between the walk and the processing.
-const QUEUE: usize = 1024;
+/// Batches waiting between the walk and the workers, and between the workers and the
+/// loop (each batch up to 64 entries: a wake-up per batch, not per file).
+const QUEUE: usize = 16;
 
 /// Walks `roots` and processes the files, `options.jobs` at a time, handing every report
 /// to `report` as it completes.
@@ -43,53 +44,77 @@ pub async fn run_async(
 ) -> Totals {
     let options = Arc::new(options);
     let jobs = options.jobs.max(1);
-    let (sender, mut paths) = mpsc::channel::<Found>(QUEUE);
-    let walk_options = Arc::clone(&options);
-    let walker = tokio::task::spawn_blocking(move || {
-        // The walk shares the machine with the processing; two walker threads keep the
-        // channel full on a fast disk without taking cores from the hashing.
-        walk_parallel(&roots, &walk_options, jobs.min(2), |found| {
-            sender.blocking_send(found).is_ok()
-        });
-    });
-    let mut totals = Totals::default();
-    let mut running: JoinSet<Option<FileReport>> = JoinSet::new();
     let stopped = Arc::new(AtomicBool::new(false));
-    let mut walk_done = false;
-    loop {
-        if running.is_empty() && (walk_done || totals.partial) {
-            break;
-        }
-        tokio::select! {
-            // Finished files first: they free the slots the next paths need.
-            biased;
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                let file = done.unwrap_or_else(|error| Some(FileReport::failed(String::new(), format!("processing failed: {error}"))));
-                if let Some(file) = file {
-                    totals.add(&file);
-                    report(&file);
+    let (path_sender, paths) = mpsc::channel::<Vec<Found>>(QUEUE);
+    let (report_sender, mut reports) = mpsc::channel::<Vec<FileReport>>(QUEUE);
+
+    let walker = {
+        let (options, stopped) = (Arc::clone(&options), Arc::clone(&stopped));
+        tokio::task::spawn_blocking(move || {
+            // Two walker threads keep the queue full on a fast disk without taking the
+            // cores the workers need.
+            walk_parallel(&roots, &options, jobs.min(2), |found| {
+                !stopped.load(Ordering::Relaxed) && path_sender.blocking_send(found).is_ok()
+            });
+        })
+    };
+    // Workers share the receiving end; the lock is held only while taking one path.
+    let paths = Arc::new(Mutex::new(paths));
+    for _ in 0..jobs {
+        let (paths, options, stopped, reports) = (
+            Arc::clone(&paths),
+            Arc::clone(&options),
+            Arc::clone(&stopped),
+            report_sender.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            loop {
+                // A statement of its own: in `while let` the lock guard would live through
+                // the loop body, and the workers would take turns instead of running at once.
+                let next = paths
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .blocking_recv();
+                let Some(batch) = next else { return };
+                let mut done = Vec::with_capacity(batch.len());
+                for found in batch {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match found {
+                        Found::Failed(failure) => done.push(failure),
+                        Found::File(path) => done.extend(process_until(&path, &options, &stopped)),
+                    }
+                }
+                if reports.blocking_send(done).is_err() || stopped.load(Ordering::Relaxed) {
+                    return;
                 }
             }
+        });
+    }
+    // The loop ends when every worker has dropped its sender.
+    drop(report_sender);
+
+    let mut totals = Totals::default();
+    loop {
+        tokio::select! {
+            batch = reports.recv() => match batch {
+                Some(batch) => {
+                    for file in &batch {
+                        totals.add(file);
+                        report(file);
+                    }
+                }
+                None => break,
+            },
             () = stop.cancelled(), if !totals.partial => {
                 totals.partial = true;
+                // Workers stop at their next buffer or path; the walker at its next send,
+                // and when it ends the workers waiting for a path see the channel close.
                 stopped.store(true, Ordering::Relaxed);
-                paths.close();
             }
-            found = paths.recv(), if !walk_done && running.len() < jobs && !totals.partial => match found {
-                Some(Found::File(path)) => {
-                    let (options, stopped) = (Arc::clone(&options), Arc::clone(&stopped));
-                    running.spawn_blocking(move || process_until(&path, &options, &stopped));
-                }
-                Some(Found::Failed(failure)) => {
-                    totals.add(&failure);
-                    report(&failure);
-                }
-                None => walk_done = true,
-            },
         }
     }
-    // The walker stops at its next send once the channel is closed.
-    paths.close();
     let _ = walker.await;
     totals
 }

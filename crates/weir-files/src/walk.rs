@@ -96,28 +96,62 @@ pub(crate) fn walk_sorted(roots: &[PathBuf], options: &Options) -> Box<dyn Itera
     Box::new(builder.build().filter_map(convert))
 }
 
-/// Walks `roots` on the calling thread with `threads` walker threads, handing each result to
-/// `send`; stops early when `send` returns false (the receiver is gone).
+/// Entries handed over at once: one channel send (and at most one thread wake-up) per
+/// batch instead of per file.
+pub(crate) const BATCH: usize = 64;
+
+/// Walks `roots` on the calling thread with `threads` walker threads, handing results to
+/// `send` in batches of up to [`BATCH`]; stops early when `send` returns false.
 pub(crate) fn walk_parallel(
     roots: &[PathBuf],
     options: &Options,
     threads: usize,
-    send: impl Fn(Found) -> bool + Sync,
+    send: impl Fn(Vec<Found>) -> bool + Sync,
 ) {
     let Some(mut builder) = builder(roots, options) else {
         return;
     };
     builder.threads(threads.max(1));
     builder.build_parallel().run(|| {
-        Box::new(|entry| match convert(entry) {
-            Some(found) => {
-                if send(found) {
-                    WalkState::Continue
-                } else {
-                    WalkState::Quit
+        // Each walker thread fills its own batch; the last one is sent when the thread's
+        // visitor is dropped at the end of the walk.
+        let mut batch = Batch {
+            found: Vec::with_capacity(BATCH),
+            send: &send,
+            open: true,
+        };
+        Box::new(move |entry| {
+            if let Some(found) = convert(entry) {
+                batch.found.push(found);
+                if batch.found.len() == BATCH && !batch.flush() {
+                    return WalkState::Quit;
                 }
             }
-            None => WalkState::Continue,
+            WalkState::Continue
         })
     });
+}
+
+struct Batch<'a, F: Fn(Vec<Found>) -> bool> {
+    found: Vec<Found>,
+    send: &'a F,
+    open: bool,
+}
+
+impl<F: Fn(Vec<Found>) -> bool> Batch<'_, F> {
+    fn flush(&mut self) -> bool {
+        if self.open && !self.found.is_empty() {
+            self.open = (self.send)(std::mem::replace(
+                &mut self.found,
+                Vec::with_capacity(BATCH),
+            ));
+        }
+        self.open
+    }
+}
+
+impl<F: Fn(Vec<Found>) -> bool> Drop for Batch<'_, F> {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
