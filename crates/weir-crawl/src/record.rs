@@ -112,3 +112,22 @@ pub struct Summary {
     /// Pages per second.
     pub pages_per_s: f64,
 }
+
+impl Summary {
+    /// Adds the counts of another crawl (one host's share of a split crawl); `stopped` and
+    /// the rates are left for the caller to set.
+    pub fn add(&mut self, other: &Summary) {
+        self.pages += other.pages;
+        self.ok += other.ok;
+        self.redirects += other.redirects;
+        self.errors += other.errors;
+        self.robots_skipped += other.robots_skipped;
+        self.budget_skipped += other.budget_skipped;
+        self.excluded += other.excluded;
+        self.duplicates += other.duplicates;
+        self.robots_and_sitemaps += other.robots_and_sitemaps;
+        self.bytes += other.bytes;
+        self.hosts += other.hosts;
+        self.pending += other.pending;
+    }
+}

@@ -37,27 +37,7 @@ async fn demo(config: SiteConfig) -> DemoSite {
 impl DemoSite {
     /// Every request the site answered: (URL, arrival in ms).
     async fn log(&self) -> Vec<(String, f64)> {
-        let url = format!("{}{}", self.site.base(0), demo_site::LOG_PATH);
-        let client = weir_client::Client::builder().build().unwrap();
-        let text = client
-            .http()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str::<Value>(line).unwrap())
-            .filter(|line| line.get("url").is_some())
-            .map(|line| {
-                (
-                    line["url"].as_str().unwrap().to_owned(),
-                    line["at_ms"].as_f64().unwrap(),
-                )
-            })
-            .collect()
+        support::demo_log(&self.site.base(0)).await
     }
 }
 

@@ -94,6 +94,13 @@ async fn finished(api: &Client, id: i64) -> Value {
     }
 }
 
+/// A server on ephemeral ports and a client of its API.
+async fn server() -> (support::Server, Client) {
+    let server = start(ServeConfig::defaults()).await;
+    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    (server, api)
+}
+
 fn last_error(job: &Value) -> String {
     job["errors"]
         .as_array()
@@ -104,8 +111,7 @@ fn last_error(job: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_jobs_complete_on_2xx_discard_on_4xx_and_retry_5xx() {
-    let server = start(ServeConfig::defaults()).await;
-    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let (server, api) = server().await;
     let (url, seen, _stop) = target().await;
     let _worker = spawn_worker(&[
         "--server",
@@ -162,8 +168,7 @@ async fn http_jobs_complete_on_2xx_discard_on_4xx_and_retry_5xx() {
 /// The worker's `--http-rate` holds for the target host whatever the worker's concurrency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_jobs_keep_the_per_host_rate() {
-    let server = start(ServeConfig::defaults()).await;
-    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let (server, api) = server().await;
     let (url, seen, _stop) = target().await;
     let host = url.trim_start_matches("http://").to_owned();
     let _worker = spawn_worker(&[
@@ -208,8 +213,7 @@ async fn a_split_crawl_gives_each_host_to_one_job() {
     let site_stop = CancellationToken::new();
     tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
     let _site_guard = site_stop.drop_guard();
-    let server = start(ServeConfig::defaults()).await;
-    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let (server, api) = server().await;
     let _worker = spawn_worker(&[
         "--server",
         &format!("http://{}", server.http),
@@ -227,22 +231,9 @@ async fn a_split_crawl_gives_each_host_to_one_job() {
     assert_eq!(result["hosts"].as_array().unwrap().len(), 3, "{result}");
     // 60 pages and 3 home pages, each fetched once.
     assert_eq!(result["summary"]["pages"], 63, "{result}");
-    let client = weir_client::Client::builder().build().unwrap();
-    let log = client
-        .http()
-        .get(format!("{}{}", site.base(0), demo_site::LOG_PATH))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for line in log.lines() {
-        let entry: Value = serde_json::from_str(line).unwrap();
-        if let Some(url) = entry["url"].as_str() {
-            *counts.entry(url.to_owned()).or_default() += 1;
-        }
+    for (url, _) in support::demo_log(&site.base(0)).await {
+        *counts.entry(url).or_default() += 1;
     }
     assert!(
         counts.values().all(|count| *count == 1),
@@ -266,8 +257,7 @@ async fn a_files_job_reports_totals_and_writes_every_file() {
     }
     std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling")).unwrap();
     let out = support::temp_dir("files-job-out").join("report.jsonl");
-    let server = start(ServeConfig::defaults()).await;
-    let api = Client::new(vec![format!("http://{}", server.http)], None).unwrap();
+    let (server, api) = server().await;
     let _worker = spawn_worker(&["--server", &format!("http://{}", server.http)]);
     let payload = json!({"paths": [dir], "count": true, "hash": "sha256", "out": out});
     let ids = enqueue(&api, json!([{"kind": "files", "payload": payload}])).await;

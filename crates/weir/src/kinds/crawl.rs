@@ -293,21 +293,9 @@ async fn coordinate(
     }))
 }
 
-/// Adds a child's summary to the totals.
+/// Adds a child's summary (as JSON) to the totals.
 fn add(totals: &mut Summary, child: &Value) {
-    let Ok(child) = serde_json::from_value::<Summary>(child.clone()) else {
-        return;
-    };
-    totals.pages += child.pages;
-    totals.ok += child.ok;
-    totals.redirects += child.redirects;
-    totals.errors += child.errors;
-    totals.robots_skipped += child.robots_skipped;
-    totals.budget_skipped += child.budget_skipped;
-    totals.excluded += child.excluded;
-    totals.duplicates += child.duplicates;
-    totals.robots_and_sitemaps += child.robots_and_sitemaps;
-    totals.bytes += child.bytes;
-    totals.hosts += child.hosts;
-    totals.pending += child.pending;
+    if let Ok(child) = serde_json::from_value::<Summary>(child.clone()) {
+        totals.add(&child);
+    }
 }

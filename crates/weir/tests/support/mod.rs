@@ -202,3 +202,27 @@ pub fn spawn_worker(args: &[&str]) -> Process {
         addr: String::new(),
     }
 }
+
+/// The request log of a `weir demo-site` whose host 0 is at `base`: (URL, arrival in ms),
+/// in arrival order.
+pub async fn demo_log(base: &str) -> Vec<(String, f64)> {
+    let client = weir_client::Client::builder().build().unwrap();
+    let url = format!("{base}{}", weir::demo_site::LOG_PATH);
+    let text = client
+        .http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line.get("url").is_some())
+        .map(|line| {
+            let url = line["url"].as_str().unwrap().to_owned();
+            (url, line["at_ms"].as_f64().unwrap())
+        })
+        .collect()
+}
