@@ -12,15 +12,22 @@
 //!   and process that file whole with a 64 KiB buffer. One blocking hop per *worker*, not
 //!   per read (a naive `tokio::fs` loop) nor per file (measured: a `spawn_blocking` per file
 //!   spent more time waking and parking threads than counting 20,000 small files).
+//! - Files of 4 MiB or more skip the queue: the walker (which `stat`s each file to tell)
+//!   puts them on a largest-first list that workers take from before the queue, and the
+//!   queue lets the walk run up to 32,768 paths ahead, so large files are found early. A
+//!   file's processing is one sequential task; a large one found late would run alone at
+//!   the end while the other cores idle (measured: that tail held the async program to
+//!   1.65× the synchronous one on two cores).
 //! - At most `jobs` files are open at once, so memory is `jobs` buffers whatever the tree.
 //! - The async loop owns the output and the totals and listens for `stop`: cancelled, no
 //!   new file is taken, the files in flight stop at their next buffer (a blocking thread
 //!   cannot be aborted, so it checks a flag) and are left out, and the totals are marked
 //!   partial.
 
+use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +39,10 @@ use crate::walk::{walk_parallel, Found};
 
 /// Batches waiting between the walk and the workers, and between the workers and the
 /// loop (each batch up to 64 entries: a wake-up per batch, not per file).
-const QUEUE: usize = 16;
+const QUEUE: usize = 512;
+/// Files this large skip the queue and go first: a file's processing is one sequential
+/// task, and one found late would run alone at the end while the other cores idle.
+const LARGE: u64 = 4 << 20;
 
 /// Walks `roots` and processes the files, `options.jobs` at a time, handing every report
 /// to `report` as it completes.
@@ -48,34 +58,57 @@ pub async fn run_async(
     let (path_sender, paths) = mpsc::channel::<Vec<Found>>(QUEUE);
     let (report_sender, mut reports) = mpsc::channel::<Vec<FileReport>>(QUEUE);
 
+    // Large files, largest first; at most as many as the tree holds files of `LARGE`
+    // bytes, and only their paths.
+    let large: Arc<Mutex<BinaryHeap<(u64, PathBuf)>>> = Arc::default();
     let walker = {
-        let (options, stopped) = (Arc::clone(&options), Arc::clone(&stopped));
+        let (options, stopped, large) = (
+            Arc::clone(&options),
+            Arc::clone(&stopped),
+            Arc::clone(&large),
+        );
         tokio::task::spawn_blocking(move || {
             // Two walker threads keep the queue full on a fast disk without taking the
             // cores the workers need.
-            walk_parallel(&roots, &options, jobs.min(2), |found| {
-                !stopped.load(Ordering::Relaxed) && path_sender.blocking_send(found).is_ok()
-            });
+            walk_parallel(
+                &roots,
+                &options,
+                jobs.min(2),
+                LARGE,
+                |path, size| lock(&large).push((size, path)),
+                |found| {
+                    !stopped.load(Ordering::Relaxed) && path_sender.blocking_send(found).is_ok()
+                },
+            );
         })
     };
     // Workers share the receiving end; the lock is held only while taking one path.
     let paths = Arc::new(Mutex::new(paths));
     for _ in 0..jobs {
-        let (paths, options, stopped, reports) = (
+        let (paths, options, stopped, reports, large) = (
             Arc::clone(&paths),
             Arc::clone(&options),
             Arc::clone(&stopped),
             report_sender.clone(),
+            Arc::clone(&large),
         );
         tokio::task::spawn_blocking(move || {
             loop {
-                // A statement of its own: in `while let` the lock guard would live through
-                // the loop body, and the workers would take turns instead of running at once.
-                let next = paths
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .blocking_recv();
-                let Some(batch) = next else { return };
+                // Each lock in a statement of its own: in `while let` or `if let` the guard
+                // would live through the body, and the workers would take turns.
+                let next_large = lock(&large).pop();
+                let batch = match next_large {
+                    Some((_, path)) => vec![Found::File(path)],
+                    None => {
+                        let next = lock(&paths).blocking_recv();
+                        match next {
+                            Some(batch) => batch,
+                            // The walk is over; large files may still wait.
+                            None if !lock(&large).is_empty() => continue,
+                            None => return,
+                        }
+                    }
+                };
                 let mut done = Vec::with_capacity(batch.len());
                 for found in batch {
                     if stopped.load(Ordering::Relaxed) {
@@ -117,4 +150,10 @@ pub async fn run_async(
     }
     let _ = walker.await;
     totals
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -100,12 +100,15 @@ pub(crate) fn walk_sorted(roots: &[PathBuf], options: &Options) -> Box<dyn Itera
 /// batch instead of per file.
 pub(crate) const BATCH: usize = 64;
 
-/// Walks `roots` on the calling thread with `threads` walker threads, handing results to
-/// `send` in batches of up to [`BATCH`]; stops early when `send` returns false.
+/// Walks `roots` on the calling thread with `threads` walker threads, handing files of at
+/// least `large_from` bytes to `large` at once and every other result to `send` in
+/// batches of up to [`BATCH`]; stops early when `send` returns false.
 pub(crate) fn walk_parallel(
     roots: &[PathBuf],
     options: &Options,
     threads: usize,
+    large_from: u64,
+    large: impl Fn(PathBuf, u64) + Sync,
     send: impl Fn(Vec<Found>) -> bool + Sync,
 ) {
     let Some(mut builder) = builder(roots, options) else {
@@ -120,7 +123,24 @@ pub(crate) fn walk_parallel(
             send: &send,
             open: true,
         };
+        let large = &large;
         Box::new(move |entry| {
+            // Large files skip the queue (one `stat` each tells them apart), so they start
+            // as soon as the walk finds them.
+            let size = entry
+                .as_ref()
+                .ok()
+                .filter(|entry| entry.file_type().is_some_and(|kind| kind.is_file()));
+            if let Some(size) = size
+                .and_then(|entry| entry.metadata().ok())
+                .map(|meta| meta.len())
+            {
+                if size >= large_from {
+                    let entry = entry.expect("checked above");
+                    large(entry.into_path(), size);
+                    return WalkState::Continue;
+                }
+            }
             if let Some(found) = convert(entry) {
                 batch.found.push(found);
                 if batch.found.len() == BATCH && !batch.flush() {
