@@ -15,7 +15,7 @@ fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
-/// A tree of 300 text files over nested directories, a 3 MiB file, an empty file, a
+/// A tree of 300 text files over nested directories, a 5 MiB file (large enough to take the large-file path), an empty file, a
 /// symbolic link loop, a broken link, a link to a file, a name that is not UTF-8, and a
 /// .gitignore.
 fn generate(root: &Path) {
@@ -47,7 +47,7 @@ fn generate(root: &Path) {
         }
         std::fs::write(dir.join(format!("f{n}.txt")), text).unwrap();
     }
-    let big: Vec<u8> = (0..3u32 << 20)
+    let big: Vec<u8> = (0..5u32 << 20)
         .map(|i| {
             if i % 97 == 0 {
                 b'\n'
