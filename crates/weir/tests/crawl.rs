@@ -468,3 +468,27 @@ fn bad_command_lines_are_refused_with_the_reason() {
     assert_eq!(code, Some(64));
     assert!(stderr.contains("--exclude `(`"), "{stderr}");
 }
+
+#[test]
+fn demo_site_refuses_settings_it_cannot_serve() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("demo-site")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--hosts", "9"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("--hosts `9`"), "{stderr}");
+    let (code, stderr) = run(&["--pages", "2000000"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("at most 1000000"), "{stderr}");
+    let (code, stderr) = run(&["--crawl-delay", "soon"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("--crawl-delay `soon`"), "{stderr}");
+}

@@ -15,6 +15,9 @@ use weir_http::{handler_fn, Request, Response, Server, ServerConfig, StatusCode}
 use super::model::{Answer, Profile, Site, SiteConfig, MAX_HOSTS};
 use crate::config::values::parse_duration;
 
+/// The most pages a demo site serves: sitemaps are rendered whole, one per host.
+const MAX_PAGES: usize = 1_000_000;
+
 /// `GET` this path on any host for the request log, as JSON lines.
 pub const LOG_PATH: &str = "/__demo/log";
 
@@ -190,7 +193,7 @@ pub(crate) fn command() -> Command {
              Every request is logged: GET /__demo/log on any host returns the log as JSON lines.\n\n\
              Examples:\n  weir demo-site                                   # 1,000 pages on 5 hosts, port 7080\n  weir demo-site --pages 5000 --profile static --port 0\n  weir crawl http://127.0.0.2:7080/ --out pages.jsonl",
         )
-        .arg(Arg::new("pages").long("pages").value_name("N").default_value("1000").help("Pages across all hosts"))
+        .arg(Arg::new("pages").long("pages").value_name("N").default_value("1000").help("Pages across all hosts (at most 1,000,000)"))
         .arg(Arg::new("hosts").long("hosts").value_name("N").default_value("5").help("Host addresses, 1–8"))
         .arg(Arg::new("port").long("port").value_name("PORT").default_value("7080").help("Port on every host (0: any free one)"))
         .arg(Arg::new("seed").long("seed").value_name("N").default_value("1").help("Seed of the link graph"))
@@ -258,6 +261,11 @@ fn site_config(matches: &ArgMatches) -> Result<SiteConfig, String> {
         return Err(format!("--hosts `{hosts}`: expected a number from 1 to 8"));
     }
     let pages: usize = number(matches, "pages", "a whole number")?;
+    if pages > MAX_PAGES {
+        return Err(format!(
+            "--pages `{pages}`: at most {MAX_PAGES} (each host's sitemap lists all its pages in one file)"
+        ));
+    }
     if pages < hosts {
         return Err(format!(
             "--pages `{pages}`: expected at least one page per host ({hosts})"
