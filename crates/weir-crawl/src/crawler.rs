@@ -270,22 +270,21 @@ impl<'a> Run<'a> {
                 break;
             };
             let host = self.frontier.host(index);
+            let robots_queued = host.peek().is_some_and(|entry| entry.kind == Kind::Robots);
             match host.robots {
                 Robots::Unknown => {
-                    let key = host.key.clone();
+                    // robots.txt goes first in the host's queue (its kind ranks before
+                    // everything) and takes the common path below: a slot, then a fetch.
+                    host.robots = Robots::Fetching;
                     let robots_url = self.robots_url(index);
-                    match self.client.rate_limiter().try_acquire(&key) {
-                        Err(at) => self.frontier.schedule_at(index, at),
-                        Ok(()) => {
-                            self.frontier.host(index).robots = Robots::Fetching;
-                            self.spawn(index, Entry::new(robots_url, 0, None, Kind::Robots));
-                        }
-                    }
-                    continue;
+                    self.frontier
+                        .push(index, Entry::new(robots_url, 0, None, Kind::Robots));
                 }
-                Robots::Fetching => continue,
-                Robots::Ready(_) | Robots::Unavailable(_) => {}
+                // While robots.txt is being read, only robots.txt goes: a retry, a redirect.
+                Robots::Fetching if !robots_queued => continue,
+                Robots::Fetching | Robots::Ready(_) | Robots::Unavailable(_) => {}
             }
+            let host = self.frontier.host(index);
             if host.in_flight >= self.config.per_host {
                 continue;
             }

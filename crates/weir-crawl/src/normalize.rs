@@ -70,13 +70,10 @@ fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|digit| digit as u8)
 }
 
-/// The host and, when not the scheme's default, the port: the unit of politeness.
+/// The host and, when not the scheme's default, the port: the unit of politeness, and the
+/// same key weir-client limits a URL's requests under.
 pub fn host_key(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
+    weir_client::Client::key_of(url).unwrap_or_default()
 }
 
 /// Whether `url` is on `site`'s host or one of its subdomains. Without the public suffix

@@ -14,6 +14,10 @@ use crate::config::{ConfigError, ConfigFile, Layers, ServeConfig, SETTINGS};
 /// Exit code for a usage or configuration error (sysexits.h EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
 
+/// Exit code after Ctrl-C (128 + SIGINT): a stopped crawl or file run, once it has written
+/// its summary, and any command on a second signal.
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
+
 const ABOUT: &str =
     "Real-time pub/sub and chat, distributed background jobs and a live dashboard, in one binary.";
 
@@ -173,12 +177,21 @@ fn serve_command(matches: &ArgMatches) -> ExitCode {
 
 /// Cancels `shutdown` on the first Ctrl-C or SIGTERM; exits at once on a second one.
 pub(crate) async fn shutdown_on_signal(shutdown: CancellationToken) {
+    stop_then_exit(shutdown, || {
+        tracing::info!("shutting down: no new connections; in-flight requests are finishing");
+    })
+    .await;
+}
+
+/// On the first Ctrl-C or SIGTERM runs `on_first` and cancels `stop`; on a second one exits
+/// at once with 130 (128 + SIGINT), for every command that stops gracefully.
+pub(crate) async fn stop_then_exit(stop: CancellationToken, on_first: impl FnOnce()) {
     wait_for_signal().await;
-    tracing::info!("shutting down: no new connections; in-flight requests are finishing");
-    shutdown.cancel();
+    on_first();
+    stop.cancel();
     wait_for_signal().await;
     tracing::warn!("second signal: exiting now");
-    std::process::exit(130);
+    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
 #[cfg(unix)]

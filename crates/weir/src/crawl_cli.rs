@@ -13,11 +13,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use weir_crawl::{CrawlConfig, Crawler, JsonLines, Progress, SavedFrontier, StopReason, Summary};
 
-use crate::cli::EXIT_USAGE;
+use crate::cli::{EXIT_INTERRUPTED, EXIT_USAGE};
 use crate::config::values::{parse_duration, parse_size};
-
-/// Exit code after Ctrl-C (128 + SIGINT), once the summary and the frontier are written.
-const EXIT_INTERRUPTED: u8 = 130;
 
 /// `weir crawl`.
 pub(crate) fn command() -> Command {
@@ -133,7 +130,11 @@ async fn crawl(config: CrawlConfig, settings: Settings, resume: Option<SavedFron
     };
     let mut output = JsonLines(sink);
     let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone()));
+    tokio::spawn(crate::cli::stop_then_exit(stop.clone(), || {
+        eprintln!(
+            "\nstopping: no new URLs; in-flight requests are finishing (Ctrl-C again to quit now)"
+        );
+    }));
     let display = tokio::spawn(show_progress(crawler.progress(), stop.clone()));
     // The crawl loop runs as a task on the runtime, next to its fetch tasks: a finished
     // fetch wakes it without a hop to the main thread.
@@ -181,17 +182,6 @@ async fn crawl(config: CrawlConfig, settings: Settings, resume: Option<SavedFron
         Some(StopReason::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         _ => ExitCode::SUCCESS,
     }
-}
-
-/// First Ctrl-C (or SIGTERM): stop taking URLs. A second one: exit at once.
-async fn stop_on_signal(stop: CancellationToken) {
-    crate::cli::wait_for_signal().await;
-    eprintln!(
-        "\nstopping: no new URLs; in-flight requests are finishing (Ctrl-C again to quit now)"
-    );
-    stop.cancel();
-    crate::cli::wait_for_signal().await;
-    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
 /// A progress bar redrawn in place on a terminal; a plain line every 10 s otherwise.

@@ -12,10 +12,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use tokio_util::sync::CancellationToken;
 use weir_files::{FileReport, HashKind, Options, Totals};
 
-use crate::cli::EXIT_USAGE;
-
-/// Exit code after Ctrl-C, once the partial totals are printed.
-const EXIT_INTERRUPTED: u8 = 130;
+use crate::cli::{EXIT_INTERRUPTED, EXIT_USAGE};
 
 /// `weir files`.
 pub(crate) fn command() -> Command {
@@ -76,7 +73,7 @@ pub(crate) fn run(matches: &ArgMatches) -> ExitCode {
         .expect("the async runtime starts");
     let totals = runtime.block_on(async move {
         let stop = CancellationToken::new();
-        tokio::spawn(stop_on_signal(stop.clone()));
+        tokio::spawn(crate::cli::stop_then_exit(stop.clone(), || {}));
         let mut printer = Printer::new(json, &options);
         let done = Arc::new(AtomicU64::new(0));
         let display = tokio::spawn(show_progress(Arc::clone(&done), stop.clone()));
@@ -240,13 +237,6 @@ impl Printer {
         };
         let _ = self.out.flush();
     }
-}
-
-async fn stop_on_signal(stop: CancellationToken) {
-    crate::cli::wait_for_signal().await;
-    stop.cancel();
-    crate::cli::wait_for_signal().await;
-    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
 /// A progress line on standard error, when it is a terminal and the output goes elsewhere

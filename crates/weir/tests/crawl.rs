@@ -492,3 +492,91 @@ fn demo_site_refuses_settings_it_cannot_serve() {
     assert_eq!(code, Some(64));
     assert!(stderr.contains("--crawl-delay `soon`"), "{stderr}");
 }
+
+/// The limits the crawler states: the body cap, the dedupe capacity and the redirect
+/// limit each end in a record that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_dedupe_and_redirect_limits_are_recorded() {
+    let demo = demo(SiteConfig {
+        pages: 60,
+        hosts: 2,
+        ..SiteConfig::default()
+    })
+    .await;
+    let (records, _) = crawl(CrawlConfig {
+        max_body: 300,
+        ..config(&demo.site)
+    })
+    .await;
+    let page = records
+        .iter()
+        .find(|r| r.status == Some(200))
+        .expect("a page");
+    assert!(page.truncated && page.bytes == Some(300), "{page:?}");
+    let (records, finished) = crawl(CrawlConfig {
+        max_urls: 25,
+        max_redirects: 0,
+        ..config(&demo.site)
+    })
+    .await;
+    let full = records
+        .iter()
+        .filter(|r| r.detail.as_deref() == Some("dedupe capacity (max_urls) reached"))
+        .count();
+    assert!(full > 0 && finished.summary.budget_skipped as usize >= full);
+    // 25 URLs remembered: at most 25 fetched, whatever the site holds.
+    assert!(finished.summary.pages <= 25, "{}", finished.summary.pages);
+    let (records, _) = crawl(CrawlConfig {
+        max_redirects: 0,
+        max_depth: Some(6),
+        ..config(&demo.site)
+    })
+    .await;
+    let redirects: Vec<&Record> = records.iter().filter(|r| r.status == Some(301)).collect();
+    assert!(!redirects.is_empty());
+    for redirect in redirects {
+        assert_eq!(
+            redirect.detail.as_deref(),
+            Some("not followed: more than 0 redirects")
+        );
+    }
+}
+
+/// A robots.txt that stays unavailable (503 on every try) forbids the whole host, as
+/// RFC 9309 says, and every URL of it is recorded with the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_robots_txt_forbids_the_host() {
+    use weir_http::{handler_fn, Request, Response, Server, ServerConfig, StatusCode};
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&asked);
+    let handler = handler_fn(move |request: Request| {
+        seen.lock().unwrap().push(request.path().to_owned());
+        async { Response::text(StatusCode::SERVICE_UNAVAILABLE, "down\n") }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/start", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(Server::new(handler, ServerConfig::default()).serve(listener, stop.clone()));
+    let _stop = stop.drop_guard();
+    let config = CrawlConfig {
+        seeds: vec![Url::parse(&url).unwrap()],
+        max_tries: 2,
+        ..CrawlConfig::default()
+    };
+    let (records, finished) = crawl(config).await;
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["/robots.txt", "/robots.txt"],
+        "only robots.txt was asked for, twice"
+    );
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].skipped, Some(SkipReason::Robots));
+    assert_eq!(
+        records[0].detail.as_deref(),
+        Some("robots.txt unavailable: status 503")
+    );
+    assert_eq!(
+        (finished.summary.pages, finished.summary.robots_skipped),
+        (0, 1)
+    );
+}

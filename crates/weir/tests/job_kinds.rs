@@ -101,6 +101,14 @@ async fn server() -> (support::Server, Client) {
     (server, api)
 }
 
+/// `weir worker` against `server`, with `args` added.
+fn worker(server: &support::Server, args: &[&str]) -> support::Process {
+    let url = format!("http://{}", server.http);
+    let mut all = vec!["--server", url.as_str()];
+    all.extend_from_slice(args);
+    spawn_worker(&all)
+}
+
 fn last_error(job: &Value) -> String {
     job["errors"]
         .as_array()
@@ -113,12 +121,7 @@ fn last_error(job: &Value) -> String {
 async fn http_jobs_complete_on_2xx_discard_on_4xx_and_retry_5xx() {
     let (server, api) = server().await;
     let (url, seen, _stop) = target().await;
-    let _worker = spawn_worker(&[
-        "--server",
-        &format!("http://{}", server.http),
-        "--concurrency",
-        "4",
-    ]);
+    let _worker = worker(&server, &["--concurrency", "4"]);
     let ids = enqueue(
         &api,
         json!([
@@ -171,14 +174,8 @@ async fn http_jobs_keep_the_per_host_rate() {
     let (server, api) = server().await;
     let (url, seen, _stop) = target().await;
     let host = url.trim_start_matches("http://").to_owned();
-    let _worker = spawn_worker(&[
-        "--server",
-        &format!("http://{}", server.http),
-        "--concurrency",
-        "16",
-        "--http-rate",
-        &format!("{host}=10/s"),
-    ]);
+    let rate = format!("{host}=10/s");
+    let _worker = worker(&server, &["--concurrency", "16", "--http-rate", &rate]);
     let jobs: Vec<Value> = (0..12)
         .map(|n| json!({"kind": "http", "payload": {"url": format!("{url}/ok?n={n}")}}))
         .collect();
@@ -214,12 +211,7 @@ async fn a_split_crawl_gives_each_host_to_one_job() {
     tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
     let _site_guard = site_stop.drop_guard();
     let (server, api) = server().await;
-    let _worker = spawn_worker(&[
-        "--server",
-        &format!("http://{}", server.http),
-        "--concurrency",
-        "4",
-    ]);
+    let _worker = worker(&server, &["--concurrency", "4"]);
     let ids = enqueue(
         &api,
         json!([{"kind": "crawl", "payload": {"urls": [site.start_url()], "split": true}}]),
@@ -258,7 +250,7 @@ async fn a_files_job_reports_totals_and_writes_every_file() {
     std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling")).unwrap();
     let out = support::temp_dir("files-job-out").join("report.jsonl");
     let (server, api) = server().await;
-    let _worker = spawn_worker(&["--server", &format!("http://{}", server.http)]);
+    let _worker = worker(&server, &[]);
     let payload = json!({"paths": [dir], "count": true, "hash": "sha256", "out": out});
     let ids = enqueue(&api, json!([{"kind": "files", "payload": payload}])).await;
     let job = finished(&api, ids[0]).await;
