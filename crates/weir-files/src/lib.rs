@@ -19,6 +19,7 @@ mod process;
 mod report;
 mod run_async;
 mod run_sync;
+mod split;
 mod walk;
 
 pub use options::{HashKind, Options};

@@ -24,7 +24,7 @@
 //!   cannot be aborted, so it checks a flag) and are left out, and the totals are marked
 //!   partial.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::options::Options;
 use crate::process::process_until;
 use crate::report::{FileReport, Totals};
+use crate::split::{can_split, Opened, SplitFile};
 use crate::walk::{walk_parallel, Found};
 
 /// Batches waiting between the walk and the workers, and between the workers and the
@@ -61,6 +62,10 @@ pub async fn run_async(
     // Large files, largest first; at most as many as the tree holds files of `LARGE`
     // bytes, and only their paths.
     let large: Arc<Mutex<BinaryHeap<(u64, PathBuf)>>> = Arc::default();
+    // Large files whose pieces are being handed out, oldest first; at most `jobs` long, as
+    // each worker adds one only when no piece is left to take.
+    let splitting: Arc<Mutex<VecDeque<Arc<SplitFile>>>> = Arc::default();
+    let split = can_split(&options);
     let walker = {
         let (options, stopped, large) = (
             Arc::clone(&options),
@@ -92,34 +97,57 @@ pub async fn run_async(
             report_sender.clone(),
             Arc::clone(&large),
         );
+        let splitting = Arc::clone(&splitting);
         tokio::task::spawn_blocking(move || {
             loop {
                 // Each lock in a statement of its own: in `while let` or `if let` the guard
                 // would live through the body, and the workers would take turns.
-                let next_large = lock(&large).pop();
-                let batch = match next_large {
-                    Some((_, path)) => vec![Found::File(path)],
+                let piece = next_piece(&splitting);
+                let done: Vec<FileReport> = match piece {
+                    // Pieces first: every worker helps finish the file being split.
+                    Some((file, index)) => file
+                        .process(index, &options, &stopped)
+                        .into_iter()
+                        .collect(),
                     None => {
-                        let next = lock(&paths).blocking_recv();
-                        match next {
-                            Some(batch) => batch,
-                            // The walk is over; large files may still wait.
-                            None if !lock(&large).is_empty() => continue,
-                            None => return,
+                        let next_large = lock(&large).pop();
+                        let batch = match next_large {
+                            Some((_, path)) if split => match SplitFile::open(&path) {
+                                Opened::Split(file) => {
+                                    lock(&splitting).push_back(Arc::new(file));
+                                    continue;
+                                }
+                                Opened::Whole => vec![Found::File(path)],
+                                Opened::Failed(failure) => vec![Found::Failed(failure)],
+                            },
+                            Some((_, path)) => vec![Found::File(path)],
+                            None => {
+                                let next = lock(&paths).blocking_recv();
+                                match next {
+                                    Some(batch) => batch,
+                                    // The walk is over; large files may still wait.
+                                    None if !lock(&large).is_empty() => continue,
+                                    None => return,
+                                }
+                            }
+                        };
+                        let mut done = Vec::with_capacity(batch.len());
+                        for found in batch {
+                            if stopped.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            match found {
+                                Found::Failed(failure) => done.push(failure),
+                                Found::File(path) => {
+                                    done.extend(process_until(&path, &options, &stopped))
+                                }
+                            }
                         }
+                        done
                     }
                 };
-                let mut done = Vec::with_capacity(batch.len());
-                for found in batch {
-                    if stopped.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match found {
-                        Found::Failed(failure) => done.push(failure),
-                        Found::File(path) => done.extend(process_until(&path, &options, &stopped)),
-                    }
-                }
-                if reports.blocking_send(done).is_err() || stopped.load(Ordering::Relaxed) {
+                let sent = done.is_empty() || reports.blocking_send(done).is_ok();
+                if !sent || stopped.load(Ordering::Relaxed) {
                     return;
                 }
             }
@@ -150,6 +178,18 @@ pub async fn run_async(
     }
     let _ = walker.await;
     totals
+}
+
+/// A piece of the oldest file being split, dropping files whose pieces are all handed out.
+fn next_piece(splitting: &Mutex<VecDeque<Arc<SplitFile>>>) -> Option<(Arc<SplitFile>, usize)> {
+    let mut files = lock(splitting);
+    while let Some(file) = files.front() {
+        if let Some(index) = file.take() {
+            return Some((Arc::clone(file), index));
+        }
+        files.pop_front();
+    }
+    None
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

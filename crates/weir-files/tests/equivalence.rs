@@ -15,7 +15,8 @@ fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
-/// A tree of 300 text files over nested directories, a 5 MiB file (large enough to take the large-file path), an empty file, a
+/// A tree of 300 text files over nested directories, a 17 MiB file (large enough to be
+/// split into pieces when the work allows it), an empty file, a
 /// symbolic link loop, a broken link, a link to a file, a name that is not UTF-8, and a
 /// .gitignore.
 fn generate(root: &Path) {
@@ -47,10 +48,13 @@ fn generate(root: &Path) {
         }
         std::fs::write(dir.join(format!("f{n}.txt")), text).unwrap();
     }
-    let big: Vec<u8> = (0..5u32 << 20)
+    // Words of 13 bytes, lines of 97: piece boundaries fall inside words and lines.
+    let big: Vec<u8> = (0..(17u32 << 20) + 12_345)
         .map(|i| {
             if i % 97 == 0 {
                 b'\n'
+            } else if i % 13 == 0 {
+                b' '
             } else {
                 b'a' + (i % 26) as u8
             }
@@ -141,6 +145,34 @@ async fn the_async_program_gives_what_the_synchronous_one_gives() {
         error("loop")
     );
     assert!(!sync_totals.partial);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Counts and BLAKE3 merge exactly, so the async program splits the large file into
+/// pieces that both workers process; the results must not show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_split_into_pieces_gives_the_one_pass_results() {
+    let root = temp_dir("split");
+    generate(&root);
+    let options = Options {
+        count: true,
+        hash: Some(HashKind::Blake3),
+        jobs: 3,
+        ..Options::default()
+    };
+    let ((sync_reports, sync_totals), (async_reports, async_totals)) = both(&root, options).await;
+    assert_eq!(async_reports, sync_reports);
+    assert_eq!(async_totals, sync_totals);
+    let big = std::fs::read(root.join("big.bin")).unwrap();
+    let report = async_reports
+        .iter()
+        .find(|r| r.path.ends_with("big.bin"))
+        .unwrap();
+    assert_eq!(
+        report.hash.as_deref(),
+        Some(blake3::hash(&big).to_hex().as_str())
+    );
+    assert_eq!(report.bytes, Some(big.len() as u64));
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -1,0 +1,384 @@
+//! A large file cut into pieces that several workers process at once, and the exact merge
+//! of their results (async program only).
+//!
+//! Only work that merges exactly is split:
+//! - Line, word and byte counts. Lines and bytes add up; a word cut in two by a piece
+//!   boundary was counted by both pieces, so the merge subtracts one wherever the byte
+//!   before a boundary and the byte after it are both non-space.
+//! - BLAKE3. Its input is a binary tree of 1 KiB chunks, and any subtree can be hashed on
+//!   its own. The pieces are cut along that tree (`blake3::hazmat::left_subtree_len`), each
+//!   hashed to a chaining value, then merged pairwise up to the root.
+//!
+//! SHA-256 is one sequential chain, and a search needs whole lines, so a file asked for
+//! either is read in one pass as before.
+//!
+//! Why: a file's processing was one sequential task, and a 200 MiB file left for the end
+//! ran on one core while the other idled. Pieces let every worker share the last file.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use blake3::hazmat::{
+    left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
+};
+
+use crate::options::{HashKind, Options};
+use crate::process::{describe, is_space, path_text, with_buffer, Counter};
+use crate::report::FileReport;
+
+/// The largest piece. 8 MiB: a 200 MiB file gives 25 pieces, so the last file is shared
+/// out finely, while a piece costs one `pread` loop and no more than a few milliseconds.
+/// A power of two, so the pieces are whole BLAKE3 subtrees.
+pub(crate) const PIECE: u64 = 8 << 20;
+
+/// Whether `options` ask only for what merges exactly.
+pub(crate) fn can_split(options: &Options) -> bool {
+    options.grep.is_none() && options.hash != Some(HashKind::Sha256)
+}
+
+/// How the pieces join: BLAKE3's tree, cut down to pieces of at most [`PIECE`] bytes.
+#[derive(Debug)]
+enum Shape {
+    Piece(usize),
+    Join(Box<Shape>, Box<Shape>),
+}
+
+/// Cuts `range` as BLAKE3's tree does, down to pieces of at most [`PIECE`] bytes.
+fn cut(range: Range<u64>, pieces: &mut Vec<Range<u64>>) -> Shape {
+    let len = range.end - range.start;
+    if len <= PIECE {
+        pieces.push(range);
+        return Shape::Piece(pieces.len() - 1);
+    }
+    // The left subtree is the largest power-of-two number of chunks shorter than `len`.
+    let middle = range.start + left_subtree_len(len);
+    Shape::Join(
+        Box::new(cut(range.start..middle, pieces)),
+        Box::new(cut(middle..range.end, pieces)),
+    )
+}
+
+/// What one piece found.
+#[derive(Debug, Clone, Copy)]
+struct PieceResult {
+    lines: u64,
+    words: u64,
+    starts_in_word: bool,
+    ends_in_word: bool,
+    chaining_value: Option<ChainingValue>,
+}
+
+/// A large file being processed in pieces. Workers [`take`](SplitFile::take) piece numbers
+/// and [`process`](SplitFile::process) them; whoever finishes the last piece gets the
+/// file's report.
+#[derive(Debug)]
+pub(crate) struct SplitFile {
+    name: String,
+    file: File,
+    pieces: Vec<Range<u64>>,
+    shape: Shape,
+    /// The next piece to hand out.
+    next: AtomicUsize,
+    /// Each piece's result, or the first error.
+    results: Mutex<Vec<Option<PieceResult>>>,
+    error: Mutex<Option<String>>,
+    unfinished: AtomicUsize,
+}
+
+/// What opening a file for splitting gave.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// Ready for its pieces to be taken.
+    Split(SplitFile),
+    /// Too small to be worth splitting: process it whole.
+    Whole,
+    /// It cannot be read; the report says why.
+    Failed(FileReport),
+}
+
+impl SplitFile {
+    /// Opens `path` for splitting.
+    pub(crate) fn open(path: &Path) -> Opened {
+        let name = match path_text(path) {
+            Ok(name) => name,
+            Err(escaped) => {
+                return Opened::Failed(FileReport::failed(
+                    escaped,
+                    "name is not valid UTF-8".into(),
+                ))
+            }
+        };
+        // The size when opened is the size processed: a file that grows meanwhile is read
+        // to that size, one that shrinks is an error.
+        let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let (len, file) = match opened {
+            Ok((len, _)) if len <= PIECE => return Opened::Whole,
+            Ok(opened) => opened,
+            Err(error) => return Opened::Failed(FileReport::failed(name, describe(path, &error))),
+        };
+        let mut pieces = Vec::new();
+        let shape = cut(0..len, &mut pieces);
+        Opened::Split(SplitFile {
+            name,
+            file,
+            results: Mutex::new(vec![None; pieces.len()]),
+            unfinished: AtomicUsize::new(pieces.len()),
+            pieces,
+            shape,
+            next: AtomicUsize::new(0),
+            error: Mutex::new(None),
+        })
+    }
+
+    /// The next piece to process, if any is left to hand out.
+    pub(crate) fn take(&self) -> Option<usize> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        (index < self.pieces.len()).then_some(index)
+    }
+
+    /// Processes piece `index`. Returns the file's report when this was the last piece to
+    /// finish; `None` otherwise, and when `stop` was set (the file is then left out).
+    pub(crate) fn process(
+        &self,
+        index: usize,
+        options: &Options,
+        stop: &AtomicBool,
+    ) -> Option<FileReport> {
+        match self.read_piece(index, options, stop) {
+            Ok(Some(result)) => lock(&self.results)[index] = Some(result),
+            Ok(None) => return None,
+            Err(error) => {
+                lock(&self.error).get_or_insert(error);
+            }
+        }
+        // AcqRel: the last finisher must see every other piece's result (they are behind a
+        // mutex too, so this is belt and braces).
+        if self.unfinished.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        if let Some(error) = lock(&self.error).take() {
+            return Some(FileReport::failed(self.name.clone(), error));
+        }
+        let results: Vec<PieceResult> = lock(&self.results)
+            .iter()
+            .map(|result| result.expect("every piece finished without error"))
+            .collect();
+        Some(self.merge(&results, options))
+    }
+
+    fn read_piece(
+        &self,
+        index: usize,
+        options: &Options,
+        stop: &AtomicBool,
+    ) -> Result<Option<PieceResult>, String> {
+        let range = self.pieces[index].clone();
+        let mut counter = options.count.then(Counter::default);
+        let mut hasher = (options.hash == Some(HashKind::Blake3)).then(|| {
+            let mut hasher = blake3::Hasher::new();
+            hasher.set_input_offset(range.start);
+            hasher
+        });
+        let mut starts_in_word = false;
+        with_buffer(|buffer| {
+            let mut offset = range.start;
+            while offset < range.end {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let want = buffer
+                    .len()
+                    .min(usize::try_from(range.end - offset).unwrap_or(usize::MAX));
+                let read = match self.file.read_at(&mut buffer[..want], offset) {
+                    Ok(0) => return Err("the file shrank while it was read".to_owned()),
+                    Ok(read) => read,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(error) => return Err(error.to_string()),
+                };
+                let chunk = &buffer[..read];
+                if offset == range.start {
+                    starts_in_word = !is_space(chunk[0]);
+                }
+                if let Some(counter) = counter.as_mut() {
+                    counter.feed(chunk);
+                }
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(chunk);
+                }
+                offset += read as u64;
+            }
+            Ok(Some(PieceResult {
+                lines: counter.as_ref().map_or(0, |counter| counter.lines),
+                words: counter.as_ref().map_or(0, |counter| counter.words),
+                starts_in_word,
+                ends_in_word: counter.as_ref().is_some_and(|counter| !counter.in_space),
+                chaining_value: hasher.map(|hasher| hasher.finalize_non_root()),
+            }))
+        })
+    }
+
+    fn merge(&self, results: &[PieceResult], options: &Options) -> FileReport {
+        let mut report = FileReport {
+            path: self.name.clone(),
+            bytes: self.pieces.last().map(|piece| piece.end),
+            ..FileReport::default()
+        };
+        if options.count {
+            let cut_words = results
+                .windows(2)
+                .filter(|pair| pair[0].ends_in_word && pair[1].starts_in_word)
+                .count() as u64;
+            report.lines = Some(results.iter().map(|result| result.lines).sum());
+            report.words = Some(results.iter().map(|result| result.words).sum::<u64>() - cut_words);
+        }
+        if options.hash == Some(HashKind::Blake3) {
+            let Shape::Join(left, right) = &self.shape else {
+                unreachable!("a split file has at least two pieces")
+            };
+            let chaining_value = |shape| subtree(shape, results);
+            let root =
+                merge_subtrees_root(&chaining_value(left), &chaining_value(right), Mode::Hash);
+            report.hash = Some(root.to_hex().to_string());
+        }
+        report
+    }
+}
+
+/// The chaining value of the subtree `shape`, from its pieces' values.
+fn subtree(shape: &Shape, results: &[PieceResult]) -> ChainingValue {
+    match shape {
+        Shape::Piece(index) => results[*index]
+            .chaining_value
+            .expect("every piece was hashed"),
+        Shape::Join(left, right) => merge_subtrees_non_root(
+            &subtree(left, results),
+            &subtree(right, results),
+            Mode::Hash,
+        ),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::process_file;
+
+    /// Text with words cut at every kind of boundary, and a size that is not a multiple of
+    /// anything.
+    fn sample(len: usize) -> Vec<u8> {
+        let words = [
+            &b"alpha "[..],
+            b"be",
+            b"ta\n",
+            b"  gamma\t",
+            b"x",
+            b"\n\n",
+            b"delta",
+        ];
+        words
+            .iter()
+            .cycle()
+            .flat_map(|word| word.iter().copied())
+            .take(len)
+            .collect()
+    }
+
+    #[test]
+    fn pieces_are_blake3_subtrees_of_at_most_a_piece() {
+        for len in [PIECE + 1, 2 * PIECE, 3 * PIECE + 1024, 25 * PIECE - 7] {
+            let mut pieces = Vec::new();
+            cut(0..len, &mut pieces);
+            assert!(pieces.len() >= 2);
+            assert_eq!(pieces.first().unwrap().start, 0);
+            assert_eq!(pieces.last().unwrap().end, len);
+            for pair in pieces.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "pieces are contiguous");
+            }
+            for piece in &pieces {
+                let size = piece.end - piece.start;
+                assert!(size <= PIECE && size > 0);
+                // A subtree starts at a multiple of its own (power-of-two) size.
+                assert_eq!(
+                    piece.start % size.next_power_of_two().max(1024),
+                    0,
+                    "{piece:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn split_results_equal_the_one_pass_results() {
+        let directory =
+            std::env::temp_dir().join(format!("weir-files-split-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let options = Options {
+            count: true,
+            hash: Some(HashKind::Blake3),
+            ..Options::default()
+        };
+        // Sizes around the piece size and BLAKE3's boundaries.
+        for len in [
+            PIECE as usize + 1,
+            2 * PIECE as usize,
+            2 * PIECE as usize + 1025,
+        ] {
+            let path = directory.join(format!("{len}.txt"));
+            std::fs::write(&path, sample(len)).unwrap();
+            let Opened::Split(split) = SplitFile::open(&path) else {
+                panic!("{len} bytes are enough to split")
+            };
+            let stop = AtomicBool::new(false);
+            let mut reports = Vec::new();
+            // Out of order, as several workers would finish them.
+            let mut indexes: Vec<usize> = std::iter::from_fn(|| split.take()).collect();
+            indexes.reverse();
+            for index in indexes {
+                reports.extend(split.process(index, &options, &stop));
+            }
+            assert_eq!(reports.len(), 1, "one report, from the last piece");
+            assert_eq!(reports[0], process_file(&path, &options), "{len} bytes");
+            assert_eq!(
+                reports[0].hash.as_deref(),
+                Some(blake3::hash(&sample(len)).to_hex().as_str())
+            );
+        }
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn small_files_and_unsplittable_work_are_not_split() {
+        let directory =
+            std::env::temp_dir().join(format!("weir-files-nosplit-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("small.txt");
+        std::fs::write(&path, sample(1000)).unwrap();
+        assert!(matches!(SplitFile::open(&path), Opened::Whole));
+        assert!(matches!(
+            SplitFile::open(&directory.join("absent")),
+            Opened::Failed(FileReport { error: Some(_), .. })
+        ));
+        std::fs::remove_dir_all(&directory).unwrap();
+        let sha = Options {
+            hash: Some(HashKind::Sha256),
+            ..Options::default()
+        };
+        assert!(!can_split(&sha));
+        let grep = Options {
+            grep: Some(regex::bytes::Regex::new("a").unwrap()),
+            ..Options::default()
+        };
+        assert!(!can_split(&grep));
+        assert!(can_split(&Options::default()));
+    }
+}
