@@ -15,6 +15,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use url::Url;
 use weir_client::{Client, Quota, RetryPolicy};
 
@@ -126,9 +127,10 @@ impl Crawler {
         if run.frontier.queued() == 0 && !resuming {
             return Err(CrawlError::NoSeeds);
         }
+        // `instrument`, not `span.enter()`: a guard held across an `.await` would leave the
+        // span entered on this thread for whatever task runs there while the crawl waits.
         let span = tracing::info_span!("crawl", seeds = self.config.seeds.len());
-        let _enter = span.enter();
-        let stopped = run.crawl(&stop, started).await?;
+        let stopped = run.crawl(&stop, started).instrument(span).await?;
 
         let mut pending = run.frontier.drain_pages();
         pending.extend(

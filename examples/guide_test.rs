@@ -1,0 +1,38 @@
+//! `docs/guide.md` stays true: every link resolves, and every runnable example is in it.
+
+use std::path::Path;
+
+use weir_examples::{check_markdown_file, links};
+
+fn guide() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guide.md")
+}
+
+#[test]
+fn every_link_in_the_guide_resolves() {
+    let broken = check_markdown_file(&guide()).expect("docs/guide.md is readable");
+    let report: Vec<String> = broken.iter().map(ToString::to_string).collect();
+    assert!(
+        report.is_empty(),
+        "broken links in docs/guide.md:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn the_guide_links_every_runnable_example() {
+    let text = std::fs::read_to_string(guide()).expect("docs/guide.md is readable");
+    let targets: Vec<String> = links(&text).into_iter().map(|(_, target)| target).collect();
+    for example in [
+        "executor.rs",
+        "promises.rs",
+        "async_closures.rs",
+        "channels.rs",
+    ] {
+        let path = format!("../examples/{example}");
+        assert!(
+            targets.iter().any(|target| target.starts_with(&path)),
+            "docs/guide.md does not link {path}"
+        );
+    }
+}
