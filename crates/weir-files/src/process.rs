@@ -82,10 +82,20 @@ pub(crate) fn process_until(
             ))
         }
     };
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) => return Some(FileReport::failed(name, describe(path, &error))),
-    };
+    match File::open(path) {
+        Ok(file) => process_open(file, path, name, options, stop),
+        Err(error) => Some(FileReport::failed(name, describe(path, &error))),
+    }
+}
+
+/// [`process_until`] on a file already open, named `name`.
+pub(crate) fn process_open(
+    mut file: File,
+    path: &Path,
+    name: String,
+    options: &Options,
+    stop: &AtomicBool,
+) -> Option<FileReport> {
     let counter = options.count.then(Counter::default);
     let hasher = options.hash.map(Hasher::new);
     let search = options

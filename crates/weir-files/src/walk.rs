@@ -101,13 +101,14 @@ pub(crate) fn walk_sorted(roots: &[PathBuf], options: &Options) -> Box<dyn Itera
 pub(crate) const BATCH: usize = 64;
 
 /// Walks `roots` on the calling thread with `threads` walker threads, handing files of at
-/// least `large_from` bytes to `large` at once and every other result to `send` in
-/// batches of up to [`BATCH`]; stops early when `send` returns false.
+/// least `large_from` bytes to `large` at once (telling them costs a `stat` per file, so
+/// `None` skips it) and every other result to `send` in batches of up to [`BATCH`]; stops
+/// early when `send` returns false.
 pub(crate) fn walk_parallel(
     roots: &[PathBuf],
     options: &Options,
     threads: usize,
-    large_from: u64,
+    large_from: Option<u64>,
     large: impl Fn(PathBuf, u64) + Sync,
     send: impl Fn(Vec<Found>) -> bool + Sync,
 ) {
@@ -127,14 +128,15 @@ pub(crate) fn walk_parallel(
         Box::new(move |entry| {
             // Large files skip the queue (one `stat` each tells them apart), so they start
             // as soon as the walk finds them.
-            let size = entry
+            let file = entry
                 .as_ref()
                 .ok()
                 .filter(|entry| entry.file_type().is_some_and(|kind| kind.is_file()));
-            if let Some(size) = size
+            let size = file
+                .filter(|_| large_from.is_some())
                 .and_then(|entry| entry.metadata().ok())
-                .map(|meta| meta.len())
-            {
+                .map(|meta| meta.len());
+            if let (Some(size), Some(large_from)) = (size, large_from) {
                 if size >= large_from {
                     let entry = entry.expect("checked above");
                     large(entry.into_path(), size);
