@@ -264,9 +264,17 @@ pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
         let mut registry = Registry::with_builtins();
         crate::kinds::register(&mut registry, http, jobs_client);
         tracing::info!(worker = %config.name, queues = ?config.queues, concurrency, kinds = ?registry.kinds(), "worker started");
-        Worker::new(client, registry, config).run(stop).await;
-    });
-    ExitCode::SUCCESS
+        // Spawned onto the runtime, not polled by `block_on` on this thread: every job
+        // finishing on a runtime thread would otherwise wake this one, and the threads
+        // would take turns (the crawler measured that ping-pong: 0.84 s against 0.29 s).
+        let worker = Worker::new(client, registry, config);
+        let run = tokio::spawn(async move { worker.run(stop).await });
+        if let Err(error) = run.await {
+            tracing::error!(%error, "the worker loop panicked");
+            return ExitCode::FAILURE;
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// Runs `weir jobs …`.
