@@ -298,23 +298,40 @@ async fn run_job(
     let timeout = Duration::from_millis(ctx.job.timeout_ms);
     let mut work = handler(ctx.clone());
     let mut beat = tokio::time::interval(ttl / 3);
+    // After a slow heartbeat, the next one comes a full period later, not at once.
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    // The heartbeat in flight is a branch of its own, not awaited inside the tick's branch:
+    // while it waits on a slow or unreachable server (up to the client's call timeout),
+    // the handler goes on being polled and the deadline and the shutdown are still watched.
+    let mut heartbeat: Option<Pin<Box<dyn Future<Output = _> + Send + '_>>> = None;
     let outcome = loop {
         tokio::select! {
             result = &mut work => break Outcome::Done(result),
-            _ = beat.tick() => match client.heartbeat(id, token, ctx.take_progress().as_ref()).await {
-                Ok(reply) if reply.cancel => cancel.cancel(),
-                Ok(_) => {}
-                Err(ClientError::Refused { lease_lost: true, .. }) => {
-                    cancel.cancel();
-                    tracing::warn!("lease lost; abandoning the job");
-                    break Outcome::LeaseLost;
+            _ = beat.tick(), if heartbeat.is_none() => {
+                let progress = ctx.take_progress();
+                heartbeat = Some(Box::pin(async move {
+                    client.heartbeat(id, token, progress.as_ref()).await
+                }));
+            }
+            reply = async { heartbeat.as_mut().expect("guarded by is_some").await },
+                if heartbeat.is_some() =>
+            {
+                heartbeat = None;
+                match reply {
+                    Ok(reply) if reply.cancel => cancel.cancel(),
+                    Ok(_) => {}
+                    Err(ClientError::Refused { lease_lost: true, .. }) => {
+                        cancel.cancel();
+                        tracing::warn!("lease lost; abandoning the job");
+                        break Outcome::LeaseLost;
+                    }
+                    // The server is away: keep working; the next beat may get through.
+                    Err(error) => tracing::warn!(%error, "heartbeat failed"),
                 }
-                // The server is away: keep working; the next beat may get through.
-                Err(error) => tracing::warn!(%error, "heartbeat failed"),
-            },
+            }
             () = &mut deadline => {
                 // Dropping `work` (on leaving the loop) cancels the handler at its current
                 // await point; the token tells any task it spawned.
