@@ -72,7 +72,13 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     options: StoreOptions,
     wakeups: Arc<Notify>,
+    /// This store's name in its notifications, so it can skip its own (the service has
+    /// already woken this node's leases).
+    node: u64,
 }
+
+/// Most wake-ups one notification hands out, as the service's default `max_lease_waiters`.
+const MAX_WAKEUPS: usize = 1_024;
 
 fn failed(error: tokio_postgres::Error) -> StoreError {
     // The server's message (with its detail) says more than the driver's summary.
@@ -155,8 +161,35 @@ impl Pool {
     }
 }
 
-/// Opens a connection and drives it on a task; notifications go to `wakeups`.
-async fn connect(config: &Config, wakeups: Option<Arc<Notify>>) -> Result<Client, StoreError> {
+/// Where a listening connection's notifications go: this node's waiting leases, woken one
+/// per job that another node made ready.
+#[derive(Debug, Clone)]
+struct Listener {
+    wakeups: Arc<Notify>,
+    node: u64,
+}
+
+impl Listener {
+    /// A notification's payload is `"{node} {jobs}"`. One wake-up per job, like the local
+    /// wake-ups: waking every waiting lease for each enqueue made them all query at once
+    /// (on PostgreSQL this had undone the local fix). A payload from an older Weir (none)
+    /// wakes every waiter, as before.
+    fn on_notification(&self, payload: &str) {
+        let mut fields = payload.split(' ').map(str::parse::<u64>);
+        match (fields.next(), fields.next()) {
+            (Some(Ok(node)), Some(Ok(_))) if node == self.node => {}
+            (Some(Ok(_)), Some(Ok(jobs))) => {
+                for _ in 0..(jobs as usize).min(MAX_WAKEUPS) {
+                    self.wakeups.notify_one();
+                }
+            }
+            _ => self.wakeups.notify_waiters(),
+        }
+    }
+}
+
+/// Opens a connection and drives it on a task; notifications go to `listener`.
+async fn connect(config: &Config, listener: Option<Listener>) -> Result<Client, StoreError> {
     let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
         .await
         .map_err(|_| StoreError::Database("connecting to PostgreSQL timed out".into()))?
@@ -166,9 +199,9 @@ async fn connect(config: &Config, wakeups: Option<Arc<Notify>>) -> Result<Client
         // the client is dropped or the server goes away.
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if let Some(wakeups) = &wakeups {
-                        wakeups.notify_waiters();
+                Ok(AsyncMessage::Notification(notification)) => {
+                    if let Some(listener) = &listener {
+                        listener.on_notification(notification.payload());
                     }
                 }
                 Ok(_) => {}
@@ -227,19 +260,27 @@ impl PostgresStore {
             slots: Arc::new(Semaphore::new(pool_size.max(2))),
         });
         let wakeups = Arc::new(Notify::new());
-        tokio::spawn(listen(config, Arc::clone(&wakeups)));
+        let node = fastrand::u64(..);
+        tokio::spawn(listen(
+            config,
+            Listener {
+                wakeups: Arc::clone(&wakeups),
+                node,
+            },
+        ));
         Ok(PostgresStore {
             pool,
             options,
             wakeups,
+            node,
         })
     }
 }
 
 /// Keeps one connection `LISTEN`ing, reconnecting after failures.
-async fn listen(config: Config, wakeups: Arc<Notify>) {
+async fn listen(config: Config, listener: Listener) {
     loop {
-        match connect(&config, Some(Arc::clone(&wakeups))).await {
+        match connect(&config, Some(listener.clone())).await {
             Ok(client) => {
                 if client
                     .batch_execute(&format!("LISTEN {CHANNEL}"))
@@ -247,7 +288,7 @@ async fn listen(config: Config, wakeups: Arc<Notify>) {
                     .is_ok()
                 {
                     // Anything may have been enqueued while not listening.
-                    wakeups.notify_waiters();
+                    listener.wakeups.notify_waiters();
                     // Held until the connection breaks; then listen again.
                     while !client.is_closed() {
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -488,9 +529,11 @@ async fn insert_all(
     Ok(jobs)
 }
 
-async fn notify(db: &impl GenericClient) -> Result<(), StoreError> {
-    // Delivered at commit, to every listening node (this one included).
-    db.batch_execute(&format!("NOTIFY {CHANNEL}"))
+/// Tells every listening node (this one included, which skips it) that `jobs` jobs became
+/// ready. Delivered at commit.
+async fn notify(db: &impl GenericClient, node: u64, jobs: usize) -> Result<(), StoreError> {
+    // Two numbers formatted here: nothing to quote.
+    db.batch_execute(&format!("NOTIFY {CHANNEL}, '{node} {jobs}'"))
         .await
         .map_err(failed)
 }
@@ -708,7 +751,12 @@ impl Store for PostgresStore {
             for (at, new) in unique {
                 enqueued[at] = Some(enqueue_one(&tx, &cache, new, now).await?);
             }
-            notify(&tx).await?;
+            let added = enqueued
+                .iter()
+                .flatten()
+                .filter(|one| !one.existing)
+                .count();
+            notify(&tx, self.node, added).await?;
             tx.commit().await.map_err(failed)?;
             Ok(enqueued.into_iter().flatten().collect())
         })
@@ -782,7 +830,7 @@ impl Store for PostgresStore {
                 .map(|job| (job.id.0, job))
                 .collect();
             let mut outcomes = Vec::with_capacity(changes.len());
-            let mut wake = false;
+            let mut made_ready = 0;
             let mut changed: Vec<i64> = Vec::new();
             for change in changes {
                 let Some(job) = loaded.get_mut(&change.id.0) else {
@@ -795,7 +843,7 @@ impl Store for PostgresStore {
                 );
                 match lifecycle::apply(job, change.action, &self.options.retry, now) {
                     Ok(()) => {
-                        wake |= makes_ready;
+                        made_ready += usize::from(makes_ready);
                         if !changed.contains(&job.id.0) {
                             changed.push(job.id.0);
                         }
@@ -806,8 +854,8 @@ impl Store for PostgresStore {
             }
             let to_save: Vec<&Job> = changed.iter().filter_map(|id| loaded.get(id)).collect();
             save_all(&tx, &cache, &to_save).await?;
-            if wake {
-                notify(&tx).await?;
+            if made_ready > 0 {
+                notify(&tx, self.node, made_ready).await?;
             }
             tx.commit().await.map_err(failed)?;
             Ok(outcomes)
@@ -829,7 +877,7 @@ impl Store for PostgresStore {
             }
             save_all(&tx, &cache, &expired.iter().collect::<Vec<_>>()).await?;
             if !expired.is_empty() {
-                notify(&tx).await?;
+                notify(&tx, self.node, expired.len()).await?;
             }
             tx.commit().await.map_err(failed)?;
             Ok(expired)
@@ -918,7 +966,7 @@ impl Store for PostgresStore {
             .await
             .map_err(failed)?;
             let enqueued = enqueue_one(&tx, &cache, job, now).await?;
-            notify(&tx).await?;
+            notify(&tx, self.node, 1).await?;
             tx.commit().await.map_err(failed)?;
             Ok(Some(enqueued))
         })
@@ -950,5 +998,41 @@ impl Store for PostgresStore {
 
     fn remote_wakeups(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.wakeups))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    /// How many of `waiting` a notification with `payload` wakes.
+    fn woken_by(payload: &str, waiting: usize) -> usize {
+        let listener = Listener {
+            wakeups: Arc::new(Notify::new()),
+            node: 7,
+        };
+        let mut waiters: Vec<_> = (0..waiting)
+            .map(|_| Box::pin(listener.wakeups.notified()))
+            .collect();
+        for waiter in &mut waiters {
+            waiter.as_mut().enable();
+        }
+        listener.on_notification(payload);
+        let mut context = Context::from_waker(Waker::noop());
+        waiters
+            .iter_mut()
+            .map(|waiter| waiter.as_mut().poll(&mut context).is_ready())
+            .filter(|&woken| woken)
+            .count()
+    }
+
+    #[test]
+    fn a_notification_wakes_one_lease_per_job_from_other_nodes_only() {
+        assert_eq!(woken_by("3 2", 5), 2, "two jobs from node 3: two leases look");
+        assert_eq!(woken_by("3 9", 5), 5, "more jobs than waiters: all look");
+        assert_eq!(woken_by("7 2", 5), 0, "this node's own: already woken locally");
+        assert_eq!(woken_by("", 5), 5, "no payload (an older Weir): everyone looks");
     }
 }
