@@ -6,10 +6,11 @@
 //! - [`run_sync`]: the original, single-threaded and synchronous: walk the tree, and for
 //!   each file in turn read it and compute what was asked.
 //! - [`run_async`]: the async version. The walk runs on a blocking thread (the `ignore`
-//!   crate's parallel walker) and feeds a bounded channel; each file's whole read-and-
-//!   process runs as one blocking task with large buffers, at most `jobs` at a time. It
-//!   does not call `tokio::fs` per read: every such call is a trip to the blocking pool,
-//!   which is what makes naive async file code tens of times slower (tokio issue 3664).
+//!   crate's parallel walker) and feeds a bounded channel; `jobs` blocking workers read
+//!   and process the files with large buffers, a large file cut into pieces they share
+//!   when the work merges exactly (counts, BLAKE3). It does not call `tokio::fs` per
+//!   read: every such call is a trip to the blocking pool, which is what makes naive async
+//!   file code tens of times slower (tokio issue 3664).
 //!
 //! Both share the per-file work ([`process_file`]), which streams: memory per file is one
 //! buffer, whatever the file's size.

@@ -1,16 +1,16 @@
 //! The async program: the same work, with the walk and the files in parallel.
 //!
 //! ```text
-//!  walker threads ──paths (bounded, 1,024)──► `jobs` blocking workers ──reports (bounded)──► async loop
-//!  (ignore's parallel walker)                 (each file read and                            (output, totals,
-//!                                              processed whole)                               Ctrl-C)
+//!  walker threads ──batches of 64 paths──► `jobs` blocking workers ──batches of reports──► async loop
+//!  (ignore's parallel walker)  (bounded:    (pieces of large files                (bounded)    (output, totals,
+//!                              512 batches)  first, then whole files)                            Ctrl-C)
 //! ```
 //!
 //! - The walk blocks on the file system, so it runs on blocking threads; when the path
-//!   channel is full it waits (`blocking_send`): the walk never runs far ahead.
-//! - `jobs` workers, started once on the blocking pool, each take the next path and read
-//!   and process that file whole with a 64 KiB buffer. One blocking hop per *worker*, not
-//!   per read (a naive `tokio::fs` loop) nor per file (measured: a `spawn_blocking` per file
+//!   channel is full (512 batches, up to 32,768 paths ahead) it waits (`blocking_send`).
+//! - `jobs` workers, started once on the blocking pool, each take a batch of paths and read
+//!   and process each file with a 64 KiB buffer. One blocking hop per *worker*, not per
+//!   read (a naive `tokio::fs` loop) nor per file (measured: a `spawn_blocking` per file
 //!   spent more time waking and parking threads than counting 20,000 small files).
 //! - The tail: a file's processing is one sequential task, and a large one found late ran
 //!   alone at the end while the other cores idled (measured: that held the async program

@@ -327,8 +327,9 @@ async fn read_head_bytes<H>(
 
 /// Runs a handler while watching its connection: if the client closes it before the
 /// answer (a long-poll it gave up on, a page navigated away from), the handler's future is
-/// dropped, which cancels it at its current await point, so no work is done (and no job
-/// leased) for a client that is gone. Returns `None` then.
+/// dropped, which cancels it at its current await point, so no further work is done for a
+/// client that is gone (a long-poll lease stops waiting; a claim already sent to the store
+/// may still lease a job, which its lease's expiry then hands on). Returns `None` then.
 ///
 /// The socket can be watched only while the connection holds it: at once for a request
 /// without a body, or from the moment the handler drops the body. Bytes that arrive meanwhile

@@ -1030,9 +1030,21 @@ mod tests {
 
     #[test]
     fn a_notification_wakes_one_lease_per_job_from_other_nodes_only() {
-        assert_eq!(woken_by("3 2", 5), 2, "two jobs from node 3: two leases look");
+        assert_eq!(
+            woken_by("3 2", 5),
+            2,
+            "two jobs from node 3: two leases look"
+        );
         assert_eq!(woken_by("3 9", 5), 5, "more jobs than waiters: all look");
-        assert_eq!(woken_by("7 2", 5), 0, "this node's own: already woken locally");
-        assert_eq!(woken_by("", 5), 5, "no payload (an older Weir): everyone looks");
+        assert_eq!(
+            woken_by("7 2", 5),
+            0,
+            "this node's own: already woken locally"
+        );
+        assert_eq!(
+            woken_by("", 5),
+            5,
+            "no payload (an older Weir): everyone looks"
+        );
     }
 }
