@@ -10,9 +10,10 @@
 //!   guide should be readable and checkable from the checkout alone.
 //! - A target without a fragment must be an existing file or directory, relative to the
 //!   Markdown file.
-//! - In a `.rs` file, the fragment `Name` must be defined there (`fn`, `struct`, `enum`,
-//!   `trait`, `type`, `const`, `static`, `mod` or `macro_rules!`), and `Type::name` needs
-//!   `Type` defined or named on an `impl` line, and `fn name`.
+//! - In a `.rs` file, the fragment `Name` must be defined there: a line that starts, after
+//!   qualifiers such as `pub(crate) async`, with `fn`, `struct`, `enum`, `trait`, `type`,
+//!   `const`, `static`, `mod` or `macro_rules!` and the name (a mention in a comment does not
+//!   count). `Type::name` needs `Type` defined or named on an `impl` line, and `fn name`.
 //! - In a Markdown file (or the same file, `#fragment`), the fragment must be the slug of
 //!   one of its headings, as GitHub makes them.
 
@@ -180,9 +181,42 @@ fn check_item(source: &str, item: &str) -> Result<(), String> {
     }
 }
 
-/// Whether `source` holds `keyword name` as whole words.
+/// Qualifiers that may come before an item's keyword (`pub(crate) async fn`).
+const QUALIFIERS: [&str; 7] = [
+    "pub(crate)",
+    "pub(super)",
+    "pub",
+    "async",
+    "const",
+    "unsafe",
+    "extern \"C\"",
+];
+
+/// Whether a line of `source` defines `name` with `keyword`: it starts, after qualifiers,
+/// with `keyword name` as whole words. A mention in a comment or a string does not count.
 fn defines(source: &str, keyword: &str, name: &str) -> bool {
-    contains_word(source, &format!("{keyword} {name}"))
+    let wanted = format!("{keyword} {name}");
+    source.lines().any(|line| {
+        let mut rest = line.trim_start();
+        loop {
+            if starts_with_word(rest, &wanted) {
+                return true;
+            }
+            let after_qualifier = QUALIFIERS.iter().find_map(|qualifier| {
+                rest.strip_prefix(qualifier)
+                    .filter(|after| after.starts_with(char::is_whitespace))
+            });
+            match after_qualifier {
+                Some(after) => rest = after.trim_start(),
+                None => return false,
+            }
+        }
+    })
+}
+
+fn starts_with_word(text: &str, word: &str) -> bool {
+    text.strip_prefix(word)
+        .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
 }
 
 fn contains_word(haystack: &str, word: &str) -> bool {
@@ -257,6 +291,18 @@ mod tests {
         );
         assert!(check_item(source, "Hub::subscribe").is_err());
         assert!(check_item(source, "Topic::publish").is_err());
+        let mentions = "// fn ghost() is gone\nlet text = \"struct Phantom\";\n\
+                        pub(crate) const fn limit() {}\npub const MAX: u8 = 1;";
+        assert!(
+            check_item(mentions, "ghost").is_err(),
+            "a comment is not a definition"
+        );
+        assert!(
+            check_item(mentions, "Phantom").is_err(),
+            "a string is not a definition"
+        );
+        assert!(check_item(mentions, "limit").is_ok());
+        assert!(check_item(mentions, "MAX").is_ok());
     }
 
     #[test]
