@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
@@ -100,12 +100,17 @@ impl Executor {
     }
 }
 
-/// Wakes the thread parked in [`block_on`].
-struct ThreadWaker(thread::Thread);
+/// Wakes the thread parked in [`block_on`]. The flag tells a real wake-up from a spurious
+/// return of `park`, which the standard library allows.
+struct ThreadWaker {
+    thread: thread::Thread,
+    woken: AtomicBool,
+}
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
 
@@ -114,14 +119,26 @@ fn block_on<F: Future>(future: F) -> F::Output {
     // `pin!` pins the future on this stack frame: after the first poll an `async` block
     // may hold references into itself, so it must never move again.
     let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let thread_waker = Arc::new(ThreadWaker {
+        thread: thread::current(),
+        woken: AtomicBool::new(false),
+    });
+    let waker = Waker::from(Arc::clone(&thread_waker));
     let mut context = Context::from_waker(&waker);
     loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            // A spurious unpark only costs one extra poll, which is allowed: `poll` must
-            // cope with being called at any time.
-            Poll::Pending => thread::park_timeout(WAKE_DEADLINE),
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        // Poll again only once woken, as an executor should (a future must cope with extra
+        // polls, but a busy loop would hide a future that forgets to arrange its wake-up).
+        let deadline = Instant::now() + WAKE_DEADLINE;
+        while !thread_waker.woken.swap(false, Ordering::Acquire) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the future returned Pending and nothing woke it within {WAKE_DEADLINE:?}"
+            );
+            thread::park_timeout(left);
         }
     }
 }

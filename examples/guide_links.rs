@@ -6,14 +6,16 @@
 //! number would go stale silently; an item that is renamed or moved fails this check.
 //!
 //! The rules:
-//! - A link is `[text](target)` outside code. External links (`scheme://`) are refused: the
-//!   guide should be readable and checkable from the checkout alone.
+//! - A link is `[text](target)` outside code (reference-style links are not read; the guide
+//!   does not use them). External links (`scheme://`) are refused: the guide should be
+//!   readable and checkable from the checkout alone.
 //! - A target without a fragment must be an existing file or directory, relative to the
 //!   Markdown file.
 //! - In a `.rs` file, the fragment `Name` must be defined there: a line that starts, after
 //!   qualifiers such as `pub(crate) async`, with `fn`, `struct`, `enum`, `trait`, `type`,
 //!   `const`, `static`, `mod` or `macro_rules!` and the name (a mention in a comment does not
-//!   count). `Type::name` needs `Type` defined or named on an `impl` line, and `fn name`.
+//!   count). `Type::name` needs `Type` defined or named on an `impl` line, and `fn name`
+//!   somewhere in the file (not necessarily in that `impl`: a line-based check).
 //! - In a Markdown file (or the same file, `#fragment`), the fragment must be the slug of
 //!   one of its headings, as GitHub makes them.
 
@@ -193,7 +195,9 @@ const QUALIFIERS: [&str; 7] = [
 ];
 
 /// Whether a line of `source` defines `name` with `keyword`: it starts, after qualifiers,
-/// with `keyword name` as whole words. A mention in a comment or a string does not count.
+/// with `keyword name` as whole words. A mention in a `//` comment or inside a line does not
+/// count; a line of a multi-line string or a `/* */` block that starts so would (the check
+/// reads lines, not Rust, which is enough to keep links from going stale).
 fn defines(source: &str, keyword: &str, name: &str) -> bool {
     let wanted = format!("{keyword} {name}");
     source.lines().any(|line| {

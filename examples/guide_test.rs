@@ -23,12 +23,16 @@ fn every_link_in_the_guide_resolves() {
 fn the_guide_links_every_runnable_example() {
     let text = std::fs::read_to_string(guide()).expect("docs/guide.md is readable");
     let targets: Vec<String> = links(&text).into_iter().map(|(_, target)| target).collect();
-    for example in [
-        "executor.rs",
-        "promises.rs",
-        "async_closures.rs",
-        "channels.rs",
-    ] {
+    // Every example of the package: its `.rs` files other than the link check itself.
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut examples: Vec<String> = std::fs::read_dir(directory)
+        .expect("the examples directory is readable")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".rs") && !name.starts_with("guide_"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 4, "examples found: {examples:?}");
+    for example in examples {
         let path = format!("../examples/{example}");
         assert!(
             targets.iter().any(|target| target.starts_with(&path)),

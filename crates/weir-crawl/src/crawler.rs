@@ -130,7 +130,9 @@ impl Crawler {
         // `instrument`, not `span.enter()`: a guard held across an `.await` would leave the
         // span entered on this thread for whatever task runs there while the crawl waits.
         let span = tracing::info_span!("crawl", seeds = self.config.seeds.len());
-        let stopped = run.crawl(&stop, started).instrument(span).await?;
+        let stopped = run.crawl(&stop, started).instrument(span.clone()).await?;
+        // The rest does not wait: entering the span for it is safe.
+        let _in_span = span.enter();
 
         let mut pending = run.frontier.drain_pages();
         pending.extend(

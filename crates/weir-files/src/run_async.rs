@@ -31,7 +31,8 @@
 use std::collections::{BinaryHeap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -66,9 +67,11 @@ pub async fn run_async(
     // Large files, largest first; at most as many as the tree holds files of `LARGE`
     // bytes, and only their paths.
     let large: Arc<Mutex<BinaryHeap<(u64, PathBuf)>>> = Arc::default();
-    // Large files whose pieces are being handed out, oldest first; at most `jobs` long, as
-    // each worker adds one only when no piece is left to take.
+    // Large files whose pieces are being handed out, oldest first. Each holds its file
+    // open, so the files open at once are the workers' plus these (at most a batch's worth,
+    // and only when a batch holds several files over 8 MiB).
     let splitting: Arc<Mutex<VecDeque<Arc<SplitFile>>>> = Arc::default();
+    let batches = Arc::new(BatchesInProgress::default());
     let split = can_split(&options);
     let walker = {
         let (options, stopped, large) = (
@@ -104,7 +107,7 @@ pub async fn run_async(
             report_sender.clone(),
             Arc::clone(&large),
         );
-        let splitting = Arc::clone(&splitting);
+        let (splitting, batches) = (Arc::clone(&splitting), Arc::clone(&batches));
         tokio::task::spawn_blocking(move || {
             loop {
                 // Each lock in a statement of its own: in `while let` or `if let` the guard
@@ -118,15 +121,29 @@ pub async fn run_async(
                         .collect(),
                     None => {
                         let next_large = lock(&large).pop();
-                        let batch = match next_large {
-                            Some((_, path)) => vec![Found::File(path)],
+                        let (batch, _in_progress) = match next_large {
+                            Some((_, path)) => (vec![Found::File(path)], None),
                             None => {
-                                let next = lock(&paths).blocking_recv();
+                                let next = {
+                                    let mut paths = lock(&paths);
+                                    // Counted before the lock is let go, so a worker that
+                                    // then finds the channel closed knows of this batch.
+                                    paths.blocking_recv().map(|batch| (batch, batches.start()))
+                                };
                                 match next {
-                                    Some(batch) => batch,
-                                    // The walk is over; large files may still wait.
-                                    None if !lock(&large).is_empty() => continue,
-                                    None => return,
+                                    Some((batch, in_progress)) => (batch, Some(in_progress)),
+                                    // The walk is over, but a batch still in progress may
+                                    // yet hold a large file to split: wait for it rather
+                                    // than leave its pieces to one worker.
+                                    None => {
+                                        let more = || {
+                                            !lock(&large).is_empty() || !lock(&splitting).is_empty()
+                                        };
+                                        match batches.wait_for_work(more, &stopped) {
+                                            true => continue,
+                                            false => return,
+                                        }
+                                    }
                                 }
                             }
                         };
@@ -139,7 +156,8 @@ pub async fn run_async(
                                 Found::Failed(failure) => done.push(failure),
                                 Found::File(path) if split => match SplitFile::open(&path) {
                                     Opened::Split(file) => {
-                                        lock(&splitting).push_back(Arc::new(file))
+                                        lock(&splitting).push_back(Arc::new(file));
+                                        batches.wake_waiting();
                                     }
                                     Opened::Whole(file, name) => done.extend(process_open(
                                         file, &path, name, &options, &stopped,
@@ -188,6 +206,64 @@ pub async fn run_async(
     totals
 }
 
+/// The batches of paths workers are in the middle of, so that a worker that finds the walk
+/// over does not leave while another may still split a large file (its pieces would then
+/// all fall to one worker, the tail the splitting exists to remove).
+#[derive(Debug, Default)]
+struct BatchesInProgress {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// One batch in progress; its end is counted when dropped, even by a panicking worker.
+#[must_use = "the batch ends when this is dropped"]
+struct BatchInProgress<'a>(&'a BatchesInProgress);
+
+impl Drop for BatchInProgress<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.count) -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+impl BatchesInProgress {
+    fn start(&self) -> BatchInProgress<'_> {
+        *lock(&self.count) += 1;
+        BatchInProgress(self)
+    }
+
+    /// Wakes the workers waiting in [`BatchesInProgress::wait_for_work`] (new pieces).
+    fn wake_waiting(&self) {
+        // Taken so the wake-up cannot fall between a waiter's look and its wait.
+        let _count = lock(&self.count);
+        self.changed.notify_all();
+    }
+
+    /// Waits until `more_work()` or until no batch is in progress; true when there is work.
+    /// False at once when `stop` is set.
+    fn wait_for_work(&self, more_work: impl Fn() -> bool, stop: &AtomicBool) -> bool {
+        let mut count = lock(&self.count);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if more_work() {
+                return true;
+            }
+            if *count == 0 {
+                return false;
+            }
+            // Every batch end and every new split file notifies; the timeout only bounds
+            // the wait should a notification ever be missed.
+            count = self
+                .changed
+                .wait_timeout(count, Duration::from_millis(100))
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
 /// A piece of the oldest file being split, dropping files whose pieces are all handed out.
 fn next_piece(splitting: &Mutex<VecDeque<Arc<SplitFile>>>) -> Option<(Arc<SplitFile>, usize)> {
     let mut files = lock(splitting);
@@ -204,4 +280,49 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc as std_mpsc;
+
+    #[test]
+    fn an_idle_worker_waits_while_a_batch_may_still_split_a_file() {
+        let batches = Arc::new(BatchesInProgress::default());
+        let work = Arc::new(AtomicBool::new(false));
+        let stop = AtomicBool::new(false);
+        assert!(
+            !batches.wait_for_work(|| false, &stop),
+            "no batch in progress and no work: leave at once"
+        );
+
+        let in_progress = batches.start();
+        let (answer, answered) = std_mpsc::channel();
+        let waiter = std::thread::spawn({
+            let (batches, work) = (Arc::clone(&batches), Arc::clone(&work));
+            move || {
+                let stop = AtomicBool::new(false);
+                answer
+                    .send(batches.wait_for_work(|| work.load(Ordering::SeqCst), &stop))
+                    .unwrap();
+            }
+        });
+        // While another worker is in its batch, the waiter neither leaves nor works.
+        assert!(answered.recv_timeout(Duration::from_millis(50)).is_err());
+        // That batch splits a large file: the waiter takes pieces.
+        work.store(true, Ordering::SeqCst);
+        batches.wake_waiting();
+        assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(true));
+        waiter.join().unwrap();
+
+        // The batch ends with nothing more: a waiter leaves.
+        work.store(false, Ordering::SeqCst);
+        let waiter = std::thread::spawn({
+            let batches = Arc::clone(&batches);
+            move || batches.wait_for_work(|| false, &AtomicBool::new(false))
+        });
+        drop(in_progress);
+        assert!(!waiter.join().unwrap());
+    }
 }

@@ -83,9 +83,12 @@ pub(crate) struct SplitFile {
     shape: Shape,
     /// The next piece to hand out.
     next: AtomicUsize,
-    /// Each piece's result, or the first error.
+    /// Each piece's result, once processed.
     results: Mutex<Vec<Option<PieceResult>>>,
+    /// The first piece's error: the file's report says it, and later pieces are not read.
     error: Mutex<Option<String>>,
+    /// Pieces not yet finished (handed out or not): the worker that takes it to zero
+    /// merges.
     unfinished: AtomicUsize,
 }
 
@@ -150,8 +153,15 @@ impl SplitFile {
         options: &Options,
         stop: &AtomicBool,
     ) -> Option<FileReport> {
-        match self.read_piece(index, options, stop) {
+        // After another piece's error, this one is only counted off.
+        let failed_already = lock(&self.error).is_some();
+        let outcome = match failed_already {
+            true => Ok(None),
+            false => self.read_piece(index, options, stop),
+        };
+        match outcome {
             Ok(Some(result)) => lock(&self.results)[index] = Some(result),
+            Ok(None) if failed_already => {}
             Ok(None) => return None,
             Err(error) => {
                 lock(&self.error).get_or_insert(error);

@@ -756,7 +756,9 @@ impl Store for PostgresStore {
                 .flatten()
                 .filter(|one| !one.existing)
                 .count();
-            notify(&tx, self.node, added).await?;
+            if added > 0 {
+                notify(&tx, self.node, added).await?;
+            }
             tx.commit().await.map_err(failed)?;
             Ok(enqueued.into_iter().flatten().collect())
         })

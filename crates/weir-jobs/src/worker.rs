@@ -298,7 +298,8 @@ async fn run_job(
     let timeout = Duration::from_millis(ctx.job.timeout_ms);
     let mut work = handler(ctx.clone());
     let mut beat = tokio::time::interval(ttl / 3);
-    // After a slow heartbeat, the next one comes a full period later, not at once.
+    // Ticks missed during a slow heartbeat collapse into one, and the ticks after it are a
+    // full period apart again: no burst of heartbeats to catch up.
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
     let deadline = tokio::time::sleep(timeout);
