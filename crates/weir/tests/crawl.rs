@@ -445,15 +445,8 @@ async fn ctrl_c_writes_the_summary_and_saves_the_frontier() {
 #[test]
 fn bad_command_lines_are_refused_with_the_reason() {
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("crawl")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let (code, _, stderr) = support::run_weir(&[&["crawl"], args].concat());
+        (code, stderr)
     };
     let (code, stderr) = run(&[]);
     assert_eq!(code, Some(64));
@@ -472,15 +465,8 @@ fn bad_command_lines_are_refused_with_the_reason() {
 #[test]
 fn demo_site_refuses_settings_it_cannot_serve() {
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("demo-site")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let (code, _, stderr) = support::run_weir(&[&["demo-site"], args].concat());
+        (code, stderr)
     };
     let (code, stderr) = run(&["--hosts", "9"]);
     assert_eq!(code, Some(64));

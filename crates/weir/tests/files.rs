@@ -9,16 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 fn weir_files(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("files")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    support::run_weir(&[&["files"], args].concat())
 }
 
 fn tree() -> std::path::PathBuf {

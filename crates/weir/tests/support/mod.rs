@@ -11,6 +11,19 @@ use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use weir::config::ServeConfig;
 
+/// Runs `weir ARGS…` to its end: exit code, standard output, standard error.
+pub fn run_weir(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .expect("the weir binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Every wait in a test has this deadline.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
