@@ -343,6 +343,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn idle_keys_are_pruned_and_busy_or_configured_ones_kept() {
+        let limiter = RateLimiter::new(Some(Quota::per_second(10)));
+        let tracked = |limiter: &RateLimiter| -> usize {
+            limiter
+                .shards
+                .iter()
+                .map(|shard| shard.lock().unwrap().keys.len())
+                .sum()
+        };
+        limiter.set_quota("configured", Quota::per_second(1));
+        for n in 0..10_000 {
+            assert!(limiter.try_acquire(&format!("old-{n}")).is_ok());
+        }
+        // Their slots have passed: nothing is lost by forgetting them.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for n in 0..10_000 {
+            assert!(limiter.try_acquire(&format!("new-{n}")).is_ok());
+        }
+        // Every shard pruned its old keys when it grew past its mark; what is left is at most
+        // the new (still busy) keys plus a shard's worth of old ones each.
+        assert!(
+            tracked(&limiter) < 10_000 + 16 * 256,
+            "{} keys tracked",
+            tracked(&limiter)
+        );
+        assert_eq!(limiter.quota("configured"), Some(Quota::per_second(1)));
+        // A busy key is never forgotten: its next slot still waits.
+        assert!(limiter.try_acquire("new-9999").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn slots_are_spaced_by_the_interval_after_the_burst() {
         let limiter = Arc::new(RateLimiter::new(Some(Quota::per_second(10).with_burst(3))));
         let start = Instant::now();

@@ -369,6 +369,39 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_shrinks_while_split_is_reported_not_merged() {
+        let directory =
+            std::env::temp_dir().join(format!("weir-files-shrink-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("shrinks.txt");
+        std::fs::write(&path, sample(2 * PIECE as usize + 10)).unwrap();
+        let Opened::Split(split) = SplitFile::open(&path) else {
+            panic!("large enough to split")
+        };
+        // Cut to less than one piece after the pieces were laid out.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(PIECE / 2)
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let options = Options::default();
+        let reports: Vec<FileReport> = std::iter::from_fn(|| split.take())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|index| split.process(index, &options, &stop))
+            .collect();
+        std::fs::remove_dir_all(&directory).unwrap();
+        assert_eq!(reports.len(), 1, "one report, from the last piece");
+        assert_eq!(
+            reports[0].error.as_deref(),
+            Some("the file shrank while it was read")
+        );
+        assert_eq!(reports[0].lines, None, "no partial counts");
+    }
+
+    #[test]
     fn small_files_and_unsplittable_work_are_not_split() {
         let directory =
             std::env::temp_dir().join(format!("weir-files-nosplit-{}", std::process::id()));
