@@ -48,6 +48,17 @@ pub(crate) fn path_text(path: &Path) -> Result<String, String> {
     }
 }
 
+/// The name a file's report carries, or the report of a name that is not UTF-8.
+/// (Boxed: a failure is rare, and a report is large.)
+pub(crate) fn report_name(path: &Path) -> Result<String, Box<FileReport>> {
+    path_text(path).map_err(|escaped| {
+        Box::new(FileReport::failed(
+            escaped,
+            "name is not valid UTF-8".into(),
+        ))
+    })
+}
+
 /// Why a file could not be read, in words.
 pub(crate) fn describe(path: &Path, error: &std::io::Error) -> String {
     match error.kind() {
@@ -73,14 +84,9 @@ pub(crate) fn process_until(
     options: &Options,
     stop: &AtomicBool,
 ) -> Option<FileReport> {
-    let name = match path_text(path) {
+    let name = match report_name(path) {
         Ok(name) => name,
-        Err(escaped) => {
-            return Some(FileReport::failed(
-                escaped,
-                "name is not valid UTF-8".into(),
-            ))
-        }
+        Err(failure) => return Some(*failure),
     };
     match File::open(path) {
         Ok(file) => process_open(file, path, name, options, stop),

@@ -276,7 +276,9 @@ fn next_piece(splitting: &Mutex<VecDeque<Arc<SplitFile>>>) -> Option<(Arc<SplitF
     None
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `mutex`, poisoned or not: every value behind these locks is whole after any
+/// single statement, so a worker's panic cannot leave one half-written.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

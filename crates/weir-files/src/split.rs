@@ -27,8 +27,9 @@ use blake3::hazmat::{
 };
 
 use crate::options::{HashKind, Options};
-use crate::process::{describe, is_space, path_text, with_buffer, Counter};
+use crate::process::{describe, is_space, report_name, with_buffer, Counter};
 use crate::report::FileReport;
+use crate::run_async::lock;
 
 /// The largest piece. 8 MiB: a 200 MiB file gives 25 pieces, so the last file is shared
 /// out finely, while a piece costs one `pread` loop and no more than a few milliseconds.
@@ -108,14 +109,9 @@ impl SplitFile {
     /// from the open file (`fstat`), which costs less than a `stat` of the path: this runs
     /// for every file.
     pub(crate) fn open(path: &Path) -> Opened {
-        let name = match path_text(path) {
+        let name = match report_name(path) {
             Ok(name) => name,
-            Err(escaped) => {
-                return Opened::Failed(FileReport::failed(
-                    escaped,
-                    "name is not valid UTF-8".into(),
-                ))
-            }
+            Err(failure) => return Opened::Failed(*failure),
         };
         // The size when opened is the size processed: a file that grows meanwhile is read
         // to that size, one that shrinks is an error.
@@ -272,12 +268,6 @@ fn subtree(shape: &Shape, results: &[PieceResult]) -> ChainingValue {
             Mode::Hash,
         ),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
