@@ -74,6 +74,6 @@ pub use method::Method;
 pub use metrics::HttpMetrics;
 pub use request::{HeaderIter, Request};
 pub use response::{BodyStream, Response, ResponseBody};
-pub use router::Router;
+pub use router::{Dispatch, Router};
 pub use server::Server;
 pub use status::StatusCode;
