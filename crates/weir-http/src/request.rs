@@ -170,6 +170,11 @@ impl Request {
         self.params = params;
     }
 
+    /// The path as the bytes received, for comparisons that need no text.
+    pub(crate) fn path_bytes(&self) -> &[u8] {
+        &self.head[self.path.clone()]
+    }
+
     pub(crate) fn path_range(&self) -> Range<usize> {
         self.path.clone()
     }
