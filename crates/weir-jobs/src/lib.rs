@@ -17,6 +17,7 @@ mod sqlite;
 pub mod sqlite_file;
 pub mod store;
 pub mod time;
+pub mod wakeups;
 pub mod worker;
 
 pub use lifecycle::{Action, Change, ChangeError, RetryPolicy};

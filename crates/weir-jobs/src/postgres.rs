@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row, Statement};
 
 use crate::lifecycle::{self, Change, ChangeError};
@@ -21,6 +21,7 @@ use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
+use crate::wakeups::{Ready, Wakeups};
 
 /// Each entry moves the schema one version up; applied in order, each in a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -71,14 +72,15 @@ const MIGRATION_LOCK: i64 = 0x7765_6972_6a6f_6273; // "weirjobs"
 pub struct PostgresStore {
     pool: Arc<Pool>,
     options: StoreOptions,
-    wakeups: Arc<Notify>,
+    wakeups: Arc<Wakeups>,
     /// This store's name in its notifications, so it can skip its own (the service has
     /// already woken this node's leases).
     node: u64,
 }
 
-/// Most wake-ups one notification hands out, as the service's default `max_lease_waiters`.
-const MAX_WAKEUPS: usize = 1_024;
+/// Longest notification payload sent. PostgreSQL refuses 8000 bytes or more; past this,
+/// the list of queues is left out and every node wakes all its waiting leases instead.
+const MAX_PAYLOAD: usize = 7_900;
 
 fn failed(error: tokio_postgres::Error) -> StoreError {
     // The server's message (with its detail) says more than the driver's summary.
@@ -162,28 +164,53 @@ impl Pool {
 }
 
 /// Where a listening connection's notifications go: this node's waiting leases, woken one
-/// per job that another node made ready.
+/// per job that another node made ready, on that job's queue.
 #[derive(Debug, Clone)]
 struct Listener {
-    wakeups: Arc<Notify>,
+    wakeups: Arc<Wakeups>,
     node: u64,
 }
 
+/// The payload of a notification: `"{node} {jobs} {queue}:{count} …"`. The node and the
+/// total come first, as older Weir nodes read them; the queues follow unless they would make
+/// the payload longer than [`MAX_PAYLOAD`]. Queue names hold no space or colon (see
+/// [`validate`](crate::validate)).
+fn notification_payload(node: u64, ready: &Ready) -> String {
+    let mut payload = format!("{node} {}", ready.total());
+    let fixed = payload.len();
+    for (queue, jobs) in ready.queues() {
+        payload.push_str(&format!(" {queue}:{jobs}"));
+        if payload.len() > MAX_PAYLOAD {
+            payload.truncate(fixed);
+            break;
+        }
+    }
+    payload
+}
+
 impl Listener {
-    /// A notification's payload is `"{node} {jobs}"`. One wake-up per job, like the local
-    /// wake-ups: waking every waiting lease for each enqueue made them all query at once
-    /// (on PostgreSQL this had undone the local fix). A payload from an older Weir (none)
-    /// wakes every waiter, as before.
+    /// One wake-up per job, on the job's queue, like the service's own wake-ups (waking
+    /// every waiting lease for each enqueue made them all query at once). A node skips its
+    /// own notifications: its service already woke those leases. A payload without queues
+    /// (from an older Weir, or too long to list them) wakes every waiting lease.
     fn on_notification(&self, payload: &str) {
-        let mut fields = payload.split(' ').map(str::parse::<u64>);
-        match (fields.next(), fields.next()) {
-            (Some(Ok(node)), Some(Ok(_))) if node == self.node => {}
-            (Some(Ok(_)), Some(Ok(jobs))) => {
-                for _ in 0..(jobs as usize).min(MAX_WAKEUPS) {
-                    self.wakeups.notify_one();
-                }
+        let mut fields = payload.split(' ');
+        let node = fields.next().and_then(|node| node.parse::<u64>().ok());
+        if node == Some(self.node) {
+            return;
+        }
+        let _total = fields.next();
+        let mut ready = Ready::default();
+        for field in fields {
+            match field.split_once(':').map(|(q, n)| (q, n.parse::<usize>())) {
+                Some((queue, Ok(jobs))) if !queue.is_empty() => ready.add(queue, jobs),
+                _ => return self.wakeups.wake_all(),
             }
-            _ => self.wakeups.notify_waiters(),
+        }
+        if ready.is_empty() {
+            self.wakeups.wake_all();
+        } else {
+            self.wakeups.wake(&ready);
         }
     }
 }
@@ -259,7 +286,7 @@ impl PostgresStore {
             idle: Mutex::new(vec![(client, StatementCache::default())]),
             slots: Arc::new(Semaphore::new(pool_size.max(2))),
         });
-        let wakeups = Arc::new(Notify::new());
+        let wakeups = Arc::new(Wakeups::new());
         let node = fastrand::u64(..);
         tokio::spawn(listen(
             config,
@@ -288,7 +315,7 @@ async fn listen(config: Config, listener: Listener) {
                     .is_ok()
                 {
                     // Anything may have been enqueued while not listening.
-                    listener.wakeups.notify_waiters();
+                    listener.wakeups.wake_all();
                     // Held until the connection breaks; then listen again.
                     while !client.is_closed() {
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -529,13 +556,23 @@ async fn insert_all(
     Ok(jobs)
 }
 
-/// Tells every listening node (this one included, which skips it) that `jobs` jobs became
-/// ready. Delivered at commit.
-async fn notify(db: &impl GenericClient, node: u64, jobs: usize) -> Result<(), StoreError> {
-    // Two numbers formatted here: nothing to quote.
-    db.batch_execute(&format!("NOTIFY {CHANNEL}, '{node} {jobs}'"))
+/// Tells every listening node (this one included, which skips it) which jobs became ready,
+/// by queue. Delivered at commit; nothing is sent when nothing became ready.
+async fn notify(
+    db: &impl GenericClient,
+    cache: &StatementCache,
+    node: u64,
+    ready: &Ready,
+) -> Result<(), StoreError> {
+    if ready.is_empty() {
+        return Ok(());
+    }
+    // pg_notify with parameters, not NOTIFY with a literal: nothing to quote.
+    let statement = prepared(db, cache, "SELECT pg_notify($1, $2)").await?;
+    db.execute(&statement, &[&CHANNEL, &notification_payload(node, ready)])
         .await
-        .map_err(failed)
+        .map_err(failed)?;
+    Ok(())
 }
 
 async fn enqueue_one(
@@ -755,10 +792,8 @@ impl Store for PostgresStore {
                 .iter()
                 .flatten()
                 .filter(|one| !one.existing)
-                .count();
-            if added > 0 {
-                notify(&tx, self.node, added).await?;
-            }
+                .map(|one| &one.job);
+            notify(&tx, &cache, self.node, &Ready::of(added, now)).await?;
             tx.commit().await.map_err(failed)?;
             Ok(enqueued.into_iter().flatten().collect())
         })
@@ -832,20 +867,22 @@ impl Store for PostgresStore {
                 .map(|job| (job.id.0, job))
                 .collect();
             let mut outcomes = Vec::with_capacity(changes.len());
-            let mut made_ready = 0;
+            let mut made_ready = Ready::default();
             let mut changed: Vec<i64> = Vec::new();
             for change in changes {
                 let Some(job) = loaded.get_mut(&change.id.0) else {
                     outcomes.push(Err(ChangeError::NotFound(change.id)));
                     continue;
                 };
-                let makes_ready = matches!(
-                    change.action,
-                    lifecycle::Action::Release { .. } | lifecycle::Action::Retry
-                );
                 match lifecycle::apply(job, change.action, &self.options.retry, now) {
                     Ok(()) => {
-                        made_ready += usize::from(makes_ready);
+                        // As the service wakes its own leases: a job that can run again,
+                        // or one whose stop frees its concurrency key's slot.
+                        let frees_a_slot =
+                            job.concurrency_key.is_some() && job.state != JobState::Running;
+                        if job.state_at(now) == JobState::Available || frees_a_slot {
+                            made_ready.add(&job.queue, 1);
+                        }
                         if !changed.contains(&job.id.0) {
                             changed.push(job.id.0);
                         }
@@ -856,9 +893,7 @@ impl Store for PostgresStore {
             }
             let to_save: Vec<&Job> = changed.iter().filter_map(|id| loaded.get(id)).collect();
             save_all(&tx, &cache, &to_save).await?;
-            if made_ready > 0 {
-                notify(&tx, self.node, made_ready).await?;
-            }
+            notify(&tx, &cache, self.node, &made_ready).await?;
             tx.commit().await.map_err(failed)?;
             Ok(outcomes)
         })
@@ -878,9 +913,7 @@ impl Store for PostgresStore {
                 lifecycle::rescue(job, &self.options.retry, now);
             }
             save_all(&tx, &cache, &expired.iter().collect::<Vec<_>>()).await?;
-            if !expired.is_empty() {
-                notify(&tx, self.node, expired.len()).await?;
-            }
+            notify(&tx, &cache, self.node, &Ready::of(&expired, now)).await?;
             tx.commit().await.map_err(failed)?;
             Ok(expired)
         })
@@ -968,7 +1001,7 @@ impl Store for PostgresStore {
             .await
             .map_err(failed)?;
             let enqueued = enqueue_one(&tx, &cache, job, now).await?;
-            notify(&tx, self.node, 1).await?;
+            notify(&tx, &cache, self.node, &Ready::of([&enqueued.job], now)).await?;
             tx.commit().await.map_err(failed)?;
             Ok(Some(enqueued))
         })
@@ -998,7 +1031,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn remote_wakeups(&self) -> Option<Arc<Notify>> {
+    fn wakeups(&self) -> Option<Arc<Wakeups>> {
         Some(Arc::clone(&self.wakeups))
     }
 }
@@ -1009,44 +1042,71 @@ mod tests {
     use std::future::Future;
     use std::task::{Context, Waker};
 
-    /// How many of `waiting` a notification with `payload` wakes.
-    fn woken_by(payload: &str, waiting: usize) -> usize {
+    /// Which of the leases waiting on `queues` (one entry per lease) a notification with
+    /// `payload` wakes.
+    fn woken_by(payload: &str, queues: &[&str]) -> Vec<bool> {
         let listener = Listener {
-            wakeups: Arc::new(Notify::new()),
+            wakeups: Arc::new(Wakeups::new()),
             node: 7,
         };
-        let mut waiters: Vec<_> = (0..waiting)
-            .map(|_| Box::pin(listener.wakeups.notified()))
+        let leases: Vec<_> = queues
+            .iter()
+            .map(|queue| listener.wakeups.register(&[(*queue).to_owned()]))
             .collect();
-        for waiter in &mut waiters {
-            waiter.as_mut().enable();
-        }
         listener.on_notification(payload);
         let mut context = Context::from_waker(Waker::noop());
-        waiters
-            .iter_mut()
-            .map(|waiter| waiter.as_mut().poll(&mut context).is_ready())
-            .filter(|&woken| woken)
-            .count()
+        leases
+            .iter()
+            .map(|lease| std::pin::pin!(lease.woken()).poll(&mut context).is_ready())
+            .collect()
     }
 
     #[test]
-    fn a_notification_wakes_one_lease_per_job_from_other_nodes_only() {
+    fn a_notification_wakes_one_lease_per_job_on_its_queue_from_other_nodes_only() {
+        let waiting = ["a", "a", "a", "b", "b"];
         assert_eq!(
-            woken_by("3 2", 5),
-            2,
-            "two jobs from node 3: two leases look"
+            woken_by("3 3 a:2 b:1", &waiting),
+            [true, true, false, true, false],
+            "two jobs on a and one on b from node 3: three leases look"
         );
-        assert_eq!(woken_by("3 9", 5), 5, "more jobs than waiters: all look");
         assert_eq!(
-            woken_by("7 2", 5),
-            0,
+            woken_by("3 9 b:9", &waiting),
+            [false, false, false, true, true],
+            "more jobs than waiters on b: all of b look, none of a"
+        );
+        assert_eq!(
+            woken_by("7 2 a:2", &waiting),
+            [false; 5],
             "this node's own: already woken locally"
         );
         assert_eq!(
-            woken_by("", 5),
-            5,
-            "no payload (an older Weir): everyone looks"
+            woken_by("3 2", &waiting),
+            [true; 5],
+            "no queues (an older Weir, or too many to list): everyone looks"
         );
+        assert_eq!(
+            woken_by("", &waiting),
+            [true; 5],
+            "no payload: everyone looks"
+        );
+        assert_eq!(
+            woken_by("3 1 a:x", &waiting),
+            [true; 5],
+            "unreadable: everyone looks"
+        );
+    }
+
+    #[test]
+    fn a_payload_lists_queues_while_it_fits() {
+        let mut ready = Ready::default();
+        ready.add("mail", 2);
+        ready.add("crawl", 1);
+        assert_eq!(notification_payload(5, &ready), "5 3 crawl:1 mail:2");
+        let mut many = Ready::default();
+        for i in 0..100 {
+            many.add(&format!("{i:0>100}"), 1);
+        }
+        let payload = notification_payload(5, &many);
+        assert_eq!(payload, "5 100", "too long to list: the total only");
     }
 }

@@ -3,13 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use thiserror::Error;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +16,7 @@ use crate::lifecycle::{Action, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError};
 use crate::time::Timestamp;
+use crate::wakeups::{Ready, Wakeups};
 
 /// Limits and timings of the job service.
 #[derive(Debug, Clone)]
@@ -34,8 +33,10 @@ pub struct JobsConfig {
     pub max_lease_wait: Duration,
     /// Most jobs one lease request may take.
     pub max_lease: u32,
-    /// Most waiting leases woken at once (one per ready job, up to this).
-    pub max_lease_waiters: usize,
+    /// How often a waiting lease looks again with no wake-up, for jobs that became ready
+    /// where no wake-up reaches it (a job written by an older node, say). Wake-ups, and the
+    /// `run_at` of scheduled and retrying jobs, end a wait sooner.
+    pub lease_recheck: Duration,
     /// Periodic jobs.
     pub schedules: Vec<Schedule>,
     /// The kinds each listed queue accepts; an enqueue of another kind to it is refused.
@@ -52,7 +53,7 @@ impl Default for JobsConfig {
             max_batch: 1_000,
             max_lease_wait: Duration::from_secs(60),
             max_lease: 100,
-            max_lease_waiters: 1_024,
+            lease_recheck: Duration::from_secs(1),
             schedules: Vec::new(),
             queue_kinds: BTreeMap::new(),
         }
@@ -114,8 +115,9 @@ pub type EventSink = Arc<dyn Fn(&str, String) + Send + Sync>;
 pub struct Jobs {
     store: Arc<dyn Store>,
     config: Arc<JobsConfig>,
-    /// Wakes this node's waiting leases when it enqueues or frees jobs.
-    ready: Arc<Notify>,
+    /// This node's waiting leases, woken by queue when a job becomes ready here (and, for
+    /// a store shared between nodes, when another node says one did).
+    wakeups: Arc<Wakeups>,
     events: Option<EventSink>,
 }
 
@@ -225,9 +227,9 @@ impl Jobs {
     /// The service over `store`. `events` receives every lifecycle event.
     pub fn new(store: Arc<dyn Store>, config: JobsConfig, events: Option<EventSink>) -> Jobs {
         Jobs {
+            wakeups: store.wakeups().unwrap_or_default(),
             store,
             config: Arc::new(config),
-            ready: Arc::new(Notify::new()),
             events,
         }
     }
@@ -235,6 +237,11 @@ impl Jobs {
     /// The limits in force.
     pub fn config(&self) -> &JobsConfig {
         &self.config
+    }
+
+    /// How many lease requests on this node wait for a job on `queue`.
+    pub fn waiting_leases(&self, queue: &str) -> usize {
+        self.wakeups.waiting_on(queue)
     }
 
     fn publish(&self, event: &'static str, job: &Job) {
@@ -271,23 +278,22 @@ impl Jobs {
             })?;
         }
         let enqueued = self.store.enqueue(batch, Timestamp::now()).await?;
-        let mut added = 0;
-        for one in enqueued.iter().filter(|one| !one.existing) {
-            self.publish("enqueued", &one.job);
-            added += 1;
+        let added: Vec<&Job> = enqueued
+            .iter()
+            .filter(|one| !one.existing)
+            .map(|one| &one.job)
+            .collect();
+        for job in &added {
+            self.publish("enqueued", job);
         }
-        self.wake(added);
+        self.wake(&Ready::of(added, Timestamp::now()));
         Ok(enqueued)
     }
 
-    /// Wakes one waiting lease per job that became ready, not every waiting lease: with
-    /// many idle workers, waking them all for one job makes them all query the store, and
-    /// the one that wins waits behind the others (measured: p50 enqueue→start went from
-    /// 51 ms to about 1 ms with 24 waiting workers). A permit stored while nobody waits
-    /// only causes one extra look.
-    fn wake(&self, jobs: usize) {
-        for _ in 0..jobs.min(self.config.max_lease_waiters) {
-            self.ready.notify_one();
+    /// Wakes one waiting lease per ready job, on that job's queue (see [`Wakeups`]).
+    fn wake(&self, ready: &Ready) {
+        if !ready.is_empty() {
+            self.wakeups.wake(ready);
         }
     }
 
@@ -328,16 +334,10 @@ impl Jobs {
         }
         claim.lease_ttl = self.config.lease_ttl;
         let deadline = Instant::now() + wait.min(self.config.max_lease_wait);
-        let remote = self.store.remote_wakeups();
         loop {
             // Register for wake-ups before looking, so a job enqueued between the look and
             // the wait is not missed.
-            let mut local = pin!(self.ready.notified());
-            local.as_mut().enable();
-            let idle = Notify::new();
-            let mut other_node = pin!(remote.as_deref().unwrap_or(&idle).notified());
-            other_node.as_mut().enable();
-
+            let registration = self.wakeups.register(&claim.queues);
             let now = Timestamp::now();
             let leased = self.store.claim(claim.clone(), now).await?;
             if !leased.is_empty() {
@@ -353,13 +353,12 @@ impl Jobs {
             // Sleep until something may be ready: a wake-up, the next scheduled job, or a
             // periodic look (a job another process made ready without a notification, such
             // as a retry whose backoff ended).
-            let mut nap = left.min(Duration::from_secs(1));
+            let mut nap = left.min(self.config.lease_recheck);
             if let Some(next) = self.store.next_run_at(claim.queues.clone(), now).await? {
                 nap = nap.min(now.until(next));
             }
             tokio::select! {
-                () = local => {}
-                () = other_node => {}
+                () = registration.woken() => {}
                 () = tokio::time::sleep(nap) => {}
                 () = stop.cancelled() => return Ok(Vec::new()),
             }
@@ -376,19 +375,23 @@ impl Jobs {
             .iter()
             .map(|c| matches!(&c.action, Action::Heartbeat { progress: None, .. }))
             .collect();
-        let outcomes = self.store.change(changes, Timestamp::now()).await?;
-        let mut freed = 0;
+        let now = Timestamp::now();
+        let outcomes = self.store.change(changes, now).await?;
+        let mut ready = Ready::default();
         for ((outcome, name), quiet) in outcomes.iter().zip(names).zip(quiet_heartbeat) {
             if let Ok(job) = outcome {
                 if !quiet {
                     self.publish(event_name(name, job), job);
                 }
-                if job.state == JobState::Available {
-                    freed += 1;
+                // A released or retried job can run again; a job that stopped running
+                // frees its concurrency key's slot for a job waiting on the key.
+                let frees_a_slot = job.concurrency_key.is_some() && job.state != JobState::Running;
+                if job.state_at(now) == JobState::Available || frees_a_slot {
+                    ready.add(&job.queue, 1);
                 }
             }
         }
-        self.wake(freed);
+        self.wake(&ready);
         Ok(outcomes)
     }
 
@@ -413,7 +416,7 @@ impl Jobs {
                     for job in &rescued {
                         self.publish("rescued", job);
                     }
-                    self.wake(rescued.len());
+                    self.wake(&Ready::of(&rescued, Timestamp::now()));
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),
@@ -454,7 +457,7 @@ impl Jobs {
         {
             tracing::info!(schedule = %schedule.name, job = %enqueued.job.id, "periodic job enqueued");
             self.publish("enqueued", &enqueued.job);
-            self.wake(1);
+            self.wake(&Ready::of([&enqueued.job], now));
         }
         Ok(())
     }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::Notify;
 
 use crate::lifecycle::{Change, ChangeError, RetryPolicy};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::time::Timestamp;
+use crate::wakeups::Wakeups;
 
 /// The future every store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -138,9 +138,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// When schedule `name` is next due, if it has been started.
     fn schedule_due(&self, name: String) -> StoreFuture<'_, Option<Timestamp>>;
 
-    /// Notified when another process (another node) enqueued or released jobs, so waiting
-    /// leases look again. `None` for a store only this process writes to.
-    fn remote_wakeups(&self) -> Option<Arc<Notify>> {
+    /// The waiting leases of this process, for a store that hears when another process
+    /// (another node) makes jobs ready: it wakes them, queue by queue, and the service
+    /// registers its leases and wakes them for its own jobs in the same place. `None` for a
+    /// store only this process writes to; the service then keeps its own.
+    fn wakeups(&self) -> Option<Arc<Wakeups>> {
         None
     }
 }

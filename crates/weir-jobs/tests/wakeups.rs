@@ -1,0 +1,118 @@
+//! Waiting leases are woken by queue: a job wakes a lease that can take it, even when a
+//! lease on another queue has waited longer.
+//!
+//! The leases' periodic look is set to an hour, so a lease that is not woken stays asleep
+//! for the whole test: the test's deadlines are never what decides it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+use weir_jobs::{Claim, Jobs, JobsConfig, NewJob, SqliteStore, Store, StoreOptions};
+
+/// Longer than any run of this test; it only bounds a failure.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn claim(queues: &[&str]) -> Claim {
+    Claim {
+        worker: "test".into(),
+        queues: queues.iter().map(|queue| (*queue).to_owned()).collect(),
+        max: 1,
+        lease_ttl: Duration::from_secs(30),
+    }
+}
+
+/// Waits until `count` leases wait on `queue`.
+async fn until_waiting(jobs: &Jobs, queue: &str, count: usize) {
+    tokio::time::timeout(DEADLINE, async {
+        while jobs.waiting_leases(queue) != count {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{count} leases never waited on {queue}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_wakes_a_lease_of_its_queue_not_an_older_one_of_another() {
+    let dir = std::env::temp_dir().join(format!(
+        "weir-wakeups-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.join("jobs.db"), StoreOptions::default()).unwrap());
+    let jobs = Jobs::new(
+        store,
+        JobsConfig {
+            lease_recheck: Duration::from_secs(3_600),
+            ..JobsConfig::default()
+        },
+        None,
+    );
+    let stop = CancellationToken::new();
+    let lease = |queues: &'static [&'static str]| {
+        let jobs = jobs.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            jobs.lease(claim(queues), Duration::from_secs(3_600), &stop)
+                .await
+        })
+    };
+
+    // The mail lease waits first: a wake-up list blind to queues would hand it the crawl
+    // job's wake-up, and the crawl lease would sleep for the hour.
+    let mail = lease(&["mail"]);
+    until_waiting(&jobs, "mail", 1).await;
+    let crawl = lease(&["crawl"]);
+    until_waiting(&jobs, "crawl", 1).await;
+    let both = lease(&["mail", "crawl"]);
+    until_waiting(&jobs, "crawl", 2).await;
+
+    let payload = RawValue::from_string("{}".into()).unwrap();
+    let enqueued = jobs
+        .enqueue(vec![NewJob::new("crawl", "fetch", payload.clone())])
+        .await
+        .unwrap();
+    let leased = tokio::time::timeout(DEADLINE, crawl)
+        .await
+        .expect("the crawl lease was not woken by a crawl job")
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, enqueued[0].job.id);
+    assert_eq!(jobs.waiting_leases("mail"), 2, "the mail leases sleep on");
+
+    // A mail job goes to the lease that waited longest on mail.
+    let enqueued = jobs
+        .enqueue(vec![NewJob::new("mail", "send", payload)])
+        .await
+        .unwrap();
+    let leased = tokio::time::timeout(DEADLINE, mail)
+        .await
+        .expect("the mail lease was not woken by a mail job")
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased[0].id, enqueued[0].job.id);
+    assert_eq!(jobs.waiting_leases("mail"), 1);
+    assert_eq!(
+        jobs.waiting_leases("crawl"),
+        1,
+        "the two-queue lease still waits"
+    );
+
+    stop.cancel();
+    let nothing = tokio::time::timeout(DEADLINE, both)
+        .await
+        .expect("a waiting lease ends when stopped")
+        .unwrap()
+        .unwrap();
+    assert!(nothing.is_empty());
+    assert_eq!(
+        jobs.waiting_leases("mail") + jobs.waiting_leases("crawl"),
+        0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
