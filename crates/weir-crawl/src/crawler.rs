@@ -755,3 +755,54 @@ impl<'a> Run<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::JsonLines;
+
+    fn crawler(hosts: &[&str]) -> Crawler {
+        Crawler::new(CrawlConfig {
+            seeds: vec![Url::parse("http://start.test/").unwrap()],
+            hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
+            ..CrawlConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn sitemaps_past_the_cap_are_not_fetched() {
+        let crawler = crawler(&[]);
+        let mut output = JsonLines(Vec::new());
+        let mut run = Run::new(&crawler, &mut output);
+        for i in 0..MAX_SITEMAPS + 500 {
+            run.add_sitemap(&format!("http://start.test/sitemap-{i}.xml"));
+        }
+        // The same sitemap named twice is fetched once.
+        run.add_sitemap("http://start.test/sitemap-0.xml");
+        assert_eq!(run.sitemaps.len(), MAX_SITEMAPS);
+        assert_eq!(run.frontier.queued(), MAX_SITEMAPS as u64);
+    }
+
+    #[test]
+    fn other_hosts_are_remembered_up_to_the_cap_and_refused_past_it() {
+        let crawler = crawler(&["start.test"]);
+        let mut output = JsonLines(Vec::new());
+        let mut run = Run::new(&crawler, &mut output);
+        let inside = Url::parse("http://start.test/page").unwrap();
+        assert_eq!(run.out_of_scope(&inside), None);
+        for i in 0..MAX_OTHER_HOSTS + 500 {
+            let url = Url::parse(&format!("http://host-{i}.test/a")).unwrap();
+            assert_eq!(
+                run.out_of_scope(&url).as_deref(),
+                Some("another host than this crawl's"),
+                "past the cap, other hosts are still out of scope"
+            );
+        }
+        // A second URL on a remembered host keeps its first.
+        let again = Url::parse("http://host-0.test/b").unwrap();
+        assert!(run.out_of_scope(&again).is_some());
+        assert_eq!(run.other_hosts.len(), MAX_OTHER_HOSTS);
+        assert_eq!(run.other_hosts["host-0.test"].path(), "/a");
+    }
+}
