@@ -15,6 +15,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -164,21 +165,30 @@ pub(crate) async fn serve_connection<H: Handler>(
             (Body::empty(), Some(guard))
         };
         let request = Request::new(head, parsed, Some(peer), body);
-        let mut call = std::pin::pin!(CatchUnwind::new(ctx.handler.call(request)));
-        // Most handlers answer on their first poll: take that answer here, before setting up
-        // the watch on the client (measured: the watch's future was 3% of a pipelined
-        // request's instructions). A first poll that is pending registered the task's waker,
-        // and the watch goes on from there.
-        let first = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-        let (outcome, held) = match first {
-            Poll::Ready(outcome) => (outcome, kept),
-            Poll::Pending => {
-                let Some(answered) = unless_client_leaves(call, &io, kept, &ctx.config).await
-                else {
-                    tracing::debug!("the client closed the connection; its handler was cancelled");
-                    return None;
-                };
-                answered
+        // A handler may panic while it makes its future (a router runs the route's closure
+        // then), not only when the future is polled: both become a 500.
+        let (outcome, held) = match catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request))) {
+            Err(panic) => (Err(panic), kept),
+            Ok(future) => {
+                let mut call = std::pin::pin!(CatchUnwind::new(future));
+                // Most handlers answer on their first poll: take that answer here, before
+                // setting up the watch on the client (measured: the watch's future was 3% of
+                // a pipelined request's instructions). A first poll that is pending
+                // registered the task's waker, and the watch goes on from there.
+                match poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                    Poll::Ready(outcome) => (outcome, kept),
+                    Poll::Pending => {
+                        let Some(answered) =
+                            unless_client_leaves(call, &io, kept, &ctx.config).await
+                        else {
+                            tracing::debug!(
+                                "the client closed the connection; its handler was cancelled"
+                            );
+                            return None;
+                        };
+                        answered
+                    }
+                }
             }
         };
         guard = match held {

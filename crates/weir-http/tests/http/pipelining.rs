@@ -120,6 +120,26 @@ async fn a_panicking_handler_gets_500_and_the_server_goes_on() {
 }
 
 #[tokio::test]
+async fn a_handler_panicking_before_its_future_gets_500_after_the_answers_before_it() {
+    let server = start_default().await;
+    let mut client = Client::connect(&server).await;
+    client
+        .send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /panic-early HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert_eq!(
+        client.response().await.status,
+        200,
+        "the earlier answer is sent"
+    );
+    let response = client.response().await;
+    assert_eq!(response.status, 500);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.is_closed().await);
+    let (response, _) = exchange(&server, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(response.status, 200, "the server goes on");
+}
+
+#[tokio::test]
 async fn invalid_response_headers_never_reach_the_wire() {
     let server = start_default().await;
     let (response, _) = exchange(

@@ -97,6 +97,12 @@ fn router(release: Arc<Notify>) -> Router {
             }
         })
         .route("/panic", Method::GET, |_| async { panic!("a handler bug") })
+        // Panics while making its future, before any poll.
+        .route(
+            "/panic-early",
+            Method::GET,
+            |_| -> std::future::Ready<Response> { panic!("a bug before the future") },
+        )
         .route("/big", Method::GET, |_| async {
             Response::new(StatusCode::OK).with_body(Bytes::from(vec![b'x'; 64 * 1024 * 1024]))
         })
