@@ -775,12 +775,17 @@ mod tests {
         let crawler = crawler(&[]);
         let mut output = JsonLines(Vec::new());
         let mut run = Run::new(&crawler, &mut output);
+        // The same sitemap named twice is fetched once: the repeat takes no place under
+        // the cap.
+        run.add_sitemap("http://start.test/sitemap-0.xml");
+        run.add_sitemap("http://start.test/sitemap-0.xml");
+        assert_eq!(run.frontier.queued(), 1);
         for i in 0..MAX_SITEMAPS + 500 {
             run.add_sitemap(&format!("http://start.test/sitemap-{i}.xml"));
         }
-        // The same sitemap named twice is fetched once.
-        run.add_sitemap("http://start.test/sitemap-0.xml");
         assert_eq!(run.sitemaps.len(), MAX_SITEMAPS);
+        assert!(run.sitemaps.contains("http://start.test/sitemap-999.xml"));
+        assert!(!run.sitemaps.contains("http://start.test/sitemap-1000.xml"));
         assert_eq!(run.frontier.queued(), MAX_SITEMAPS as u64);
     }
 
@@ -791,6 +796,11 @@ mod tests {
         let mut run = Run::new(&crawler, &mut output);
         let inside = Url::parse("http://start.test/page").unwrap();
         assert_eq!(run.out_of_scope(&inside), None);
+        // A second URL on a remembered host keeps the first and takes no place.
+        let first = Url::parse("http://host-0.test/a").unwrap();
+        let again = Url::parse("http://host-0.test/b").unwrap();
+        assert!(run.out_of_scope(&first).is_some() && run.out_of_scope(&again).is_some());
+        assert_eq!(run.other_hosts.len(), 1);
         for i in 0..MAX_OTHER_HOSTS + 500 {
             let url = Url::parse(&format!("http://host-{i}.test/a")).unwrap();
             assert_eq!(
@@ -799,10 +809,10 @@ mod tests {
                 "past the cap, other hosts are still out of scope"
             );
         }
-        // A second URL on a remembered host keeps its first.
-        let again = Url::parse("http://host-0.test/b").unwrap();
-        assert!(run.out_of_scope(&again).is_some());
         assert_eq!(run.other_hosts.len(), MAX_OTHER_HOSTS);
         assert_eq!(run.other_hosts["host-0.test"].path(), "/a");
+        // host-0 counted once: host-1 to host-999 fill the other 999 places.
+        assert!(run.other_hosts.contains_key("host-999.test"));
+        assert!(!run.other_hosts.contains_key("host-1000.test"));
     }
 }

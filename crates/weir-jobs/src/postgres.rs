@@ -793,7 +793,7 @@ impl Store for PostgresStore {
                 .flatten()
                 .filter(|one| !one.existing)
                 .map(|one| &one.job);
-            notify(&tx, &cache, self.node, &Ready::of(added, now)).await?;
+            notify(&tx, &cache, self.node, &Ready::of(added)).await?;
             tx.commit().await.map_err(failed)?;
             Ok(enqueued.into_iter().flatten().collect())
         })
@@ -876,12 +876,11 @@ impl Store for PostgresStore {
                 };
                 match lifecycle::apply(job, change.action, &self.options.retry, now) {
                     Ok(()) => {
-                        // As the service wakes its own leases: a job that can run again,
-                        // or one whose stop frees its concurrency key's slot.
-                        let frees_a_slot =
-                            job.concurrency_key.is_some() && job.state != JobState::Running;
-                        if job.state_at(now) == JobState::Available || frees_a_slot {
+                        // As the service wakes its own leases (`Jobs::change`).
+                        if job.concurrency_key.is_some() && job.state != JobState::Running {
                             made_ready.add(&job.queue, 1);
+                        } else {
+                            made_ready.add_job(job);
                         }
                         if !changed.contains(&job.id.0) {
                             changed.push(job.id.0);
@@ -913,7 +912,7 @@ impl Store for PostgresStore {
                 lifecycle::rescue(job, &self.options.retry, now);
             }
             save_all(&tx, &cache, &expired.iter().collect::<Vec<_>>()).await?;
-            notify(&tx, &cache, self.node, &Ready::of(&expired, now)).await?;
+            notify(&tx, &cache, self.node, &Ready::of(&expired)).await?;
             tx.commit().await.map_err(failed)?;
             Ok(expired)
         })
@@ -1001,7 +1000,7 @@ impl Store for PostgresStore {
             .await
             .map_err(failed)?;
             let enqueued = enqueue_one(&tx, &cache, job, now).await?;
-            notify(&tx, &cache, self.node, &Ready::of([&enqueued.job], now)).await?;
+            notify(&tx, &cache, self.node, &Ready::of([&enqueued.job])).await?;
             tx.commit().await.map_err(failed)?;
             Ok(Some(enqueued))
         })

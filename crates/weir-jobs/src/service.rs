@@ -286,7 +286,7 @@ impl Jobs {
         for job in &added {
             self.publish("enqueued", job);
         }
-        self.wake(&Ready::of(added, Timestamp::now()));
+        self.wake(&Ready::of(added));
         Ok(enqueued)
     }
 
@@ -334,10 +334,11 @@ impl Jobs {
         }
         claim.lease_ttl = self.config.lease_ttl;
         let deadline = Instant::now() + wait.min(self.config.max_lease_wait);
+        // Registered before the first look and until the lease returns, so a job enqueued
+        // between a look and the wait is not missed, and a wake-up it does not use goes on
+        // to the next lease (see `Wakeups`).
+        let registration = self.wakeups.register(&claim.queues);
         loop {
-            // Register for wake-ups before looking, so a job enqueued between the look and
-            // the wait is not missed.
-            let registration = self.wakeups.register(&claim.queues);
             let now = Timestamp::now();
             let leased = self.store.claim(claim.clone(), now).await?;
             if !leased.is_empty() {
@@ -383,11 +384,13 @@ impl Jobs {
                 if !quiet {
                     self.publish(event_name(name, job), job);
                 }
-                // A released or retried job can run again; a job that stopped running
-                // frees its concurrency key's slot for a job waiting on the key.
-                let frees_a_slot = job.concurrency_key.is_some() && job.state != JobState::Running;
-                if job.state_at(now) == JobState::Available || frees_a_slot {
+                // A released or retried job waits to run again. A keyed job that stopped
+                // frees its key's slot for a job waiting on the key, which a lease of the
+                // same queue finds at once (one of another queue at its next look).
+                if job.concurrency_key.is_some() && job.state != JobState::Running {
                     ready.add(&job.queue, 1);
+                } else {
+                    ready.add_job(job);
                 }
             }
         }
@@ -416,7 +419,7 @@ impl Jobs {
                     for job in &rescued {
                         self.publish("rescued", job);
                     }
-                    self.wake(&Ready::of(&rescued, Timestamp::now()));
+                    self.wake(&Ready::of(&rescued));
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),
@@ -457,7 +460,7 @@ impl Jobs {
         {
             tracing::info!(schedule = %schedule.name, job = %enqueued.job.id, "periodic job enqueued");
             self.publish("enqueued", &enqueued.job);
-            self.wake(&Ready::of([&enqueued.job], now));
+            self.wake(&Ready::of([&enqueued.job]));
         }
         Ok(())
     }

@@ -1,20 +1,23 @@
 //! Waking the leases that wait for work, queue by queue.
 //!
-//! A lease that found nothing waits until a job it could take may be ready. Each waiting
-//! lease registers under the queues it claims from, and a job made ready on queue `q` wakes
-//! one lease registered under `q` that no other job has woken yet, oldest first:
+//! A lease that found nothing waits until a job it could take may be ready. Each lease
+//! registers under the queues it claims from, and a job on queue `q` wakes one lease
+//! registered under `q` that no other job has woken yet, oldest first:
 //!
 //! - One job wakes one lease, not all of them. Waking every waiter for each job made them
 //!   all query the store at once, and the one that won waited behind the others (p50
 //!   enqueue→start 51 ms against about 1 ms with 24 waiting workers).
 //! - A job never spends its wake-up on a lease of another queue. With one wake-up list for
 //!   every queue, the woken lease found nothing while the right one slept on until its
-//!   periodic look, a second later.
-//! - A lease that claims from several queues is woken once, by whichever fills first; the
-//!   next job on its other queues goes to another waiting lease.
+//!   periodic look.
+//! - A lease that claims from several queues takes one wake-up at a time; the next job on
+//!   its other queues goes to another waiting lease.
 //!
-//! A wake-up is never lost between a lease's look and its wait: the lease registers before
-//! it looks, and a wake-up that arrives before it waits is kept for it.
+//! No wake-up is lost. A lease registers before it first looks and stays registered until
+//! it returns, so a job made ready between a look and the wait still wakes it (the wake-up
+//! is kept until it waits). A lease that returns without looking again after a wake-up (it
+//! took other jobs, its time ran out, its client left) passes the wake-up on to the next
+//! lease waiting on that queue.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,22 +25,33 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::{Job, JobState, Timestamp};
+use crate::{Job, JobState};
 
-/// Jobs that became ready to lease, counted by queue.
+/// Jobs that became ready to lease, now or at their `run_at`, counted by queue.
+///
+/// A job that runs later wakes a lease too: the lease looks, finds nothing yet, and naps
+/// until the earliest `run_at` of its queues instead of until its periodic look.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ready(BTreeMap<String, usize>);
 
 impl Ready {
-    /// The jobs of `jobs` that can be leased at `now`, by queue.
-    pub fn of<'a>(jobs: impl IntoIterator<Item = &'a Job>, now: Timestamp) -> Ready {
+    /// The jobs of `jobs` that wait to run, by queue.
+    pub fn of<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Ready {
         let mut ready = Ready::default();
         for job in jobs {
-            if job.state_at(now) == JobState::Available {
-                ready.add(&job.queue, 1);
-            }
+            ready.add_job(job);
         }
         ready
+    }
+
+    /// Counts `job` if it waits to run: available, scheduled, or retrying after a backoff.
+    pub fn add_job(&mut self, job: &Job) {
+        if matches!(
+            job.state,
+            JobState::Available | JobState::Scheduled | JobState::Retrying
+        ) {
+            self.add(&job.queue, 1);
+        }
     }
 
     /// Counts `jobs` more ready jobs on `queue`.
@@ -66,29 +80,47 @@ impl Ready {
 /// The leases waiting for work in this process, by queue.
 #[derive(Debug, Default)]
 pub struct Wakeups {
-    /// Waiting leases under each queue they claim from, oldest first. Empty lists are
+    /// Registered leases under each queue they claim from, oldest first. Empty lists are
     /// removed, so the map holds only queues someone waits on.
     waiting: Mutex<HashMap<String, Vec<Arc<Waiter>>>>,
 }
 
 #[derive(Debug, Default)]
 struct Waiter {
-    /// Set by the first wake-up, so that one lease takes one wake-up whatever the number
-    /// of its queues.
-    woken: AtomicBool,
+    /// The wake-up this lease has not yet looked at, if any: one at a time, whatever the
+    /// number of its queues.
+    unseen: Mutex<Option<WokenFor>>,
+    /// Whether the lease is in [`Registration::woken`]: it looked and found nothing.
+    parked: AtomicBool,
     notify: Notify,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WokenFor {
+    /// A job on this queue.
+    Queue(String),
+    /// News that names no queue ([`Wakeups::wake_all`]), which every lease got.
+    Anything,
+}
+
 impl Waiter {
-    /// Wakes this lease unless something already did; says whether it did.
-    fn wake(&self) -> bool {
-        let first = !self.woken.swap(true, Ordering::AcqRel);
-        if first {
-            // A lease not yet waiting finds the permit when it starts to wait.
-            self.notify.notify_one();
+    /// Wakes this lease unless a wake-up it has not seen is pending; says whether it did.
+    fn wake(&self, reason: WokenFor) -> bool {
+        let mut unseen = lock(&self.unseen);
+        if unseen.is_some() {
+            return false;
         }
-        first
+        *unseen = Some(reason);
+        // A lease not yet waiting finds the permit when it starts to wait.
+        self.notify.notify_one();
+        true
     }
+}
+
+/// Poison-tolerant lock: every change under these locks is a single assignment, push or
+/// retain, so the data stays consistent whatever panicked while holding one.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Wakeups {
@@ -97,15 +129,14 @@ impl Wakeups {
         Self::default()
     }
 
-    /// Registers a lease that is about to look for work on `queues`. Register first, then
-    /// look, then wait on [`Registration::woken`]: a job made ready in between still wakes
-    /// it. Dropping the registration takes the lease off the lists.
+    /// Registers a lease on `queues` for as long as the returned registration lives: take
+    /// it before the first look, wait on [`Registration::woken`] after each empty one.
     pub fn register(self: &Arc<Self>, queues: &[String]) -> Registration {
         let mut queues = queues.to_vec();
         queues.sort_unstable();
         queues.dedup();
         let waiter = Arc::new(Waiter::default());
-        let mut waiting = self.lock();
+        let mut waiting = lock(&self.waiting);
         for queue in &queues {
             waiting
                 .entry(queue.clone())
@@ -120,10 +151,10 @@ impl Wakeups {
         }
     }
 
-    /// Wakes, for each queue of `ready`, as many waiting leases as it has ready jobs (or
-    /// every lease waiting on it, when they are fewer).
+    /// Wakes, for each queue of `ready`, as many leases as it has ready jobs (or every
+    /// lease on it, when they are fewer).
     pub fn wake(&self, ready: &Ready) {
-        let waiting = self.lock();
+        let waiting = lock(&self.waiting);
         for (queue, jobs) in ready.queues() {
             let Some(list) = waiting.get(queue) else {
                 continue;
@@ -133,30 +164,28 @@ impl Wakeups {
                 if left == 0 {
                     break;
                 }
-                if waiter.wake() {
+                if waiter.wake(WokenFor::Queue(queue.to_owned())) {
                     left -= 1;
                 }
             }
         }
     }
 
-    /// Wakes every waiting lease: for news that names no queue, such as a notification
-    /// from an older node or the ones a reconnecting listener may have missed.
+    /// Wakes every lease: for news that names no queue, such as a notification from an
+    /// older node or the ones a reconnecting listener may have missed.
     pub fn wake_all(&self) {
-        for waiter in self.lock().values().flatten() {
-            waiter.wake();
+        for waiter in lock(&self.waiting).values().flatten() {
+            waiter.wake(WokenFor::Anything);
         }
     }
 
-    /// How many leases wait on `queue`.
+    /// How many leases looked on `queue`, found nothing and wait.
     pub fn waiting_on(&self, queue: &str) -> usize {
-        self.lock().get(queue).map_or(0, Vec::len)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Waiter>>>> {
-        // The lists stay consistent whatever panicked while holding the lock: each change
-        // is a single push or retain.
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.waiting).get(queue).map_or(0, |list| {
+            list.iter()
+                .filter(|waiter| waiter.parked.load(Ordering::Acquire))
+                .count()
+        })
     }
 }
 
@@ -169,15 +198,27 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Resolves once a job may be ready on one of the lease's queues.
+    /// Resolves once a job may be ready on one of the lease's queues (at once if one came
+    /// since the lease last woke). The lease must then look again: the wake-up counts as
+    /// seen.
     pub async fn woken(&self) {
+        /// Clears `parked` however the wait ends, cancelled by a `select!` included.
+        struct Parked<'a>(&'a AtomicBool);
+        impl Drop for Parked<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        self.waiter.parked.store(true, Ordering::Release);
+        let _parked = Parked(&self.waiter.parked);
         self.waiter.notify.notified().await;
+        *lock(&self.waiter.unseen) = None;
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut waiting = self.wakeups.lock();
+        let mut waiting = lock(&self.wakeups.waiting);
         for queue in &self.queues {
             if let Some(list) = waiting.get_mut(queue) {
                 list.retain(|waiter| !Arc::ptr_eq(waiter, &self.waiter));
@@ -185,6 +226,14 @@ impl Drop for Registration {
                     waiting.remove(queue);
                 }
             }
+        }
+        drop(waiting);
+        // A wake-up this lease never looked at was meant for a job it did not take: the
+        // next lease on that queue gets it.
+        if let Some(WokenFor::Queue(queue)) = lock(&self.waiter.unseen).take() {
+            let mut ready = Ready::default();
+            ready.add(&queue, 1);
+            self.wakeups.wake(&ready);
         }
     }
 }
@@ -261,17 +310,67 @@ mod tests {
         let first = wakeups.register(&queues(&["q", "r"]));
         let second = wakeups.register(&queues(&["q"]));
         drop(first);
-        assert_eq!(wakeups.waiting_on("q"), 1);
-        assert_eq!(wakeups.waiting_on("r"), 0);
         assert!(
-            wakeups.lock().get("r").is_none(),
+            lock(&wakeups.waiting).get("r").is_none(),
             "an empty list is removed"
         );
-        // The job goes to the lease still waiting.
+        // The job goes to the lease still registered.
         wakeups.wake(&ready(&[("q", 1)]));
         assert!(is_woken(&second));
         drop(second);
-        assert!(wakeups.lock().is_empty());
+        assert!(lock(&wakeups.waiting).is_empty());
+    }
+
+    #[test]
+    fn a_wake_up_never_looked_at_passes_to_the_next_lease() {
+        let wakeups = Arc::new(Wakeups::new());
+        let first = wakeups.register(&queues(&["q"]));
+        let second = wakeups.register(&queues(&["q"]));
+        wakeups.wake(&ready(&[("q", 1)]));
+        // The first lease ends (its time ran out, its client left) without looking again.
+        drop(first);
+        assert!(is_woken(&second), "the job's wake-up was passed on");
+    }
+
+    #[test]
+    fn a_wake_up_looked_at_is_not_passed_on() {
+        let wakeups = Arc::new(Wakeups::new());
+        let first = wakeups.register(&queues(&["q"]));
+        let second = wakeups.register(&queues(&["q"]));
+        wakeups.wake(&ready(&[("q", 1)]));
+        assert!(is_woken(&first));
+        // It looked (and took the job): nothing for the second lease.
+        drop(first);
+        assert!(!is_woken(&second));
+    }
+
+    #[test]
+    fn a_lease_that_looked_can_be_woken_again() {
+        let wakeups = Arc::new(Wakeups::new());
+        let lease = wakeups.register(&queues(&["q"]));
+        wakeups.wake(&ready(&[("q", 1)]));
+        assert!(is_woken(&lease));
+        assert!(!is_woken(&lease), "one wake-up, one look");
+        wakeups.wake(&ready(&[("q", 1)]));
+        assert!(is_woken(&lease));
+    }
+
+    #[test]
+    fn only_leases_in_their_wait_count_as_waiting() {
+        let wakeups = Arc::new(Wakeups::new());
+        let lease = wakeups.register(&queues(&["q"]));
+        assert_eq!(wakeups.waiting_on("q"), 0, "registered, still looking");
+        {
+            let mut wait = pin!(lease.woken());
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(wakeups.waiting_on("q"), 1);
+        }
+        assert_eq!(
+            wakeups.waiting_on("q"),
+            0,
+            "a wait cancelled by a select! ends"
+        );
     }
 
     #[test]
@@ -284,30 +383,29 @@ mod tests {
     }
 
     #[test]
-    fn ready_counts_only_jobs_that_can_run_now() {
-        let now = Timestamp(1_000_000);
-        let job = |queue: &str, state, run_at| {
+    fn ready_counts_the_jobs_waiting_to_run() {
+        let job = |queue: &str, state| {
             let payload = serde_json::value::RawValue::from_string("null".into()).unwrap();
-            let mut job = Job::from_new(
-                crate::JobId(1),
-                crate::NewJob::new(queue, "k", payload),
-                now,
-            );
+            let new = crate::NewJob::new(queue, "k", payload);
+            let mut job = Job::from_new(crate::JobId(1), new, crate::Timestamp(0));
             job.state = state;
-            job.run_at = Timestamp(run_at);
             job
         };
         let jobs = [
-            job("a", JobState::Available, now.0),
-            job("a", JobState::Available, now.0),
-            job("b", JobState::Scheduled, now.0 + 1),
-            job("c", JobState::Retrying, now.0 + 1),
-            job("c", JobState::Running, now.0),
-            // A retry whose backoff has ended can run now.
-            job("d", JobState::Retrying, now.0),
+            job("a", JobState::Available),
+            job("a", JobState::Available),
+            job("b", JobState::Scheduled),
+            job("c", JobState::Retrying),
+            job("d", JobState::Running),
+            job("d", JobState::Completed),
+            job("d", JobState::Cancelled),
+            job("d", JobState::Discarded),
         ];
-        let ready = Ready::of(&jobs, now);
-        assert_eq!(ready.queues().collect::<Vec<_>>(), [("a", 2), ("d", 1)]);
-        assert_eq!(ready.total(), 3);
+        let ready = Ready::of(&jobs);
+        assert_eq!(
+            ready.queues().collect::<Vec<_>>(),
+            [("a", 2), ("b", 1), ("c", 1)]
+        );
+        assert_eq!(ready.total(), 4);
     }
 }

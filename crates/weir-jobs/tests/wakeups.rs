@@ -3,13 +3,14 @@
 //!
 //! The leases' periodic look is set to an hour, so a lease that is not woken stays asleep
 //! for the whole test: the test's deadlines are never what decides it.
+//! A job for later wakes a lease too, which then naps until the job's time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
-use weir_jobs::{Claim, Jobs, JobsConfig, NewJob, SqliteStore, Store, StoreOptions};
+use weir_jobs::{Claim, Jobs, JobsConfig, NewJob, SqliteStore, Store, StoreOptions, Timestamp};
 
 /// Longer than any run of this test; it only bounds a failure.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -34,33 +35,49 @@ async fn until_waiting(jobs: &Jobs, queue: &str, count: usize) {
     .unwrap_or_else(|_| panic!("{count} leases never waited on {queue}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_wakes_a_lease_of_its_queue_not_an_older_one_of_another() {
-    let dir = std::env::temp_dir().join(format!(
+/// A temporary directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The job service on a fresh SQLite store, with leases that never look again unwoken.
+fn service() -> (Jobs, TempDir) {
+    let dir = TempDir(std::env::temp_dir().join(format!(
         "weir-wakeups-{}-{}",
         std::process::id(),
         fastrand::u64(..)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
     let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.join("jobs.db"), StoreOptions::default()).unwrap());
-    let jobs = Jobs::new(
-        store,
-        JobsConfig {
-            lease_recheck: Duration::from_secs(3_600),
-            ..JobsConfig::default()
-        },
-        None,
-    );
-    let stop = CancellationToken::new();
-    let lease = |queues: &'static [&'static str]| {
-        let jobs = jobs.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            jobs.lease(claim(queues), Duration::from_secs(3_600), &stop)
-                .await
-        })
+        Arc::new(SqliteStore::open(&dir.0.join("jobs.db"), StoreOptions::default()).unwrap());
+    let config = JobsConfig {
+        lease_recheck: Duration::from_secs(3_600),
+        ..JobsConfig::default()
     };
+    (Jobs::new(store, config, None), dir)
+}
+
+type LeaseTask = tokio::task::JoinHandle<Result<Vec<weir_jobs::Job>, weir_jobs::JobsError>>;
+
+/// Starts a lease on `queues` that may wait an hour.
+fn lease(jobs: &Jobs, stop: &CancellationToken, queues: &'static [&'static str]) -> LeaseTask {
+    let jobs = jobs.clone();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        jobs.lease(claim(queues), Duration::from_secs(3_600), &stop)
+            .await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_wakes_a_lease_of_its_queue_not_an_older_one_of_another() {
+    let (jobs, _dir) = service();
+    let stop = CancellationToken::new();
+    let lease = |queues| lease(&jobs, &stop, queues);
 
     // The mail lease waits first: a wake-up list blind to queues would hand it the crawl
     // job's wake-up, and the crawl lease would sleep for the hour.
@@ -114,5 +131,25 @@ async fn a_job_wakes_a_lease_of_its_queue_not_an_older_one_of_another() {
         jobs.waiting_leases("mail") + jobs.waiting_leases("crawl"),
         0
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_later_ends_a_wait_at_its_time() {
+    let (jobs, _dir) = service();
+    let stop = CancellationToken::new();
+    let waiting = lease(&jobs, &stop, &["later"]);
+    until_waiting(&jobs, "later", 1).await;
+
+    // Not ready yet: the lease it wakes must nap until its run_at, not for the hour.
+    let mut job = NewJob::new("later", "tick", RawValue::from_string("{}".into()).unwrap());
+    let run_at = Timestamp::now().after(Duration::from_millis(300));
+    job.run_at = Some(run_at);
+    let enqueued = jobs.enqueue(vec![job]).await.unwrap();
+    let leased = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the lease slept past the job's run_at")
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased[0].id, enqueued[0].job.id);
+    assert!(Timestamp::now() >= run_at, "not leased before its time");
 }
