@@ -105,15 +105,28 @@ enum WokenFor {
 
 impl Waiter {
     /// Wakes this lease unless a wake-up it has not seen is pending; says whether it did.
+    ///
+    /// A pending wake-up for anything takes a queue's in its place (the lease is already
+    /// woken; the queue is what it must hand on if it returns without looking).
     fn wake(&self, reason: WokenFor) -> bool {
         let mut unseen = lock(&self.unseen);
-        if unseen.is_some() {
-            return false;
+        match (&*unseen, &reason) {
+            (None, _) => {
+                *unseen = Some(reason);
+                // A lease not yet waiting finds the permit when it starts to wait.
+                self.notify.notify_one();
+                true
+            }
+            (Some(WokenFor::Anything), WokenFor::Queue(_)) => {
+                *unseen = Some(reason);
+                true
+            }
+            (Some(_), _) => false,
         }
-        *unseen = Some(reason);
-        // A lease not yet waiting finds the permit when it starts to wait.
-        self.notify.notify_one();
-        true
+    }
+
+    fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Acquire)
     }
 }
 
@@ -152,7 +165,9 @@ impl Wakeups {
     }
 
     /// Wakes, for each queue of `ready`, as many leases as it has ready jobs (or every
-    /// lease on it, when they are fewer).
+    /// lease on it, when they are fewer): first the ones waiting, oldest first, then the
+    /// ones still looking, which might return with other jobs and hand the wake-up on only
+    /// then.
     pub fn wake(&self, ready: &Ready) {
         let waiting = lock(&self.waiting);
         for (queue, jobs) in ready.queues() {
@@ -160,7 +175,11 @@ impl Wakeups {
                 continue;
             };
             let mut left = jobs;
-            for waiter in list {
+            let parked_first = list
+                .iter()
+                .filter(|waiter| waiter.is_parked())
+                .chain(list.iter().filter(|waiter| !waiter.is_parked()));
+            for waiter in parked_first {
                 if left == 0 {
                     break;
                 }
@@ -182,9 +201,7 @@ impl Wakeups {
     /// How many leases looked on `queue`, found nothing and wait.
     pub fn waiting_on(&self, queue: &str) -> usize {
         lock(&self.waiting).get(queue).map_or(0, |list| {
-            list.iter()
-                .filter(|waiter| waiter.parked.load(Ordering::Acquire))
-                .count()
+            list.iter().filter(|waiter| waiter.is_parked()).count()
         })
     }
 }
@@ -230,7 +247,8 @@ impl Drop for Registration {
         drop(waiting);
         // A wake-up this lease never looked at was meant for a job it did not take: the
         // next lease on that queue gets it.
-        if let Some(WokenFor::Queue(queue)) = lock(&self.waiter.unseen).take() {
+        let unseen = lock(&self.waiter.unseen).take();
+        if let Some(WokenFor::Queue(queue)) = unseen {
             let mut ready = Ready::default();
             ready.add(&queue, 1);
             self.wakeups.wake(&ready);
@@ -370,6 +388,40 @@ mod tests {
             wakeups.waiting_on("q"),
             0,
             "a wait cancelled by a select! ends"
+        );
+    }
+
+    #[test]
+    fn a_job_after_a_wake_up_for_anything_is_still_handed_on() {
+        let wakeups = Arc::new(Wakeups::new());
+        let first = wakeups.register(&queues(&["q"]));
+        let second = wakeups.register(&queues(&["q"]));
+        wakeups.wake_all();
+        // Both leases hold an unseen wake-up when a job comes: the first takes it.
+        wakeups.wake(&ready(&[("q", 1)]));
+        // The second looked before the job was saved, found nothing and waits again.
+        assert!(is_woken(&second));
+        // The first returns without looking again (its client left).
+        drop(first);
+        assert!(
+            is_woken(&second),
+            "the job's wake-up was not lost with the first lease"
+        );
+    }
+
+    #[test]
+    fn waiting_leases_are_woken_before_leases_still_looking() {
+        let wakeups = Arc::new(Wakeups::new());
+        let looking = wakeups.register(&queues(&["q"]));
+        let parked = wakeups.register(&queues(&["q"]));
+        let mut wait = pin!(parked.woken());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        wakeups.wake(&ready(&[("q", 1)]));
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+        assert!(
+            !is_woken(&looking),
+            "the older lease, still looking, was passed over"
         );
     }
 
