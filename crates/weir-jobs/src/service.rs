@@ -244,6 +244,12 @@ impl Jobs {
         self.wakeups.waiting_on(queue)
     }
 
+    /// The lease requests waiting on this node, by queue (queues where none waits left
+    /// out), in name order.
+    pub fn waiting_leases_by_queue(&self) -> Vec<(String, usize)> {
+        self.wakeups.waiting()
+    }
+
     fn publish(&self, event: &'static str, job: &Job) {
         let Some(sink) = &self.events else { return };
         let Ok(json) = serde_json::to_string(&JobEvent { event, job }) else {

@@ -198,6 +198,21 @@ impl Wakeups {
         }
     }
 
+    /// Each queue with the leases that looked on it, found nothing and wait (queues where
+    /// none waits are left out), in name order.
+    pub fn waiting(&self) -> Vec<(String, usize)> {
+        let mut waiting: Vec<(String, usize)> = lock(&self.waiting)
+            .iter()
+            .map(|(queue, list)| {
+                let parked = list.iter().filter(|waiter| waiter.is_parked()).count();
+                (queue.clone(), parked)
+            })
+            .filter(|(_, parked)| *parked > 0)
+            .collect();
+        waiting.sort_unstable();
+        waiting
+    }
+
     /// How many leases looked on `queue`, found nothing and wait.
     pub fn waiting_on(&self, queue: &str) -> usize {
         lock(&self.waiting).get(queue).map_or(0, |list| {
@@ -377,12 +392,14 @@ mod tests {
     fn only_leases_in_their_wait_count_as_waiting() {
         let wakeups = Arc::new(Wakeups::new());
         let lease = wakeups.register(&queues(&["q"]));
+        let _other = wakeups.register(&queues(&["q", "r"]));
         assert_eq!(wakeups.waiting_on("q"), 0, "registered, still looking");
         {
             let mut wait = pin!(lease.woken());
             let mut cx = Context::from_waker(Waker::noop());
             assert!(wait.as_mut().poll(&mut cx).is_pending());
             assert_eq!(wakeups.waiting_on("q"), 1);
+            assert_eq!(wakeups.waiting(), [("q".to_owned(), 1)]);
         }
         assert_eq!(
             wakeups.waiting_on("q"),

@@ -2,8 +2,10 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use weir_http::{HttpMetrics, Method, Request, Response, Router, StatusCode};
+use weir_jobs::Jobs;
 use weir_pubsub::Hub;
 
 use crate::auth::{Scope, Tokens};
@@ -16,6 +18,7 @@ pub(crate) fn add_operational_routes(
     router: Router,
     metrics: Arc<HttpMetrics>,
     hub: Hub,
+    jobs: Jobs,
     tokens: Arc<Tokens>,
 ) -> Router {
     router
@@ -26,6 +29,7 @@ pub(crate) fn add_operational_routes(
             let allowed = tokens.authorize(&req, Scope::Admin);
             let metrics = metrics.clone();
             let hub = hub.clone();
+            let jobs = jobs.clone();
             async move {
                 if let Err(denied) = allowed {
                     return *denied;
@@ -40,6 +44,7 @@ pub(crate) fn add_operational_routes(
                 );
                 metrics.render_prometheus(&mut text);
                 render_pubsub(&hub, &mut text);
+                render_jobs(&jobs, &mut text).await;
                 Response::text(StatusCode::OK, text)
                     .with_content_type("text/plain; version=0.0.4; charset=utf-8")
             }
@@ -67,11 +72,84 @@ fn render_pubsub(hub: &Hub, text: &mut String) {
     let _ = writeln!(text, "# TYPE weir_pubsub_subscriber_missed gauge");
     // The worst 50: enough to find the culprits, a bound on the scrape's size.
     for slow in hub.slow_subscribers().iter().take(50) {
-        let label = slow.label.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(
             text,
-            "weir_pubsub_subscriber_missed{{subscriber=\"{label}\"}} {}",
+            "weir_pubsub_subscriber_missed{{subscriber=\"{}\"}} {}",
+            escape_label(&slow.label),
             slow.missed
         );
+    }
+}
+
+/// Longest the job counts may take in a scrape; past it (a large table on a busy database)
+/// the scrape answers without them and says so, rather than hang the scraper.
+const JOB_COUNTS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Jobs by queue and state from the store, and the lease requests waiting on this node.
+async fn render_jobs(jobs: &Jobs, text: &mut String) {
+    let counts = tokio::time::timeout(JOB_COUNTS_DEADLINE, jobs.counts()).await;
+    let _ = writeln!(
+        text,
+        "# HELP weir_jobs_scrape_ok Whether this scrape read the job counts (0: the store failed or took longer than {} s).",
+        JOB_COUNTS_DEADLINE.as_secs()
+    );
+    let _ = writeln!(text, "# TYPE weir_jobs_scrape_ok gauge");
+    match counts {
+        Ok(Ok(counts)) => {
+            let _ = writeln!(text, "weir_jobs_scrape_ok 1");
+            let _ = writeln!(
+                text,
+                "# HELP weir_jobs Jobs by queue and stored state (all nodes, from the store)."
+            );
+            let _ = writeln!(text, "# TYPE weir_jobs gauge");
+            for count in counts {
+                let _ = writeln!(
+                    text,
+                    "weir_jobs{{queue=\"{}\",state=\"{}\"}} {}",
+                    escape_label(&count.queue),
+                    count.state.as_str(),
+                    count.count
+                );
+            }
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "metrics: reading the job counts failed");
+            let _ = writeln!(text, "weir_jobs_scrape_ok 0");
+        }
+        Err(_) => {
+            tracing::warn!("metrics: reading the job counts timed out");
+            let _ = writeln!(text, "weir_jobs_scrape_ok 0");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP weir_jobs_leases_waiting Lease requests on this node waiting for a job, by queue."
+    );
+    let _ = writeln!(text, "# TYPE weir_jobs_leases_waiting gauge");
+    for (queue, waiting) in jobs.waiting_leases_by_queue() {
+        let _ = writeln!(
+            text,
+            "weir_jobs_leases_waiting{{queue=\"{}\"}} {waiting}",
+            escape_label(&queue)
+        );
+    }
+}
+
+/// A label value in the text format: backslash, double quote and line feed escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_label;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("plain 1.2.3.4:5"), "plain 1.2.3.4:5");
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

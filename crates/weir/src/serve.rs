@@ -67,7 +67,13 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> Router {
     let tokens = Arc::new(config.tokens.clone());
-    let router = add_operational_routes(Router::new(), metrics, hub.clone(), tokens.clone());
+    let router = add_operational_routes(
+        Router::new(),
+        metrics,
+        hub.clone(),
+        jobs.clone(),
+        tokens.clone(),
+    );
     let router = add_topic_routes(router, hub, tokens.clone(), config.sse_heartbeat);
     let router = add_job_routes(router, jobs, tokens, shutdown, config.http.max_body_bytes);
     let router = add_ws_route(router, chat);

@@ -1,4 +1,4 @@
-//! /metrics names the slow subscriber.
+//! /metrics names the slow subscriber, and counts jobs and waiting lease requests.
 
 #![allow(missing_docs)]
 
@@ -28,10 +28,9 @@ async fn metrics_name_the_slow_subscriber() {
             weir::line::LineConfig::default(),
             tokio_util::sync::CancellationToken::new(),
         )),
-        jobs,
+        jobs.clone(),
         tokio_util::sync::CancellationToken::new(),
     );
-    let _ = std::fs::remove_dir_all(&data);
 
     let mut slow = hub
         .subscribe("ticks", StartFrom::Now, "sse 10.1.2.3:4444")
@@ -46,17 +45,62 @@ async fn metrics_name_the_slow_subscriber() {
         "{event:?}"
     );
 
-    let response = router
-        .dispatch(Request::build(Method::GET, "/metrics", &[], "").unwrap())
-        .await;
-    let ResponseBody::Full(body) = response.into_body() else {
-        panic!("a full body")
-    };
-    let text = String::from_utf8(body.to_vec()).unwrap();
+    let text = scrape(&router).await;
     assert!(text.contains("weir_pubsub_topics 1\n"), "{text}");
     assert!(text.contains("weir_pubsub_messages_total 10\n"), "{text}");
     assert!(
         text.contains("weir_pubsub_subscriber_missed{subscriber=\"sse 10.1.2.3:4444\"} 8\n"),
         "{text}"
     );
+    // A job waiting in one queue, and a lease request waiting on another.
+    let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+    jobs.enqueue(vec![weir_jobs::NewJob::new("mail", "send", payload)])
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let lease = tokio::spawn({
+        let (jobs, stop) = (jobs.clone(), stop.clone());
+        async move {
+            let claim = weir_jobs::Claim {
+                worker: "w".into(),
+                queues: vec!["crawl".into()],
+                max: 1,
+                lease_ttl: std::time::Duration::from_secs(10),
+            };
+            jobs.lease(claim, std::time::Duration::from_secs(60), &stop)
+                .await
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while jobs.waiting_leases("crawl") == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the lease request never waited");
+
+    let text = scrape(&router).await;
+    assert!(text.contains("weir_jobs_scrape_ok 1\n"), "{text}");
+    assert!(
+        text.contains("weir_jobs{queue=\"mail\",state=\"available\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_jobs_leases_waiting{queue=\"crawl\"} 1\n"),
+        "{text}"
+    );
+    stop.cancel();
+    assert!(lease.await.unwrap().unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The text of `GET /metrics`.
+async fn scrape(router: &weir_http::Router) -> String {
+    let response = router
+        .dispatch(Request::build(Method::GET, "/metrics", &[], "").unwrap())
+        .await;
+    let ResponseBody::Full(body) = response.into_body() else {
+        panic!("a full body")
+    };
+    String::from_utf8(body.to_vec()).unwrap()
 }
