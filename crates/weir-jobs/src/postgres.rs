@@ -18,7 +18,9 @@ use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row, St
 
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::row::{MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED};
+use crate::row::{
+    MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS,
+};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
 use crate::wakeups::{Ready, Wakeups};
@@ -761,6 +763,26 @@ async fn claim(
     Ok(leased)
 }
 
+impl PostgresStore {
+    /// Runs a query of (queue, state, count) rows.
+    async fn count_rows(&self, sql: &str) -> Result<Vec<QueueCount>, StoreError> {
+        let db = self.pool.get().await?;
+        let rows = db.query(sql, &[]).await.map_err(failed)?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueueCount {
+                    queue: row.get(0),
+                    state: row
+                        .get::<_, &str>(1)
+                        .parse()
+                        .map_err(StoreError::Database)?,
+                    count: row.get::<_, i64>(2) as u64,
+                })
+            })
+            .collect()
+    }
+}
+
 impl Store for PostgresStore {
     fn enqueue(&self, batch: Vec<NewJob>, now: Timestamp) -> StoreFuture<'_, Vec<Enqueued>> {
         Box::pin(async move {
@@ -938,28 +960,11 @@ impl Store for PostgresStore {
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
-        Box::pin(async move {
-            let db = self.pool.get().await?;
-            let rows = db
-                .query(
-                    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2",
-                    &[],
-                )
-                .await
-                .map_err(failed)?;
-            rows.iter()
-                .map(|row| {
-                    Ok(QueueCount {
-                        queue: row.get(0),
-                        state: row
-                            .get::<_, &str>(1)
-                            .parse()
-                            .map_err(StoreError::Database)?,
-                        count: row.get::<_, i64>(2) as u64,
-                    })
-                })
-                .collect()
-        })
+        Box::pin(self.count_rows(ALL_COUNTS))
+    }
+
+    fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
+        Box::pin(self.count_rows(UNFINISHED_COUNTS))
     }
 
     fn fire_schedule(

@@ -139,6 +139,21 @@ pub(crate) const UPDATE: &str = "UPDATE job SET state = $1, attempt = $2, max_at
     lease_expires_at = $9, cancel_requested = $10, progress_percent = $11, \
     progress_message = $12, result = $13, errors = $14 WHERE id = $15";
 
+/// Jobs per queue and state, every job read: for the dashboard, on demand.
+pub(crate) const ALL_COUNTS: &str =
+    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2";
+
+/// The same for unfinished jobs only, through the partial indexes on waiting and running
+/// jobs: the work grows with the jobs not yet finished, not with the history kept, so it
+/// suits a metrics scrape (with 100,000 finished jobs the full count took 80 ms, holding
+/// SQLite's one writer).
+pub(crate) const UNFINISHED_COUNTS: &str = "\
+    SELECT queue, state, count(*) FROM job \
+        WHERE state IN ('scheduled', 'available', 'retrying') GROUP BY queue, state \
+    UNION ALL \
+    SELECT queue, state, count(*) FROM job WHERE state = 'running' GROUP BY queue, state \
+    ORDER BY 1, 2";
+
 /// Leaves out jobs whose concurrency key is already at its limit, in the claim query
 /// itself: were they only skipped while scanning, a long run of them at the head of the
 /// queue would hide every other job from a bounded scan.

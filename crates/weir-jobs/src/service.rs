@@ -316,9 +316,14 @@ impl Jobs {
         Ok(self.store.list(query).await?)
     }
 
-    /// Counts per queue and state.
+    /// Counts per queue and state (every job read).
     pub async fn counts(&self) -> Result<Vec<QueueCount>, JobsError> {
         Ok(self.store.counts().await?)
+    }
+
+    /// Counts per queue and state of unfinished jobs only: cheap however long the history.
+    pub async fn unfinished_counts(&self) -> Result<Vec<QueueCount>, JobsError> {
+        Ok(self.store.unfinished_counts().await?)
     }
 
     /// Leases jobs for a worker, waiting up to `wait` (capped by `max_lease_wait`) for one

@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::row::{MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED, UPDATE};
+use crate::row::{
+    MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS, UPDATE,
+};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
 
@@ -459,32 +461,11 @@ impl Store for SqliteStore {
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
-        self.run(move |db, _| {
-            let mut statement = db
-                .prepare_cached(
-                    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2",
-                )
-                .map_err(failed)?;
-            let rows = statement
-                .query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(failed)?;
-            rows.map(|row| {
-                let (queue, state, count) = row.map_err(failed)?;
-                let state = state.parse().map_err(StoreError::Database)?;
-                Ok(QueueCount {
-                    queue,
-                    state,
-                    count: count as u64,
-                })
-            })
-            .collect()
-        })
+        self.run(|db, _| count_rows(db, ALL_COUNTS))
+    }
+
+    fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
+        self.run(|db, _| count_rows(db, UNFINISHED_COUNTS))
     }
 
     fn fire_schedule(
@@ -540,4 +521,28 @@ impl Store for SqliteStore {
             .map_err(failed)
         })
     }
+}
+
+/// Runs a query of (queue, state, count) rows.
+fn count_rows(db: &Connection, sql: &str) -> Result<Vec<QueueCount>, StoreError> {
+    let mut statement = db.prepare_cached(sql).map_err(failed)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(failed)?;
+    rows.map(|row| {
+        let (queue, state, count) = row.map_err(failed)?;
+        let state = state.parse().map_err(StoreError::Database)?;
+        Ok(QueueCount {
+            queue,
+            state,
+            count: count as u64,
+        })
+    })
+    .collect()
 }

@@ -117,8 +117,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Timestamp>>;
 
-    /// Job counts per queue and state.
+    /// Job counts per queue and state. Reads every job, finished ones included.
     fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>>;
+
+    /// Job counts per queue and state for unfinished jobs only (scheduled, available,
+    /// retrying, running). Reads only those, so it stays cheap however much history the
+    /// store keeps.
+    fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>>;
 
     /// Periodic jobs: if schedule `name` is due at `due` (or has never run), moves it to
     /// `next` and enqueues `job`, in one transaction. Returns `None` when another caller

@@ -741,6 +741,42 @@ async fn lists_pages_and_counts(backend: Backend) {
     assert!(counts.contains(&("a".into(), JobState::Available, 5)));
     assert!(counts.contains(&("b".into(), JobState::Available, 2)));
     assert!(counts.contains(&("b".into(), JobState::Running, 1)));
+
+    // Finish one job and schedule one: the unfinished counts leave the finished out.
+    let b_running = running[0].clone();
+    act(
+        &*store,
+        b_running.id,
+        Action::Complete {
+            token: b_running.fencing_token,
+            result: None,
+        },
+        T0,
+    )
+    .await
+    .unwrap();
+    let mut later_job = job("c", "z");
+    later_job.run_at = Some(later(60));
+    store.enqueue(vec![later_job], T0).await.unwrap();
+    let unfinished: Vec<(String, JobState, u64)> = store
+        .unfinished_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.queue, c.state, c.count))
+        .collect();
+    assert_eq!(
+        unfinished,
+        [
+            ("a".into(), JobState::Available, 5),
+            ("b".into(), JobState::Available, 2),
+            ("c".into(), JobState::Scheduled, 1),
+        ]
+    );
+    let all = store.counts().await.unwrap();
+    assert!(all
+        .iter()
+        .any(|c| c.queue == "b" && c.state == JobState::Completed && c.count == 1));
 }
 
 async fn a_schedule_slot_fires_once(backend: Backend) {

@@ -85,9 +85,10 @@ fn render_pubsub(hub: &Hub, text: &mut String) {
 /// the scrape answers without them and says so, rather than hang the scraper.
 const JOB_COUNTS_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Jobs by queue and state from the store, and the lease requests waiting on this node.
+/// Unfinished jobs by queue and state from the store (finished ones are left out: counting
+/// them reads the whole history), and the lease requests waiting on this node.
 async fn render_jobs(jobs: &Jobs, text: &mut String) {
-    let counts = tokio::time::timeout(JOB_COUNTS_DEADLINE, jobs.counts()).await;
+    let counts = tokio::time::timeout(JOB_COUNTS_DEADLINE, jobs.unfinished_counts()).await;
     let _ = writeln!(
         text,
         "# HELP weir_jobs_scrape_ok Whether this scrape read the job counts (0: the store failed or took longer than {} s).",
@@ -99,7 +100,7 @@ async fn render_jobs(jobs: &Jobs, text: &mut String) {
             let _ = writeln!(text, "weir_jobs_scrape_ok 1");
             let _ = writeln!(
                 text,
-                "# HELP weir_jobs Jobs by queue and stored state (all nodes, from the store)."
+                "# HELP weir_jobs Unfinished jobs by queue and state: scheduled, available, retrying, running (all nodes, from the store)."
             );
             let _ = writeln!(text, "# TYPE weir_jobs gauge");
             for count in counts {
