@@ -174,8 +174,10 @@ struct Listener {
 }
 
 /// The payload of a notification: `"{node} {jobs} {queue}:{count} …"`. The node and the
-/// total come first, as older Weir nodes read them; the queues follow unless they would make
-/// the payload longer than [`MAX_PAYLOAD`]. Queue names hold no space or colon (see
+/// total come first because nodes of the previous format (`"{node} {jobs}"`, which wakes
+/// that many leases of any queue) read only those two, and a cluster is upgraded a node at a
+/// time; nodes from before that ignore the payload and wake every lease. The queues follow
+/// unless they would make the payload longer than [`MAX_PAYLOAD`]. Queue names hold no space or colon (see
 /// [`validate`](crate::validate)).
 fn notification_payload(node: u64, ready: &Ready) -> String {
     let mut payload = format!("{node} {}", ready.total());
@@ -201,6 +203,7 @@ impl Listener {
         if node == Some(self.node) {
             return;
         }
+        // The total is for nodes of the previous format; the queues say the same, finer.
         let _total = fields.next();
         let mut ready = Ready::default();
         for field in fields {
@@ -898,12 +901,8 @@ impl Store for PostgresStore {
                 };
                 match lifecycle::apply(job, change.action, &self.options.retry, now) {
                     Ok(()) => {
-                        // As the service wakes its own leases (`Jobs::change`).
-                        if job.concurrency_key.is_some() && job.state != JobState::Running {
-                            made_ready.add(&job.queue, 1);
-                        } else {
-                            made_ready.add_job(job);
-                        }
+                        // A released or retried job, or a keyed one that stopped (`Ready::add_job`).
+                        made_ready.add_job(job);
                         if !changed.contains(&job.id.0) {
                             changed.push(job.id.0);
                         }
@@ -1112,5 +1111,22 @@ mod tests {
         }
         let payload = notification_payload(5, &many);
         assert_eq!(payload, "5 100", "too long to list: the total only");
+
+        // At the edge: "5 1 " + name + ":1" is the name's length plus 6 bytes.
+        let at_limit = |name_len: usize| {
+            let mut one = Ready::default();
+            one.add(&"q".repeat(name_len), 1);
+            notification_payload(5, &one)
+        };
+        assert_eq!(
+            at_limit(MAX_PAYLOAD - 6).len(),
+            MAX_PAYLOAD,
+            "exactly at the cap: listed"
+        );
+        assert_eq!(
+            at_limit(MAX_PAYLOAD - 5),
+            "5 1",
+            "one byte over: the total only"
+        );
     }
 }

@@ -284,15 +284,12 @@ impl Jobs {
             })?;
         }
         let enqueued = self.store.enqueue(batch, Timestamp::now()).await?;
-        let added: Vec<&Job> = enqueued
-            .iter()
-            .filter(|one| !one.existing)
-            .map(|one| &one.job)
-            .collect();
-        for job in &added {
-            self.publish("enqueued", job);
+        let mut ready = Ready::default();
+        for one in enqueued.iter().filter(|one| !one.existing) {
+            self.publish("enqueued", &one.job);
+            ready.add_job(&one.job);
         }
-        self.wake(&Ready::of(added));
+        self.wake(&ready);
         Ok(enqueued)
     }
 
@@ -395,14 +392,8 @@ impl Jobs {
                 if !quiet {
                     self.publish(event_name(name, job), job);
                 }
-                // A released or retried job waits to run again. A keyed job that stopped
-                // frees its key's slot for a job waiting on the key, which a lease of the
-                // same queue finds at once (one of another queue at its next look).
-                if job.concurrency_key.is_some() && job.state != JobState::Running {
-                    ready.add(&job.queue, 1);
-                } else {
-                    ready.add_job(job);
-                }
+                // A released or retried job, or a keyed one that stopped (`Ready::add_job`).
+                ready.add_job(job);
             }
         }
         self.wake(&ready);

@@ -44,20 +44,32 @@ impl Ready {
         ready
     }
 
-    /// Counts `job` if it waits to run: available, scheduled, or retrying after a backoff.
+    /// Counts `job` if a lease of its queue may now find work through it: it waits to run
+    /// (available, scheduled, or retrying after a backoff), or it holds a concurrency key
+    /// and is not running, so the key's slot is free for a job waiting on it. (A job of
+    /// another queue waiting on the key is found at its lease's next periodic look.)
     pub fn add_job(&mut self, job: &Job) {
-        if matches!(
+        let waits_to_run = matches!(
             job.state,
             JobState::Available | JobState::Scheduled | JobState::Retrying
-        ) {
+        );
+        let frees_a_key = job.concurrency_key.is_some() && job.state != JobState::Running;
+        if waits_to_run || frees_a_key {
             self.add(&job.queue, 1);
         }
     }
 
     /// Counts `jobs` more ready jobs on `queue`.
     pub fn add(&mut self, queue: &str, jobs: usize) {
-        if jobs > 0 {
-            *self.0.entry(queue.to_owned()).or_default() += jobs;
+        if jobs == 0 {
+            return;
+        }
+        // The queue's name is copied once per batch, not once per job.
+        match self.0.get_mut(queue) {
+            Some(count) => *count += jobs,
+            None => {
+                self.0.insert(queue.to_owned(), jobs);
+            }
         }
     }
 
@@ -107,18 +119,20 @@ impl Waiter {
     /// Wakes this lease unless a wake-up it has not seen is pending; says whether it did.
     ///
     /// A pending wake-up for anything takes a queue's in its place (the lease is already
-    /// woken; the queue is what it must hand on if it returns without looking).
-    fn wake(&self, reason: WokenFor) -> bool {
+    /// woken; the queue is what it must hand on if it returns without looking). `queue` is
+    /// `None` for a wake-up for anything.
+    fn wake(&self, queue: Option<&str>) -> bool {
         let mut unseen = lock(&self.unseen);
-        match (&*unseen, &reason) {
+        let for_queue = || queue.map_or(WokenFor::Anything, |q| WokenFor::Queue(q.to_owned()));
+        match (&*unseen, queue) {
             (None, _) => {
-                *unseen = Some(reason);
+                *unseen = Some(for_queue());
                 // A lease not yet waiting finds the permit when it starts to wait.
                 self.notify.notify_one();
                 true
             }
-            (Some(WokenFor::Anything), WokenFor::Queue(_)) => {
-                *unseen = Some(reason);
+            (Some(WokenFor::Anything), Some(_)) => {
+                *unseen = Some(for_queue());
                 true
             }
             (Some(_), _) => false,
@@ -183,7 +197,7 @@ impl Wakeups {
                 if left == 0 {
                     break;
                 }
-                if waiter.wake(WokenFor::Queue(queue.to_owned())) {
+                if waiter.wake(Some(queue)) {
                     left -= 1;
                 }
             }
@@ -194,7 +208,7 @@ impl Wakeups {
     /// older node or the ones a reconnecting listener may have missed.
     pub fn wake_all(&self) {
         for waiter in lock(&self.waiting).values().flatten() {
-            waiter.wake(WokenFor::Anything);
+            waiter.wake(None);
         }
     }
 

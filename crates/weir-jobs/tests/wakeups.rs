@@ -153,3 +153,39 @@ async fn a_job_for_later_ends_a_wait_at_its_time() {
     assert_eq!(leased[0].id, enqueued[0].job.id);
     assert!(Timestamp::now() >= run_at, "not leased before its time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_wakes_a_lease_for_the_job_waiting_on_its_key() {
+    let (jobs, _dir) = service();
+    let stop = CancellationToken::new();
+    let keyed = |kind: &str| {
+        let mut job = NewJob::new("keyed", kind, RawValue::from_string("{}".into()).unwrap());
+        job.concurrency_key = Some("account-7".into());
+        job
+    };
+    let enqueued = jobs
+        .enqueue(vec![keyed("first"), keyed("second")])
+        .await
+        .unwrap();
+    let first = lease(&jobs, &stop, &["keyed"]).await.unwrap().unwrap();
+    assert_eq!(first[0].id, enqueued[0].job.id);
+
+    // The second job is held back by the key: this lease finds nothing and waits.
+    let waiting = lease(&jobs, &stop, &["keyed"]);
+    until_waiting(&jobs, "keyed", 1).await;
+    jobs.act(
+        first[0].id,
+        weir_jobs::Action::Complete {
+            token: first[0].fencing_token,
+            result: None,
+        },
+    )
+    .await
+    .unwrap();
+    let leased = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the key's slot was freed but no lease was woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased[0].id, enqueued[1].job.id);
+}
