@@ -1,11 +1,12 @@
 //! The HTTP API routes that belong to the server itself: health and metrics.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use weir_http::{HttpMetrics, Method, Request, Response, Router, StatusCode};
-use weir_jobs::Jobs;
+use weir_jobs::{Jobs, JobsError, QueueCount};
 use weir_pubsub::Hub;
 
 use crate::auth::{Scope, Tokens};
@@ -88,7 +89,28 @@ const JOB_COUNTS_DEADLINE: Duration = Duration::from_secs(2);
 /// Unfinished jobs by queue and state from the store (finished ones are left out: counting
 /// them reads the whole history), and the lease requests waiting on this node.
 async fn render_jobs(jobs: &Jobs, text: &mut String) {
-    let counts = tokio::time::timeout(JOB_COUNTS_DEADLINE, jobs.unfinished_counts()).await;
+    render_job_counts(jobs.unfinished_counts(), text).await;
+    let _ = writeln!(
+        text,
+        "# HELP weir_jobs_leases_waiting Lease requests on this node waiting for a job, by queue."
+    );
+    let _ = writeln!(text, "# TYPE weir_jobs_leases_waiting gauge");
+    for (queue, waiting) in jobs.waiting_leases_by_queue() {
+        let _ = writeln!(
+            text,
+            "weir_jobs_leases_waiting{{queue=\"{}\"}} {waiting}",
+            escape_label(&queue)
+        );
+    }
+}
+
+/// The job counts `counts` reads, or `weir_jobs_scrape_ok 0` when it fails or passes its
+/// deadline.
+async fn render_job_counts(
+    counts: impl Future<Output = Result<Vec<QueueCount>, JobsError>>,
+    text: &mut String,
+) {
+    let counts = tokio::time::timeout(JOB_COUNTS_DEADLINE, counts).await;
     let _ = writeln!(
         text,
         "# HELP weir_jobs_scrape_ok Whether this scrape read the job counts (0: the store failed or took longer than {} s).",
@@ -122,18 +144,6 @@ async fn render_jobs(jobs: &Jobs, text: &mut String) {
             let _ = writeln!(text, "weir_jobs_scrape_ok 0");
         }
     }
-    let _ = writeln!(
-        text,
-        "# HELP weir_jobs_leases_waiting Lease requests on this node waiting for a job, by queue."
-    );
-    let _ = writeln!(text, "# TYPE weir_jobs_leases_waiting gauge");
-    for (queue, waiting) in jobs.waiting_leases_by_queue() {
-        let _ = writeln!(
-            text,
-            "weir_jobs_leases_waiting{{queue=\"{}\"}} {waiting}",
-            escape_label(&queue)
-        );
-    }
 }
 
 /// A label value in the text format: backslash, double quote and line feed escaped.
@@ -146,11 +156,29 @@ fn escape_label(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_label;
+    use super::*;
 
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("plain 1.2.3.4:5"), "plain 1.2.3.4:5");
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_does_not_answer_in_time_is_reported_not_waited_for() {
+        let mut text = String::new();
+        let started = tokio::time::Instant::now();
+        render_job_counts(std::future::pending(), &mut text).await;
+        assert!(text.contains("weir_jobs_scrape_ok 0\n"), "{text}");
+        assert_eq!(started.elapsed(), JOB_COUNTS_DEADLINE);
+    }
+
+    #[tokio::test]
+    async fn a_store_error_is_reported() {
+        let mut text = String::new();
+        let failed = async { Err(JobsError::Store(weir_jobs::StoreError::Closed)) };
+        render_job_counts(failed, &mut text).await;
+        assert!(text.contains("weir_jobs_scrape_ok 0\n"), "{text}");
+        assert!(!text.contains("weir_jobs{"), "{text}");
     }
 }
