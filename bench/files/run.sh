@@ -282,12 +282,11 @@ for task in $tasks; do
     printf '%-7s vs %-10s %6s  (goal >= 1.8x)\n' "$task:" "weir-sync:" "$(ratio "${med[$task/weir-sync]}" "$async")"
     # The two runs of one round are back to back, so their ratio cancels the drift of a
     # shared machine between rounds; shown beside the ratio of medians, not instead of it.
-    awk -v t="$task:" -v s="${secs[$task/weir-sync]}" -v a="${secs[$task/weir-async]}" 'BEGIN {
-        n = split(s, sync_s, " "); split(a, async_s, " "); line = ""
-        for (i = 1; i <= n; i++) { r[i] = sync_s[i] / async_s[i]; line = line sprintf(" %.2f", r[i]) }
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { x = r[i]; r[i] = r[j]; r[j] = x }
-        m = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
-        printf "%-7s vs weir-sync, per round:%s (median %.2fx)\n", t, line, m }'
+    per_round=$(awk -v s="${secs[$task/weir-sync]}" -v a="${secs[$task/weir-async]}" 'BEGIN {
+        n = split(s, sync_s, " "); split(a, async_s, " ")
+        for (i = 1; i <= n; i++) printf "%.2f\n", (async_s[i] > 0 ? sync_s[i] / async_s[i] : 0) }')
+    printf '%-7s vs weir-sync, per round: %s (median %.2fx)\n' "$task:" \
+        "$(echo "$per_round" | tr '\n' ' ' | sed 's/ $//')" "$(echo "$per_round" | median)"
 done
 echo
 echo "machine: $CPUS cores, $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \

@@ -22,7 +22,10 @@
 //!     walker (which `stat`s each file to tell) puts them on a largest-first list that
 //!     workers take from before the queue, and the queue lets the walk run up to 32,768
 //!     paths ahead, so large files are found early.
-//! - At most `jobs` files are open at once, so memory is `jobs` buffers whatever the tree.
+//! - At most `jobs` files are read at once, so memory is `jobs` buffers whatever the tree.
+//!   Files being split stay open while their pieces are handed out: a worker that queues
+//!   one when `jobs` are already queued reads pieces until the list is empty before it
+//!   opens another, so about `2 × jobs` files are open at most.
 //! - The async loop owns the output and the totals and listens for `stop`: cancelled, no
 //!   new file is taken, the files in flight stop at their next buffer (a blocking thread
 //!   cannot be aborted, so it checks a flag) and are left out, and the totals are marked
@@ -68,8 +71,7 @@ pub async fn run_async(
     // bytes, and only their paths.
     let large: Arc<Mutex<BinaryHeap<(u64, PathBuf)>>> = Arc::default();
     // Large files whose pieces are being handed out, oldest first. Each holds its file
-    // open, so the files open at once are the workers' plus these (at most a batch's worth,
-    // and only when a batch holds several files over 8 MiB).
+    // open; a worker that queues one past `jobs` drains the list before opening more.
     let splitting: Arc<Mutex<VecDeque<Arc<SplitFile>>>> = Arc::default();
     let batches = Arc::new(BatchesInProgress::default());
     let split = can_split(&options);
@@ -156,8 +158,24 @@ pub async fn run_async(
                                 Found::Failed(failure) => done.push(failure),
                                 Found::File(path) if split => match SplitFile::open(&path) {
                                     Opened::Split(file) => {
-                                        lock(&splitting).push_back(Arc::new(file));
+                                        let queued = {
+                                            let mut splitting = lock(&splitting);
+                                            splitting.push_back(Arc::new(file));
+                                            splitting.len()
+                                        };
                                         batches.wake_waiting();
+                                        // Each queued file holds its file open: past `jobs`
+                                        // of them, help read their pieces before opening
+                                        // more, so a batch of large files cannot open up to
+                                        // 64 files per worker (past the usual limit of
+                                        // 1,024 descriptors with 16 workers).
+                                        if queued >= jobs {
+                                            while let Some((file, index)) = next_piece(&splitting) {
+                                                done.extend(
+                                                    file.process(index, &options, &stopped),
+                                                );
+                                            }
+                                        }
                                     }
                                     Opened::Whole(file, name) => done.extend(process_open(
                                         file, &path, name, &options, &stopped,

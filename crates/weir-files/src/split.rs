@@ -205,7 +205,8 @@ impl SplitFile {
                     Ok(0) => return Err("the file shrank while it was read".to_owned()),
                     Ok(read) => read,
                     Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(error) => return Err(error.to_string()),
+                    // Worded as the one-pass read words it (`read_through`).
+                    Err(error) => return Err(describe(Path::new(&self.name), &error)),
                 };
                 let chunk = &buffer[..read];
                 if offset == range.start {

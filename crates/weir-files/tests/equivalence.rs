@@ -154,25 +154,30 @@ async fn the_async_program_gives_what_the_synchronous_one_gives() {
 async fn a_file_split_into_pieces_gives_the_one_pass_results() {
     let root = temp_dir("split");
     generate(&root);
-    let options = Options {
-        count: true,
-        hash: Some(HashKind::Blake3),
-        jobs: 3,
-        ..Options::default()
-    };
-    let ((sync_reports, sync_totals), (async_reports, async_totals)) = both(&root, options).await;
-    assert_eq!(async_reports, sync_reports);
-    assert_eq!(async_totals, sync_totals);
     let big = std::fs::read(root.join("big.bin")).unwrap();
-    let report = async_reports
-        .iter()
-        .find(|r| r.path.ends_with("big.bin"))
-        .unwrap();
-    assert_eq!(
-        report.hash.as_deref(),
-        Some(blake3::hash(&big).to_hex().as_str())
-    );
-    assert_eq!(report.bytes, Some(big.len() as u64));
+    // With one worker, the file it queues for splitting is already `jobs` queued: it reads
+    // the pieces itself before opening another file.
+    for jobs in [1, 3] {
+        let options = Options {
+            count: true,
+            hash: Some(HashKind::Blake3),
+            jobs,
+            ..Options::default()
+        };
+        let ((sync_reports, sync_totals), (async_reports, async_totals)) =
+            both(&root, options).await;
+        assert_eq!(async_reports, sync_reports, "jobs {jobs}");
+        assert_eq!(async_totals, sync_totals, "jobs {jobs}");
+        let report = async_reports
+            .iter()
+            .find(|r| r.path.ends_with("big.bin"))
+            .unwrap();
+        assert_eq!(
+            report.hash.as_deref(),
+            Some(blake3::hash(&big).to_hex().as_str())
+        );
+        assert_eq!(report.bytes, Some(big.len() as u64));
+    }
     std::fs::remove_dir_all(&root).unwrap();
 }
 
@@ -247,7 +252,17 @@ async fn a_stopped_run_reports_partial_totals() {
     generate(&root);
     let stop = CancellationToken::new();
     stop.cancel();
-    let totals = run_async(vec![root.clone()], options(), stop, |_| {}).await;
+    let totals = run_async(vec![root.clone()], options(), stop.clone(), |_| {}).await;
+    assert!(totals.partial);
+    assert!(totals.files < 304);
+    // The same with counts and BLAKE3, where the large file is split into pieces.
+    let splittable = Options {
+        count: true,
+        hash: Some(HashKind::Blake3),
+        jobs: 2,
+        ..Options::default()
+    };
+    let totals = run_async(vec![root.clone()], splittable, stop, |_| {}).await;
     assert!(totals.partial);
     assert!(totals.files < 304);
     let stopped = AtomicBool::new(true);
