@@ -364,7 +364,7 @@ mod tests {
         // Every shard pruned its old keys when it grew past its mark; what is left is at most
         // the new (still busy) keys plus a shard's worth of old ones each.
         assert!(
-            tracked(&limiter) < 10_000 + 16 * 256,
+            tracked(&limiter) < 10_000 + SHARDS * PRUNE_AT,
             "{} keys tracked",
             tracked(&limiter)
         );

@@ -784,8 +784,9 @@ mod tests {
             run.add_sitemap(&format!("http://start.test/sitemap-{i}.xml"));
         }
         assert_eq!(run.sitemaps.len(), MAX_SITEMAPS);
-        assert!(run.sitemaps.contains("http://start.test/sitemap-999.xml"));
-        assert!(!run.sitemaps.contains("http://start.test/sitemap-1000.xml"));
+        let sitemap = |i: usize| format!("http://start.test/sitemap-{i}.xml");
+        assert!(run.sitemaps.contains(&sitemap(MAX_SITEMAPS - 1)));
+        assert!(!run.sitemaps.contains(&sitemap(MAX_SITEMAPS)));
         assert_eq!(run.frontier.queued(), MAX_SITEMAPS as u64);
     }
 
@@ -811,8 +812,9 @@ mod tests {
         }
         assert_eq!(run.other_hosts.len(), MAX_OTHER_HOSTS);
         assert_eq!(run.other_hosts["host-0.test"].path(), "/a");
-        // host-0 counted once: host-1 to host-999 fill the other 999 places.
-        assert!(run.other_hosts.contains_key("host-999.test"));
-        assert!(!run.other_hosts.contains_key("host-1000.test"));
+        // host-0 counted once: the hosts after it fill the other places.
+        let host = |i: usize| format!("host-{i}.test");
+        assert!(run.other_hosts.contains_key(&host(MAX_OTHER_HOSTS - 1)));
+        assert!(!run.other_hosts.contains_key(&host(MAX_OTHER_HOSTS)));
     }
 }
