@@ -9,13 +9,13 @@
 //! no later slot was taken after it (otherwise the slot stays unused: the limit errs on the
 //! polite side).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
 /// A rate: one request per `interval`, with up to `burst` at once after a quiet spell.
@@ -23,6 +23,19 @@ use tokio::time::Instant;
 pub struct Quota {
     interval: Duration,
     burst: u32,
+    /// `interval` and `interval × (burst - 1)` in nanoseconds, worked out once: a check
+    /// does its arithmetic on plain integers (see [`Nanos`]).
+    interval_nanos: Nanos,
+    tolerance_nanos: Nanos,
+}
+
+/// A time as nanoseconds since a limiter's epoch, or a span of time in nanoseconds.
+/// `u64` lasts 584 years, and one add or compare of it is cheaper than `Duration`'s
+/// seconds-and-nanoseconds pair.
+type Nanos = u64;
+
+fn nanos(span: Duration) -> Nanos {
+    Nanos::try_from(span.as_nanos()).unwrap_or(Nanos::MAX)
 }
 
 impl Quota {
@@ -33,14 +46,21 @@ impl Quota {
 
     /// One request per `interval` (a crawl delay), burst 1. A zero interval means no limit.
     pub fn every(interval: Duration) -> Quota {
-        Quota { interval, burst: 1 }
+        Quota::new(interval, 1)
     }
 
     /// The same rate, letting up to `burst` requests go at once after a quiet spell.
     pub fn with_burst(self, burst: u32) -> Quota {
+        Quota::new(self.interval, burst.max(1))
+    }
+
+    fn new(interval: Duration, burst: u32) -> Quota {
+        let interval_nanos = nanos(interval);
         Quota {
-            burst: burst.max(1),
-            ..self
+            interval,
+            burst,
+            interval_nanos,
+            tolerance_nanos: interval_nanos.saturating_mul(u64::from(burst - 1)),
         }
     }
 
@@ -52,10 +72,6 @@ impl Quota {
     /// Requests allowed at once after a quiet spell.
     pub fn burst(&self) -> u32 {
         self.burst
-    }
-
-    fn tolerance(&self) -> Duration {
-        self.interval * (self.burst - 1)
     }
 }
 
@@ -117,9 +133,12 @@ const SHARDS: usize = 16;
 /// A keyed GCRA limiter. Keys with no quota of their own use the default quota, or have
 /// no limit when there is none (they can still be paused with [`RateLimiter::defer`]).
 ///
-/// A check costs one clock read, one lock and one lookup in a table hashed with foldhash
-/// (seeded per process, so keys cannot be crafted to collide): 75–90 ns here, 1.2–1.7×
-/// governor's, most of the difference being the clock (`bench/ratelimit`).
+/// A check costs one clock read, one lock and one hash of the key (foldhash, seeded per
+/// process, so keys cannot be crafted to collide), whose bits pick both the shard and the
+/// key's place in the shard's table; the arithmetic is on integer nanoseconds. The clock is
+/// std's (through `tokio::time::Instant`, so tests can pause it): its read is more than
+/// half of a check's time, and it is why governor, which reads the CPU's time-stamp
+/// counter, checks faster (`bench/ratelimit`, docs/benchmarks.md).
 #[derive(Debug)]
 pub struct RateLimiter {
     epoch: Instant,
@@ -130,34 +149,57 @@ pub struct RateLimiter {
 
 #[derive(Debug, Default)]
 struct Shard {
-    keys: HashMap<String, KeyState, foldhash::fast::RandomState>,
+    keys: HashTable<KeyState>,
     prune_at: usize,
 }
 
 /// What the limiter knows of one key.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug)]
 struct KeyState {
-    /// Theoretical arrival time, as time since the limiter's epoch.
-    tat: Duration,
+    key: Box<str>,
+    /// The key's hash, kept so that growing the table does not hash every key again.
+    hash: u64,
+    /// Theoretical arrival time.
+    tat: Nanos,
     /// The key's own quota, if it has one.
     quota: Option<Quota>,
 }
 
-impl Shard {
+/// A key's shard, locked, and the key's hash.
+struct Locked<'a> {
+    shard: MutexGuard<'a, Shard>,
+    hash: u64,
+}
+
+impl Locked<'_> {
+    fn get_mut(&mut self, key: &str) -> Option<&mut KeyState> {
+        self.shard
+            .keys
+            .find_mut(self.hash, |state| &*state.key == key)
+    }
+
     /// Runs `f` on `key`'s state, adding the key (after pruning, when due) if it is new. A
     /// known key is looked up once and allocates nothing.
-    fn update<R>(&mut self, key: &str, now: Duration, f: impl FnOnce(&mut KeyState) -> R) -> R {
-        if let Some(state) = self.keys.get_mut(key) {
+    fn update<R>(&mut self, key: &str, now: Nanos, f: impl FnOnce(&mut KeyState) -> R) -> R {
+        let hash = self.hash;
+        if let Some(state) = self.get_mut(key) {
             return f(state);
         }
-        if self.keys.len() >= self.prune_at.max(PRUNE_AT) {
-            self.keys
-                .retain(|_, state| state.tat > now || state.quota.is_some());
-            self.prune_at = self.keys.len() * 2;
+        let shard = &mut *self.shard;
+        if shard.keys.len() >= shard.prune_at.max(PRUNE_AT) {
+            shard
+                .keys
+                .retain(|state| state.tat > now || state.quota.is_some());
+            shard.prune_at = shard.keys.len() * 2;
         }
-        let mut state = KeyState::default();
+        let mut state = KeyState {
+            key: key.into(),
+            hash,
+            tat: 0,
+            quota: None,
+        };
         let result = f(&mut state);
-        self.keys.insert(key.to_owned(), state);
+        shard.keys.insert_unique(hash, state, |state| state.hash);
         result
     }
 }
@@ -173,31 +215,39 @@ impl RateLimiter {
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+    fn lock(&self, key: &str) -> Locked<'_> {
+        let hash = self.hasher.hash_one(key);
+        // The table places a key by the hash's low bits and tells keys apart within a
+        // group by its top seven; the shard takes bits from neither, so a shard's keys
+        // still spread over its whole table.
+        let index = (hash >> 32) as usize % SHARDS;
         // A shard is a few numbers per key updated in one step; a panic elsewhere cannot
         // leave it half-written, so a poisoned lock is still good.
-        self.shards[index]
+        let shard = self.shards[index]
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Locked { shard, hash }
     }
 
-    fn since_epoch(&self, at: Instant) -> Duration {
-        at.saturating_duration_since(self.epoch)
+    fn since_epoch(&self, at: Instant) -> Nanos {
+        nanos(at.saturating_duration_since(self.epoch))
+    }
+
+    fn at(&self, since_epoch: Nanos) -> Instant {
+        self.epoch + Duration::from_nanos(since_epoch)
     }
 
     /// Gives `key` its own quota (a crawl delay from robots.txt, a configured API limit).
     pub fn set_quota(&self, key: &str, quota: Quota) {
         let now = self.since_epoch(Instant::now());
-        self.shard(key)
+        self.lock(key)
             .update(key, now, |state| state.quota = Some(quota));
     }
 
     /// The quota that applies to `key`.
     pub fn quota(&self, key: &str) -> Option<Quota> {
-        self.shard(key)
-            .keys
-            .get(key)
+        self.lock(key)
+            .get_mut(key)
             .and_then(|state| state.quota)
             .or(self.default)
     }
@@ -207,23 +257,23 @@ impl RateLimiter {
     pub fn reserve(self: &Arc<Self>, key: &str) -> Slot {
         let now = self.since_epoch(Instant::now());
         let default = self.default;
-        let taken = self.shard(key).update(key, now, |state| {
+        let taken = self.lock(key).update(key, now, |state| {
             let tat = state.tat.max(now);
             match state.quota.or(default) {
                 None => (tat, None),
                 Some(quota) => {
-                    let go_at = tat.saturating_sub(quota.tolerance()).max(now);
-                    state.tat = tat + quota.interval;
-                    (go_at, Some((state.tat, quota.interval)))
+                    let go_at = tat.saturating_sub(quota.tolerance_nanos).max(now);
+                    state.tat = tat + quota.interval_nanos;
+                    (go_at, Some((state.tat, quota.interval_nanos)))
                 }
             }
         });
         match taken {
-            (paused_until, None) => Slot::free(self.epoch + paused_until),
+            (paused_until, None) => Slot::free(self.at(paused_until)),
             (go_at, Some((tat, interval))) => Slot {
                 limiter: Some(Arc::clone(self)),
                 key: key.to_owned(),
-                at: self.epoch + go_at,
+                at: self.at(go_at),
                 tat,
                 interval,
             },
@@ -242,20 +292,20 @@ impl RateLimiter {
     pub fn try_acquire(&self, key: &str) -> Result<(), Instant> {
         let now = self.since_epoch(Instant::now());
         let default = self.default;
-        self.shard(key)
+        self.lock(key)
             .update(key, now, |state| {
                 let tat = state.tat.max(now);
                 let Some(quota) = state.quota.or(default) else {
                     return if tat > now { Err(tat) } else { Ok(()) };
                 };
-                let go_at = tat.saturating_sub(quota.tolerance());
+                let go_at = tat.saturating_sub(quota.tolerance_nanos);
                 if go_at > now {
                     return Err(go_at);
                 }
-                state.tat = tat + quota.interval;
+                state.tat = tat + quota.interval_nanos;
                 Ok(())
             })
-            .map_err(|at| self.epoch + at)
+            .map_err(|at| self.at(at))
     }
 
     /// Lets nothing through for `key` before `until` (a `Retry-After`, a backoff after 429
@@ -264,12 +314,9 @@ impl RateLimiter {
         let until = self.since_epoch(until);
         let now = self.since_epoch(Instant::now());
         let default = self.default;
-        self.shard(key).update(key, now, |state| {
-            let tolerance = state
-                .quota
-                .or(default)
-                .map_or(Duration::ZERO, |q| q.tolerance());
-            state.tat = state.tat.max(until + tolerance);
+        self.lock(key).update(key, now, |state| {
+            let tolerance = state.quota.or(default).map_or(0, |q| q.tolerance_nanos);
+            state.tat = state.tat.max(until.saturating_add(tolerance));
         });
     }
 }
@@ -282,8 +329,8 @@ pub struct Slot {
     limiter: Option<Arc<RateLimiter>>,
     key: String,
     at: Instant,
-    tat: Duration,
-    interval: Duration,
+    tat: Nanos,
+    interval: Nanos,
 }
 
 impl Slot {
@@ -292,8 +339,8 @@ impl Slot {
             limiter: None,
             key: String::new(),
             at,
-            tat: Duration::ZERO,
-            interval: Duration::ZERO,
+            tat: 0,
+            interval: 0,
         }
     }
 
@@ -313,8 +360,8 @@ impl Drop for Slot {
         let Some(limiter) = self.limiter.take() else {
             return;
         };
-        let mut shard = limiter.shard(&self.key);
-        if let Some(state) = shard.keys.get_mut(&self.key) {
+        let mut locked = limiter.lock(&self.key);
+        if let Some(state) = locked.get_mut(&self.key) {
             if state.tat == self.tat {
                 state.tat -= self.interval;
             }
