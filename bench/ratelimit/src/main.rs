@@ -27,13 +27,20 @@ fn keys(n: usize) -> Vec<String> {
 
 /// Nanoseconds per check of `check` over `CHECKS` checks spread over `threads` threads,
 /// each on its own keys.
-fn measure(threads: usize, key_count: usize, check: Arc<dyn Fn(&String) -> bool + Send + Sync>) -> f64 {
+fn measure(
+    threads: usize,
+    key_count: usize,
+    check: Arc<dyn Fn(&String) -> bool + Send + Sync>,
+) -> f64 {
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
             let check = Arc::clone(&check);
             std::thread::spawn(move || {
-                let keys: Vec<String> = keys(key_count).into_iter().map(|key| format!("{thread}/{key}")).collect();
+                let keys: Vec<String> = keys(key_count)
+                    .into_iter()
+                    .map(|key| format!("{thread}/{key}"))
+                    .collect();
                 let mut allowed = 0usize;
                 for i in 0..CHECKS / threads {
                     allowed += usize::from(check(black_box(&keys[i % keys.len()])));
@@ -42,7 +49,10 @@ fn measure(threads: usize, key_count: usize, check: Arc<dyn Fn(&String) -> bool 
             })
         })
         .collect();
-    let allowed: usize = handles.into_iter().map(|handle| handle.join().unwrap()).sum();
+    let allowed: usize = handles
+        .into_iter()
+        .map(|handle| handle.join().unwrap())
+        .sum();
     black_box(allowed);
     started.elapsed().as_nanos() as f64 / CHECKS as f64
 }
@@ -53,7 +63,9 @@ fn weir(per_second: u32) -> Arc<dyn Fn(&String) -> bool + Send + Sync> {
 }
 
 fn governor(per_second: u32) -> Arc<dyn Fn(&String) -> bool + Send + Sync> {
-    let limiter = Governor::keyed(GovernorQuota::per_second(NonZeroU32::new(per_second).unwrap()));
+    let limiter = Governor::keyed(GovernorQuota::per_second(
+        NonZeroU32::new(per_second).unwrap(),
+    ));
     Arc::new(move |key: &String| limiter.check_key(key).is_ok())
 }
 
@@ -90,8 +102,12 @@ fn main() {
         let mut best = (f64::MAX, f64::MAX, f64::MAX);
         for _ in 0..3 {
             best.0 = best.0.min(measure(threads, key_count, weir(per_second)));
-            best.1 = best.1.min(measure(threads, key_count, governor(per_second)));
-            best.2 = best.2.min(measure(threads, key_count, governor_std_clock(per_second)));
+            best.1 = best
+                .1
+                .min(measure(threads, key_count, governor(per_second)));
+            best.2 = best
+                .2
+                .min(measure(threads, key_count, governor_std_clock(per_second)));
             std::thread::sleep(Duration::from_millis(50));
         }
         println!(
@@ -104,5 +120,7 @@ fn main() {
         );
     }
     println!("std clock read: {:.1} ns", std_clock_read());
-    println!("(ratio = weir's time / governor's; below 1 is faster; all are given the same String keys)");
+    println!(
+        "(ratio = weir's time / governor's; below 1 is faster; all are given the same String keys)"
+    );
 }

@@ -19,7 +19,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row, St
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS,
+    prune_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -62,6 +62,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX job_unique_key ON job (unique_key)
         WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded');
     CREATE TABLE schedule (name TEXT PRIMARY KEY, next_at BIGINT NOT NULL);",
+    // 2: finished jobs by the time they finished, for deleting them after their retention.
+    "CREATE INDEX job_finished ON job (finished_at)
+        WHERE state IN ('completed', 'cancelled', 'discarded');",
 ];
 
 /// The notification channel for "jobs may be ready".
@@ -964,6 +967,21 @@ impl Store for PostgresStore {
 
     fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
         Box::pin(self.count_rows(UNFINISHED_COUNTS))
+    }
+
+    fn prune(&self, state: JobState, before: Timestamp, limit: u32) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let db = self.pool.get().await?;
+            // SKIP LOCKED: nodes pruning at once take different rows instead of queueing
+            // behind each other's locks.
+            let sql = prune_sql(["$1", "$2", "$3"], " FOR UPDATE SKIP LOCKED");
+            let statement = prepared(&*db, &db.cache, &sql).await?;
+            let deleted = db
+                .execute(&statement, &[&state.as_str(), &before.0, &i64::from(limit)])
+                .await
+                .map_err(failed)?;
+            Ok(deleted)
+        })
     }
 
     fn fire_schedule(

@@ -154,6 +154,19 @@ pub(crate) const UNFINISHED_COUNTS: &str = "\
     SELECT queue, state, count(*) FROM job WHERE state = 'running' GROUP BY queue, state \
     ORDER BY 1, 2";
 
+/// Deletes a batch of finished jobs: `?1`/`$1` the state, `?2`/`$2` the time they must
+/// have finished before, `?3`/`$3` the most to delete. The state list is the partial index
+/// `job_finished`'s, word for word: SQLite uses a partial index only for a query whose
+/// terms match its own.
+pub(crate) fn prune_sql(placeholders: [&str; 3], lock: &str) -> String {
+    let [state, before, limit] = placeholders;
+    format!(
+        "DELETE FROM job WHERE id IN (SELECT id FROM job \
+            WHERE state IN ('completed', 'cancelled', 'discarded') AND state = {state} \
+            AND finished_at < {before} ORDER BY finished_at LIMIT {limit}{lock})"
+    )
+}
+
 /// Leaves out jobs whose concurrency key is already at its limit, in the claim query
 /// itself: were they only skipped while scanning, a long run of them at the head of the
 /// queue would hide every other job from a bounded scan.

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cron::Cron;
 use crate::lifecycle::{Action, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
+use crate::retention::{Pruned, PrunedTotals, Retention};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError};
 use crate::time::Timestamp;
 use crate::wakeups::{Ready, Wakeups};
@@ -37,6 +38,10 @@ pub struct JobsConfig {
     /// where no wake-up reaches it (a job written by an older node, say). Wake-ups, and the
     /// `run_at` of scheduled and retrying jobs, end a wait sooner.
     pub lease_recheck: Duration,
+    /// How long finished jobs are kept before they are deleted.
+    pub retention: Retention,
+    /// How often finished jobs past their retention are looked for and deleted.
+    pub prune_interval: Duration,
     /// Periodic jobs.
     pub schedules: Vec<Schedule>,
     /// The kinds each listed queue accepts; an enqueue of another kind to it is refused.
@@ -54,6 +59,8 @@ impl Default for JobsConfig {
             max_lease_wait: Duration::from_secs(60),
             max_lease: 100,
             lease_recheck: Duration::from_secs(1),
+            retention: Retention::default(),
+            prune_interval: Duration::from_secs(10),
             schedules: Vec::new(),
             queue_kinds: BTreeMap::new(),
         }
@@ -119,6 +126,7 @@ pub struct Jobs {
     /// a store shared between nodes, when another node says one did).
     wakeups: Arc<Wakeups>,
     events: Option<EventSink>,
+    pruned: Arc<PrunedTotals>,
 }
 
 impl fmt::Debug for Jobs {
@@ -231,6 +239,7 @@ impl Jobs {
             store,
             config: Arc::new(config),
             events,
+            pruned: Arc::default(),
         }
     }
 
@@ -406,8 +415,56 @@ impl Jobs {
         Ok(outcomes.pop().ok_or(StoreError::Closed)??)
     }
 
-    /// Runs until `stop`: rescues expired leases and fires periodic jobs.
+    /// Runs until `stop`: rescues expired leases, fires periodic jobs and deletes finished
+    /// jobs past their retention.
     pub async fn maintain(&self, stop: CancellationToken) {
+        // Two loops in one task, polled together: deleting a long history (the first start
+        // after the retention was shortened, say) must not hold up the rescue of leases.
+        tokio::join!(self.rescue_and_fire(&stop), self.prune_loop(&stop));
+    }
+
+    /// Deletes every finished job past its retention at `now`, and says how many by state.
+    pub async fn prune(&self, now: Timestamp) -> Result<Pruned, JobsError> {
+        let pruned = crate::retention::prune(&*self.store, &self.config.retention, now).await?;
+        self.pruned.add(&pruned);
+        Ok(pruned)
+    }
+
+    /// Finished jobs this node has deleted since it started.
+    pub fn pruned_total(&self) -> Pruned {
+        self.pruned.read()
+    }
+
+    async fn prune_loop(&self, stop: &CancellationToken) {
+        if self.config.retention == Retention::FOREVER {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.config.prune_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let pass = async {
+                tick.tick().await;
+                self.prune(Timestamp::now()).await
+            };
+            // A pass is stopped between batches: each batch is its own transaction.
+            let outcome = tokio::select! {
+                outcome = pass => outcome,
+                () = stop.cancelled() => return,
+            };
+            match outcome {
+                Ok(pruned) if pruned.total() > 0 => tracing::info!(
+                    completed = pruned.completed,
+                    cancelled = pruned.cancelled,
+                    discarded = pruned.discarded,
+                    "finished jobs past their retention deleted"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "deleting finished jobs failed"),
+            }
+        }
+    }
+
+    async fn rescue_and_fire(&self, stop: &CancellationToken) {
         let mut tick = tokio::time::interval(self.config.rescue_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS, UPDATE,
+    prune_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS,
+    UPDATE,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -63,6 +64,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX job_unique_key ON job (unique_key)
         WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded');
     CREATE TABLE schedule (name TEXT PRIMARY KEY, next_at INTEGER NOT NULL) WITHOUT ROWID;",
+    // 2: finished jobs by the time they finished, for deleting them after their retention.
+    "CREATE INDEX job_finished ON job (finished_at)
+        WHERE state IN ('completed', 'cancelled', 'discarded');",
 ];
 
 type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -466,6 +470,19 @@ impl Store for SqliteStore {
 
     fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
         self.run(|db, _| count_rows(db, UNFINISHED_COUNTS))
+    }
+
+    fn prune(&self, state: JobState, before: Timestamp, limit: u32) -> StoreFuture<'_, u64> {
+        self.run(move |db, _| {
+            let sql = prune_sql(["?1", "?2", "?3"], "");
+            let deleted = db
+                .prepare_cached(&sql)
+                .and_then(|mut statement| {
+                    statement.execute(params![state.as_str(), before.0, limit])
+                })
+                .map_err(failed)?;
+            Ok(deleted as u64)
+        })
     }
 
     fn fire_schedule(

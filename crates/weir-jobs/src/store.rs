@@ -125,6 +125,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// store keeps.
     fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>>;
 
+    /// Deletes up to `limit` jobs in `state`, a finished state, that finished before
+    /// `before`, oldest first; returns how many it deleted. One call is one short
+    /// transaction: a long history is deleted over many calls, with other work between.
+    fn prune(&self, state: JobState, before: Timestamp, limit: u32) -> StoreFuture<'_, u64>;
+
     /// Periodic jobs: if schedule `name` is due at `due` (or has never run), moves it to
     /// `next` and enqueues `job`, in one transaction. Returns `None` when another caller
     /// (another node) already took this slot, so each slot runs once across the cluster.

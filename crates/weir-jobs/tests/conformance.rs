@@ -779,6 +779,85 @@ async fn lists_pages_and_counts(backend: Backend) {
         .any(|c| c.queue == "b" && c.state == JobState::Completed && c.count == 1));
 }
 
+async fn finished_jobs_are_pruned_by_state_oldest_first(backend: Backend) {
+    let store = backend.open(StoreOptions::default()).await;
+    let batch: Vec<NewJob> = (0..6).map(|_| job("q", "k")).collect();
+    store.enqueue(batch, T0).await.unwrap();
+    let leased = store.claim(claim(&["q"], 6), T0).await.unwrap();
+    // Five finish, ten seconds apart: four complete, one is discarded; one keeps running.
+    let mut completed = Vec::new();
+    for (n, job) in leased[..4].iter().enumerate() {
+        let action = Action::Complete {
+            token: job.fencing_token,
+            result: None,
+        };
+        let at = later(10 * (n as u64 + 1));
+        completed.push(act(&*store, job.id, action, at).await.unwrap());
+    }
+    let failing = Action::Fail {
+        token: leased[4].fencing_token,
+        error: "bad input".into(),
+        retryable: false,
+    };
+    let discarded = act(&*store, leased[4].id, failing, later(10))
+        .await
+        .unwrap();
+    assert_eq!(discarded.state, JobState::Discarded);
+    let running = leased[5].id;
+    let cancelled = enqueue(&*store, job("q", "k")).await.id;
+    act(&*store, cancelled, Action::Cancel, later(10))
+        .await
+        .unwrap();
+    let kept = |id: JobId| {
+        let store = Arc::clone(&store);
+        async move { store.get(id).await.unwrap().is_some() }
+    };
+
+    // Only jobs that finished strictly before the time, only in the state asked for.
+    let deleted = store
+        .prune(JobState::Completed, later(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert!(!kept(completed[0].id).await && !kept(completed[1].id).await);
+    assert!(
+        kept(completed[2].id).await,
+        "finished at the cut-off itself"
+    );
+    assert!(kept(discarded.id).await && kept(cancelled).await);
+
+    // The limit holds, and the oldest go first.
+    let deleted = store
+        .prune(JobState::Completed, later(100), 1)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(!kept(completed[2].id).await && kept(completed[3].id).await);
+
+    // Unfinished jobs are never pruned, whatever the state asked for.
+    let deleted = store
+        .prune(JobState::Running, later(100_000), 100)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+    assert!(kept(running).await);
+    for state in [JobState::Cancelled, JobState::Discarded] {
+        assert_eq!(store.prune(state, later(100), 100).await.unwrap(), 1);
+    }
+    assert!(!kept(discarded.id).await && !kept(cancelled).await);
+    let left: Vec<JobId> = store
+        .list(ListQuery {
+            limit: 10,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(left, [running, completed[3].id], "newest first");
+}
+
 async fn a_schedule_slot_fires_once(backend: Backend) {
     let store = backend.open(StoreOptions::default()).await;
     let name = "nightly".to_string();
@@ -867,6 +946,7 @@ conformance!(
     concurrent_claims_never_share_a_job,
     jobs_held_back_by_a_key_do_not_hide_the_others,
     lists_pages_and_counts,
+    finished_jobs_are_pruned_by_state_oldest_first,
     a_schedule_slot_fires_once,
     jobs_survive_reopening,
 );

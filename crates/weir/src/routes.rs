@@ -87,9 +87,24 @@ fn render_pubsub(hub: &Hub, text: &mut String) {
 const JOB_COUNTS_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Unfinished jobs by queue and state from the store (finished ones are left out: counting
-/// them reads the whole history), and the lease requests waiting on this node.
+/// them reads the whole history), the lease requests waiting on this node, and the finished
+/// jobs it deleted after their retention.
 async fn render_jobs(jobs: &Jobs, text: &mut String) {
     render_job_counts(jobs.unfinished_counts(), text).await;
+    let _ = writeln!(
+        text,
+        "# HELP weir_jobs_pruned_total Finished jobs this node deleted after their retention, by the state they finished in."
+    );
+    let _ = writeln!(text, "# TYPE weir_jobs_pruned_total counter");
+    let pruned = jobs.pruned_total();
+    for state in weir_jobs::retention::FINISHED {
+        let _ = writeln!(
+            text,
+            "weir_jobs_pruned_total{{state=\"{}\"}} {}",
+            state.as_str(),
+            pruned.of(state)
+        );
+    }
     let _ = writeln!(
         text,
         "# HELP weir_jobs_leases_waiting Lease requests on this node waiting for a job, by queue."

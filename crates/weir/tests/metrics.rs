@@ -14,6 +14,7 @@ use weir_pubsub::{Event, Hub, StartFrom};
 async fn metrics_name_the_slow_subscriber() {
     let mut config = ServeConfig::defaults();
     config.pubsub.lag_limit = NonZeroUsize::new(2).unwrap();
+    config.jobs.retention.cancelled = Some(std::time::Duration::ZERO);
     let hub = Hub::new(config.pubsub.clone());
     let data = std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id()));
     std::fs::create_dir_all(&data).unwrap();
@@ -91,6 +92,28 @@ async fn metrics_name_the_slow_subscriber() {
     );
     stop.cancel();
     assert!(lease.await.unwrap().unwrap().is_empty());
+
+    // The mail job cancelled and, its retention (0s here) over, deleted: counted.
+    assert!(
+        text.contains("weir_jobs_pruned_total{state=\"cancelled\"} 0\n"),
+        "{text}"
+    );
+    let query = weir_jobs::ListQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    let mail = jobs.list(query).await.unwrap().remove(0);
+    jobs.act(mail.id, weir_jobs::Action::Cancel).await.unwrap();
+    let pruned = jobs
+        .prune(weir_jobs::Timestamp::now().after(std::time::Duration::from_millis(1)))
+        .await
+        .unwrap();
+    assert_eq!(pruned.cancelled, 1);
+    let text = scrape(&router).await;
+    assert!(
+        text.contains("weir_jobs_pruned_total{state=\"cancelled\"} 1\n"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -21,8 +21,8 @@ use weir_http::ServerConfig;
 
 pub use file::ConfigFile;
 use values::{
-    parse_count, parse_duration, parse_queue_kinds, parse_queue_limits, parse_retention_rules,
-    parse_schedules, parse_size, parse_socket_addr,
+    parse_count, parse_duration, parse_keep, parse_queue_kinds, parse_queue_limits,
+    parse_retention_rules, parse_schedules, parse_size, parse_socket_addr,
 };
 
 use crate::auth::Tokens;
@@ -81,6 +81,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "jobs.queue_limits", flag: "queue-limits", env: "WEIR_JOBS_QUEUE_LIMITS", default: "", help: "Most jobs running at once per queue, across all workers and nodes: QUEUE=N[,...], e.g. email=4,crawl=2" },
     Setting { key: "jobs.queue_kinds", flag: "queue-kinds", env: "WEIR_JOBS_QUEUE_KINDS", default: "", help: "Kinds a queue accepts, others refused with 400: QUEUE=KIND|KIND[,...], e.g. email=send_welcome|send_reset. Unlisted queues take any kind" },
     Setting { key: "jobs.schedules", flag: "schedules", env: "WEIR_JOBS_SCHEDULES", default: "", help: "Periodic jobs, separated by ';': NAME CRON QUEUE/KIND [PAYLOAD], e.g. 'cleanup */10 * * * * maintenance/echo {\"all\":true}' (cron in UTC, also @hourly, @daily)" },
+    Setting { key: "jobs.keep_completed", flag: "keep-completed", env: "WEIR_JOBS_KEEP_COMPLETED", default: "24h", help: "How long a completed job stays readable (with its result) before it is deleted; forever keeps it" },
+    Setting { key: "jobs.keep_cancelled", flag: "keep-cancelled", env: "WEIR_JOBS_KEEP_CANCELLED", default: "24h", help: "How long a cancelled job stays readable before it is deleted; forever keeps it" },
+    Setting { key: "jobs.keep_discarded", flag: "keep-discarded", env: "WEIR_JOBS_KEEP_DISCARDED", default: "7d", help: "How long a discarded job (one that failed its last attempt) stays readable, with its errors, before it is deleted; forever keeps it" },
     Setting { key: "shutdown.drain_timeout", flag: "drain-timeout", env: "WEIR_DRAIN_TIMEOUT", default: "10s", help: "On Ctrl-C or SIGTERM, time in-flight requests get to finish before connections are closed" },
 ];
 
@@ -381,6 +384,10 @@ impl<'a> Layers<'a> {
         let queue_kinds = get("jobs.queue_kinds", &|t| {
             parse_queue_kinds(t).map(Parsed::Kinds)
         });
+        let keep = |t: &str| parse_keep(t).map(Parsed::Keep);
+        let keep_completed = get("jobs.keep_completed", &keep);
+        let keep_cancelled = get("jobs.keep_cancelled", &keep);
+        let keep_discarded = get("jobs.keep_discarded", &keep);
         let schedules = get("jobs.schedules", &|t| {
             parse_schedules(t).map(Parsed::Schedules)
         });
@@ -458,6 +465,11 @@ impl<'a> Layers<'a> {
                 max_payload: usize::try_from(job_payload.number()).unwrap_or(usize::MAX),
                 schedules: schedules.schedules(),
                 queue_kinds: queue_kinds.kinds(),
+                retention: weir_jobs::Retention {
+                    completed: keep_completed.keep(),
+                    cancelled: keep_cancelled.keep(),
+                    discarded: keep_discarded.keep(),
+                },
                 ..weir_jobs::JobsConfig::default()
             },
             job_store: weir_jobs::StoreOptions {
@@ -481,6 +493,7 @@ enum Parsed {
     Text(String),
     Number(u64),
     Duration(Duration),
+    Keep(Option<Duration>),
     Retention(Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)>),
     Tokens(Tokens),
     Patterns(Vec<weir_pubsub::TopicPattern>),
@@ -513,6 +526,12 @@ impl Parsed {
         match self {
             Parsed::Duration(d) => d,
             _ => unreachable!("validated as a duration"),
+        }
+    }
+    fn keep(self) -> Option<Duration> {
+        match self {
+            Parsed::Keep(keep) => keep,
+            _ => unreachable!("validated as a retention"),
         }
     }
     fn retention(self) -> Vec<(weir_pubsub::TopicPattern, weir_pubsub::Retention)> {

@@ -17,20 +17,31 @@ fn number_and_unit<'a>(text: &'a str, allowed: &str) -> Result<(u64, &'a str), S
     Ok((value, unit.trim()))
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h` (or a bare number of seconds).
+/// Parses `500ms`, `10s`, `2m`, `1h`, `7d` (or a bare number of seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    const ALLOWED: &str = "a duration such as 500ms, 10s, 2m or 1h";
+    const ALLOWED: &str = "a duration such as 500ms, 10s, 2m, 1h or 7d";
     let (value, unit) = number_and_unit(text, ALLOWED)?;
     let millis = match unit {
         "ms" => Some(value),
         "" | "s" => value.checked_mul(1000),
         "m" => value.checked_mul(60_000),
         "h" => value.checked_mul(3_600_000),
+        "d" => value.checked_mul(86_400_000),
         _ => None,
     };
     millis
         .map(Duration::from_millis)
         .ok_or_else(|| ALLOWED.to_string())
+}
+
+/// Parses how long to keep something: a duration, or `forever` (`None`).
+pub fn parse_keep(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim() == "forever" {
+        return Ok(None);
+    }
+    parse_duration(text)
+        .map(Some)
+        .map_err(|_| "a duration such as 1h, 24h or 7d, or forever".to_string())
 }
 
 /// Parses a byte size: `65536`, `64KiB`, `16MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1000).
@@ -187,10 +198,19 @@ mod tests {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 days").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn keeps() {
+        assert_eq!(parse_keep("forever"), Ok(None));
+        assert_eq!(parse_keep("24h"), Ok(Some(Duration::from_secs(86_400))));
+        assert_eq!(parse_keep("0s"), Ok(Some(Duration::ZERO)));
+        assert!(parse_keep("always").unwrap_err().contains("forever"));
     }
 
     #[test]
