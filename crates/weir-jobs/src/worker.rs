@@ -6,8 +6,9 @@
 //! - **Cancellation and timeouts**: each job gets a [`CancellationToken`]. It fires when a
 //!   heartbeat reply says the job was cancelled, when the job's timeout passes, when the
 //!   lease is lost, or at the shutdown deadline. Handlers check it at their await points.
-//! - **Shutdown**: stop leasing, let running jobs finish until the deadline, then cancel
-//!   the rest and release their leases, so they run again at once elsewhere.
+//! - **Shutdown**: stop leasing (a lease already sent is answered, and the jobs it brings
+//!   are released unrun), let running jobs finish until the deadline, then cancel the rest
+//!   and release their leases, so they run again at once elsewhere.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::client::{Client, ClientError, LeasedJob};
+use crate::client::{Client, ClientError, LeaseReply, LeasedJob};
 use crate::model::Progress;
 
 /// What a handler returns: the result (JSON) or why it failed.
@@ -164,7 +165,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Running jobs get this long to finish at shutdown before they are released.
     pub shutdown_deadline: Duration,
-    /// Longest wait of one lease request.
+    /// Longest wait of one lease request. It also bounds how long an idle worker takes to
+    /// stop: a lease in flight at the stop is waited for (see `Worker::run`).
     pub lease_wait: Duration,
 }
 
@@ -214,9 +216,19 @@ impl Worker {
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 permits.push(permit);
             }
+            let lease = self.client.lease(
+                &self.config.name,
+                &self.config.queues,
+                permits.len() as u32,
+                self.config.lease_wait,
+            );
+            tokio::pin!(lease);
             let reply = tokio::select! {
-                reply = self.client.lease(&self.config.name, &self.config.queues, permits.len() as u32, self.config.lease_wait) => reply,
-                () = stop.cancelled() => break,
+                reply = &mut lease => reply,
+                () = stop.cancelled() => {
+                    self.give_back_in_flight_lease(lease, &tracker).await;
+                    break;
+                }
             };
             let reply = match reply {
                 Ok(reply) => {
@@ -266,6 +278,42 @@ impl Worker {
             );
             release_all.cancel();
             tracker.wait().await;
+        }
+    }
+
+    /// Waits for the answer to a lease sent before the stop and gives back the jobs it
+    /// brings, unrun. Dropping the request instead would hang up on a lease the server may
+    /// already have taken (its answer on the wire): those jobs would wait out their lease
+    /// before running anywhere. The long-poll ends within `lease_wait`; past the shutdown
+    /// deadline the request is dropped after all, and the lease's expiry returns its jobs.
+    async fn give_back_in_flight_lease(
+        &self,
+        lease: Pin<&mut impl Future<Output = Result<LeaseReply, ClientError>>>,
+        tracker: &TaskTracker,
+    ) {
+        let reply = match tokio::time::timeout(self.config.shutdown_deadline, lease).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => return tracing::debug!(%error, "the last lease failed"),
+            Err(_) => {
+                return tracing::warn!(
+                    "shutdown deadline reached waiting for a lease; its jobs, if any, \
+                     return when it expires"
+                )
+            }
+        };
+        for job in reply.jobs {
+            let client = Arc::clone(&self.client);
+            let span =
+                tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
+            tracker.spawn(
+                async move {
+                    match client.release(job.id, job.fencing_token).await {
+                        Ok(()) => tracing::debug!("leased as the worker stopped; released"),
+                        Err(error) => tracing::warn!(%error, "could not release a job leased as the worker stopped"),
+                    }
+                }
+                .instrument(span),
+            );
         }
     }
 }

@@ -256,7 +256,9 @@ pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
         queues,
         concurrency,
         shutdown_deadline,
-        lease_wait: Duration::from_secs(30),
+        // Sidekiq's fetch wait: an idle worker stops within 2 s of the signal (it waits
+        // for the answer to its lease in flight), for one empty lease every 2 s.
+        lease_wait: Duration::from_secs(2),
     };
     runtime().block_on(async move {
         let stop = CancellationToken::new();

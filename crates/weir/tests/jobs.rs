@@ -480,6 +480,85 @@ async fn the_rust_worker_runs_handlers_times_out_and_releases_at_shutdown() {
     assert_eq!(released["attempt"], 0);
 }
 
+/// A TCP relay between a worker and the server that can hold the server's answers: what
+/// the server sends waits in the relay while the gate is shut. A hang-up on either side is
+/// passed on, as a real network would.
+struct HeldRelay {
+    addr: String,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+async fn held_relay(upstream: String) -> HeldRelay {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (gate, open) = tokio::sync::watch::channel(true);
+    tokio::spawn(async move {
+        while let Ok((worker_side, _)) = listener.accept().await {
+            let server_side = TcpStream::connect(&upstream).await.unwrap();
+            let (mut from_worker, mut to_worker) = worker_side.into_split();
+            let (mut from_server, mut to_server) = server_side.into_split();
+            // Dropping a write half when its copy ends shuts the socket's sending side.
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_worker, &mut to_server).await;
+            });
+            let mut open = open.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(read @ 1..) = from_server.read(&mut buf).await {
+                    if open.wait_for(|open| *open).await.is_err()
+                        || to_worker.write_all(&buf[..read]).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    HeldRelay { addr, gate }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_answered_after_the_stop_is_released_not_left_to_expire() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    let relay = held_relay(server.http.clone()).await;
+    let config = WorkerConfig {
+        // A long-poll: the lease is waiting on the server when the job arrives.
+        lease_wait: Duration::from_secs(30),
+        shutdown_deadline: DEADLINE,
+        ..worker_config(&["default"], 1)
+    };
+    let worker = Worker::new(client(&relay.addr), Registry::with_builtins(), config);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+    relay.gate.send_replace(false);
+
+    // The server leases the job and answers; the answer is held on its way to the worker.
+    let id = post(&api, "/v1/jobs", json!({"kind": "echo"}))
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    wait_for(&api, id, |job| job["state"] == "running").await;
+    stop.cancel();
+    // Not needed for the outcome: it lets the worker see the stop before the answer, the
+    // case where hanging up on the lease would leave the job leased to nobody.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.gate.send_replace(true);
+
+    tokio::time::timeout(DEADLINE, running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    let released = get(&api, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(released["state"], "available", "{released}");
+    assert_eq!(released["attempt"], 0, "released unrun: {released}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_stops_the_running_handler() {
     let mut config = ServeConfig::defaults();
