@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
@@ -16,7 +16,7 @@ use crate::model::{JobId, Progress};
 use crate::time::Timestamp;
 
 /// Why a request to the server failed.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ClientError {
     /// No server could be reached.
     #[error("cannot reach {url}: {reason}")]
@@ -69,6 +69,30 @@ pub struct LeaseReply {
     pub jobs: Vec<LeasedJob>,
     /// Lease length; heartbeat well within it.
     pub lease_ttl_ms: u64,
+}
+
+/// One job's completion in a batch (`POST /v1/jobs/complete`).
+#[derive(Debug, Serialize)]
+pub struct Completion {
+    /// The job.
+    pub id: JobId,
+    /// The lease's fencing token.
+    pub token: i64,
+    /// What the handler returned.
+    pub result: Box<RawValue>,
+}
+
+/// One completion's outcome in a batch's answer.
+#[derive(Debug, Deserialize)]
+struct CompletionAnswer {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    lease_lost: bool,
 }
 
 /// The answer to a heartbeat.
@@ -222,6 +246,51 @@ impl Client {
         self.report::<serde_json::Value>(id, "complete", body)
             .await
             .map(drop)
+    }
+
+    /// `POST /v1/jobs/complete`: several completions in one request. Each gets its own
+    /// outcome, in order; a refused one (its lease lost, say) does not affect the others.
+    pub async fn complete_many(
+        &self,
+        completions: &[Completion],
+    ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            jobs: Vec<CompletionAnswer>,
+        }
+        let body = serde_json::json!({ "jobs": completions });
+        let answer: Answer = self
+            .call(
+                "/v1/jobs/complete",
+                Some(body.to_string()),
+                Duration::from_secs(10),
+            )
+            .await?;
+        if answer.jobs.len() != completions.len() {
+            return Err(ClientError::Protocol(format!(
+                "{} outcomes for {} completions",
+                answer.jobs.len(),
+                completions.len()
+            )));
+        }
+        Ok(answer
+            .jobs
+            .into_iter()
+            .map(|one| match one {
+                CompletionAnswer { ok: true, .. } => Ok(()),
+                CompletionAnswer {
+                    status,
+                    error,
+                    lease_lost,
+                    ..
+                } => Err(ClientError::Refused {
+                    // The server names each refusal's status; a conflict if not.
+                    status: status.unwrap_or(409),
+                    message: error.unwrap_or_else(|| "refused".into()),
+                    lease_lost,
+                }),
+            })
+            .collect())
     }
 
     /// `POST /v1/jobs/{id}/fail`.

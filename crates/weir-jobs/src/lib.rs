@@ -7,9 +7,11 @@
 //!   [`PostgresStore`] (several nodes) implementing it; one conformance suite tests both.
 
 pub mod client;
+pub mod completions;
 pub mod cron;
 pub mod lifecycle;
 pub mod model;
+pub mod pace;
 mod postgres;
 pub mod retention;
 mod row;

@@ -1,8 +1,12 @@
 //! The Rust worker runtime: leases jobs over HTTP, runs each with its kind's handler, keeps
 //! the lease alive with heartbeats (carrying progress), and reports the outcome.
 //!
-//! - **Concurrency**: at most `concurrency` jobs run at once (a semaphore); a lease request
-//!   asks for as many jobs as there are free permits, and long-polls when there are none.
+//! - **Concurrency**: at most `concurrency` jobs run at once (a semaphore). A lease request
+//!   asks for as many jobs as there is room for: the free slots, plus, when jobs are short,
+//!   some leased ahead that wait for a slot with their leases kept by heartbeats (see
+//!   [`crate::pace`]). It long-polls when none is ready.
+//! - **Reports**: completions go through one reporter task that batches them (see
+//!   [`crate::completions`]); failures, releases and heartbeats are requests of their own.
 //! - **Cancellation and timeouts**: each job gets a [`CancellationToken`]. It fires when a
 //!   heartbeat reply says the job was cancelled, when the job's timeout passes, when the
 //!   lease is lost, or at the shutdown deadline. Handlers check it at their await points.
@@ -23,7 +27,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::client::{Client, ClientError, LeaseReply, LeasedJob};
+use crate::completions::Completions;
 use crate::model::Progress;
+use crate::pace::Pace;
 
 /// What a handler returns: the result (JSON) or why it failed.
 pub type HandlerResult = Result<Box<RawValue>, JobFailure>;
@@ -163,6 +169,14 @@ pub struct WorkerConfig {
     pub queues: Vec<String>,
     /// Jobs run at once.
     pub concurrency: usize,
+    /// Most jobs leased ahead of the free slots, queued in the worker (heartbeats keep
+    /// their leases) so that a slot that frees starts its next job at once and leases and
+    /// completions carry more jobs each. 0: none.
+    pub prefetch: usize,
+    /// Lease ahead only as many jobs as the slots should start within this time, judged
+    /// from the jobs' recent run times (see `pace`): queued jobs cannot run elsewhere
+    /// meanwhile. `None`: always `prefetch`.
+    pub prefetch_within: Option<Duration>,
     /// Running jobs get this long to finish at shutdown before they are released.
     pub shutdown_deadline: Duration,
     /// Longest wait of one lease request. It also bounds how long an idle worker takes to
@@ -201,25 +215,29 @@ impl Worker {
 
     /// Runs until `stop` fires, then shuts down gracefully (see the module docs).
     pub async fn run(&self, stop: CancellationToken) {
+        // A job is in `pace`'s count from its lease to its report, and holds one of
+        // `slots` while it runs.
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let pace = Arc::new(Pace::new(
+            self.config.concurrency,
+            self.config.prefetch,
+            self.config.prefetch_within,
+        ));
         let tracker = TaskTracker::new();
         // Fires at the shutdown deadline: running jobs are cancelled and released.
         let release_all = CancellationToken::new();
+        let (completions, reporter) = Completions::start(Arc::clone(&self.client));
         let mut failures = 0u32;
         while !stop.is_cancelled() {
-            // Wait for one free slot, then take every free one: one lease request fills them.
-            let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+            // Wait for room, then fill all of it with one lease request.
+            let room = tokio::select! {
+                room = pace.wait_for_room() => room,
                 () = stop.cancelled() => break,
             };
-            let mut permits = vec![first];
-            while let Ok(permit) = slots.clone().try_acquire_owned() {
-                permits.push(permit);
-            }
             let lease = self.client.lease(
                 &self.config.name,
                 &self.config.queues,
-                permits.len() as u32,
+                room as u32,
                 self.config.lease_wait,
             );
             tokio::pin!(lease);
@@ -248,16 +266,32 @@ impl Worker {
                 }
             };
             let ttl = Duration::from_millis(reply.lease_ttl_ms.max(300));
+            pace.hold(reply.jobs.len());
             for job in reply.jobs {
-                let permit = permits.pop().expect("no more jobs than permits");
+                let held = Held(Arc::clone(&pace));
                 let client = Arc::clone(&self.client);
                 let registry = Arc::clone(&self.registry);
                 let release_all = release_all.clone();
+                let completions = completions.clone();
+                let start = Start {
+                    slots: Arc::clone(&slots),
+                    stop: stop.clone(),
+                    pace: Arc::clone(&pace),
+                };
                 let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
                 tracker.spawn(
                     async move {
-                        run_job(&client, &registry, job, ttl, &release_all).await;
-                        drop(permit);
+                        run_job(
+                            &client,
+                            &completions,
+                            &registry,
+                            job,
+                            ttl,
+                            start,
+                            &release_all,
+                        )
+                        .await;
+                        drop(held);
                     }
                     .instrument(span),
                 );
@@ -278,6 +312,11 @@ impl Worker {
             );
             release_all.cancel();
             tracker.wait().await;
+        }
+        // Every job has its outcome; the reporter ends once nothing can send to it.
+        drop(completions);
+        if let Err(error) = reporter.await {
+            tracing::error!(%error, "the completion reporter panicked");
         }
     }
 
@@ -318,12 +357,34 @@ impl Worker {
     }
 }
 
-/// Runs one job to its end and reports it.
+/// What a job waits on before it starts: a run slot, unless the worker stops first; and
+/// where its run time goes.
+struct Start {
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+    pace: Arc<Pace>,
+}
+
+/// A job's place in the worker's count, given up when dropped (however the job's task
+/// ends).
+struct Held(Arc<Pace>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.let_go();
+    }
+}
+
+/// Runs one job to its end and reports it: a completion through `completions` (batched
+/// with other jobs'), anything else (rarer, or needing its own answer, as a heartbeat
+/// does) straight to the server.
 async fn run_job(
     client: &Client,
+    completions: &Completions,
     registry: &Registry,
     job: LeasedJob,
     ttl: Duration,
+    start: Start,
     release_all: &CancellationToken,
 ) {
     let (id, token) = (job.id, job.fencing_token);
@@ -344,21 +405,35 @@ async fn run_job(
         progress: Arc::new(Mutex::new(None)),
     };
     let timeout = Duration::from_millis(ctx.job.timeout_ms);
-    let mut work = handler(ctx.clone());
+    // Set when the job gets a slot and starts: its handler's future, and the slot.
+    let mut work = None;
+    let mut slot = None;
     let mut beat = tokio::time::interval(ttl / 3);
     // Ticks missed during a slow heartbeat collapse into one, and the ticks after it are a
     // full period apart again: no burst of heartbeats to catch up.
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
-    let deadline = tokio::time::sleep(timeout);
+    // Armed when the job starts: the timeout counts the run, not the wait for a slot.
+    let deadline = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(deadline);
+    // Made once, so the job keeps its place in the semaphore's queue across heartbeats.
+    let acquire = start.slots.clone().acquire_owned();
+    tokio::pin!(acquire);
     // The heartbeat in flight is a branch of its own, not awaited inside the tick's branch:
     // while it waits on a slow or unreachable server (up to the client's call timeout),
     // the handler goes on being polled and the deadline and the shutdown are still watched.
     let mut heartbeat: Option<Pin<Box<dyn Future<Output = _> + Send + '_>>> = None;
     let outcome = loop {
         tokio::select! {
-            result = &mut work => break Outcome::Done(result),
+            permit = &mut acquire, if slot.is_none() => {
+                slot = Some((permit.expect("never closed"), tokio::time::Instant::now()));
+                work = Some(handler(ctx.clone()));
+                deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+            // Leased ahead and not started when the worker stops: given back unrun.
+            () = start.stop.cancelled(), if slot.is_none() => break Outcome::Release,
+            result = async { work.as_mut().expect("guarded by is_some").await },
+                if work.is_some() => break Outcome::Done(result),
             _ = beat.tick(), if heartbeat.is_none() => {
                 let progress = ctx.take_progress();
                 heartbeat = Some(Box::pin(async move {
@@ -370,6 +445,11 @@ async fn run_job(
             {
                 heartbeat = None;
                 match reply {
+                    // Cancelled before it started: a failed attempt the server records
+                    // as the cancel (as a handler stopping for it would be).
+                    Ok(reply) if reply.cancel && work.is_none() => {
+                        break Outcome::Done(Err(JobFailure::retry("cancelled before it started")));
+                    }
                     Ok(reply) if reply.cancel => cancel.cancel(),
                     Ok(_) => {}
                     Err(ClientError::Refused { lease_lost: true, .. }) => {
@@ -381,7 +461,7 @@ async fn run_job(
                     Err(error) => tracing::warn!(%error, "heartbeat failed"),
                 }
             }
-            () = &mut deadline => {
+            () = &mut deadline, if work.is_some() => {
                 // Dropping `work` (on leaving the loop) cancels the handler at its current
                 // await point; the token tells any task it spawned.
                 cancel.cancel();
@@ -393,6 +473,14 @@ async fn run_job(
             }
         }
     };
+    // The handler is done or abandoned (dropping its future stops it at its await point;
+    // the token told anything it spawned): its slot goes to a queued job while this one
+    // reports.
+    drop(work);
+    if let Some((slot, started)) = slot {
+        start.pace.ran(started.elapsed());
+        drop(slot);
+    }
     let report = match outcome {
         Outcome::LeaseLost => return,
         Outcome::Release => client.release(id, token).await,
@@ -400,7 +488,7 @@ async fn run_job(
             let message = format!("timed out after {} ms", timeout.as_millis());
             client.fail(id, token, &message, true).await
         }
-        Outcome::Done(Ok(result)) => client.complete(id, token, &result).await,
+        Outcome::Done(Ok(result)) => completions.complete(id, token, result).await,
         Outcome::Done(Err(failure)) => {
             client
                 .fail(id, token, &failure.message, failure.retryable)

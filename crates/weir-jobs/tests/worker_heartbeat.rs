@@ -73,7 +73,7 @@ async fn answer(stream: &mut TcpStream, body: &str) {
 }
 
 /// Leases job 1 once (a lease of 300 ms, so a heartbeat every 100 ms), then no more; holds
-/// every heartbeat unanswered; records completions.
+/// every heartbeat unanswered; records completions (which come in batches).
 async fn serve(listener: TcpListener, seen: mpsc::UnboundedSender<Seen>) {
     let leased = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
@@ -103,9 +103,9 @@ async fn serve(listener: TcpListener, seen: mpsc::UnboundedSender<Seen>) {
                         // Never answered: the connection stays open and silent.
                         std::future::pending::<()>().await;
                     }
-                    "/v1/jobs/1/complete" => {
+                    "/v1/jobs/complete" => {
                         let _ = seen.send(Seen::Complete(body));
-                        answer(&mut stream, "{}").await;
+                        answer(&mut stream, r#"{"jobs": [{"id": 1, "ok": true}]}"#).await;
                     }
                     other => {
                         let _ = seen.send(Seen::Unexpected(other.to_owned()));
@@ -142,6 +142,8 @@ async fn a_hanging_heartbeat_does_not_stall_the_job() {
         name: "test".into(),
         queues: vec!["default".into()],
         concurrency: 1,
+        prefetch: 0,
+        prefetch_within: None,
         shutdown_deadline: Duration::from_secs(1),
         lease_wait: Duration::from_secs(1),
     };
@@ -163,7 +165,9 @@ async fn a_hanging_heartbeat_does_not_stall_the_job() {
         .expect("the job completes while its heartbeat hangs");
     assert_eq!(
         completed,
-        Some(Seen::Complete(r#"{"result":"done","token":7}"#.into()))
+        Some(Seen::Complete(
+            r#"{"jobs":[{"id":1,"result":"done","token":7}]}"#.into()
+        ))
     );
 
     stop.cancel();

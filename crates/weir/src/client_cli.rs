@@ -14,6 +14,12 @@ use crate::cli::EXIT_USAGE;
 use crate::config::values::parse_duration;
 use crate::config::LogFormat;
 
+/// `weir worker` leases ahead only the jobs its slots should start within this time: a
+/// queued job waits about this long at most for a slot another worker might have had
+/// free. Far longer than a lease's round trip (a millisecond or two), which is what a
+/// queue hides.
+const PREFETCH_WITHIN: Duration = Duration::from_millis(100);
+
 fn server_args(command: Command) -> Command {
     command
         .arg(
@@ -44,6 +50,7 @@ pub(crate) fn worker_command() -> Command {
         )
         .arg(Arg::new("queues").long("queues").value_name("QUEUE[,QUEUE...]").default_value("default").help("Queues to take jobs from"))
         .arg(Arg::new("concurrency").long("concurrency").value_name("N").default_value("8").help("Jobs run at once (1–10000)"))
+        .arg(Arg::new("prefetch").long("prefetch").value_name("N").default_value("100").help("Most jobs leased ahead of the free slots (0–10000): only as many as the slots should start within 100 ms, judged from recent jobs, so short jobs queue here and long ones do not"))
         .arg(Arg::new("name").long("name").value_name("NAME").help("Name shown in leases [default: host-pid]"))
         .arg(Arg::new("shutdown-timeout").long("shutdown-timeout").value_name("DURATION").default_value("30s").help("Time running jobs get to finish at shutdown"))
         .arg(Arg::new("log-level").long("log-level").env("WEIR_LOG").value_name("FILTER").default_value("info").help("Log filter, as for weir serve"))
@@ -219,6 +226,13 @@ pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
         Some(Ok(n @ 1..=10_000)) => n,
         _ => return usage("--concurrency: a number from 1 to 10000"),
     };
+    let prefetch = match matches
+        .get_one::<String>("prefetch")
+        .map(|n| n.parse::<usize>())
+    {
+        Some(Ok(n @ 0..=10_000)) => n,
+        _ => return usage("--prefetch: a number from 0 to 10000"),
+    };
     let shutdown_deadline = match parse_duration(
         matches
             .get_one::<String>("shutdown-timeout")
@@ -255,6 +269,8 @@ pub(crate) fn run_worker(matches: &ArgMatches) -> ExitCode {
         name,
         queues,
         concurrency,
+        prefetch,
+        prefetch_within: Some(PREFETCH_WITHIN),
         shutdown_deadline,
         // Sidekiq's fetch wait: an idle worker stops within 2 s of the signal (it waits
         // for the answer to its lease in flight), for one empty lease every 2 s.

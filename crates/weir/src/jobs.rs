@@ -282,10 +282,7 @@ fn refusal(error: JobsError) -> Response {
             StatusCode::PAYLOAD_TOO_LARGE
         }
         JobsError::Invalid { .. } => StatusCode::BAD_REQUEST,
-        JobsError::Refused(ChangeError::NotFound(_)) => StatusCode::NOT_FOUND,
-        JobsError::Refused(ChangeError::LeaseLost { .. } | ChangeError::WrongState { .. }) => {
-            StatusCode::CONFLICT
-        }
+        JobsError::Refused(refused) => change_refusal_status(refused),
         JobsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut body = serde_json::json!({ "error": error.to_string() });
@@ -294,6 +291,14 @@ fn refusal(error: JobsError) -> Response {
         body["lease_lost"] = serde_json::Value::Bool(true);
     }
     Response::json(status, body.to_string())
+}
+
+/// The status of a refused change, alone or as one of a batch's outcomes.
+fn change_refusal_status(error: &ChangeError) -> StatusCode {
+    match error {
+        ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
+        ChangeError::LeaseLost { .. } | ChangeError::WrongState { .. } => StatusCode::CONFLICT,
+    }
 }
 
 /// A job as the API shows it: its state as of now (a scheduled job whose time came is
@@ -640,6 +645,7 @@ async fn complete_batch(api: JobsApi, mut req: Request) -> Response {
                     Ok(job) => serde_json::json!({ "id": job.id, "ok": true }),
                     Err(error) => serde_json::json!({
                         "id": error.job_id(),
+                        "status": change_refusal_status(error).as_u16(),
                         "error": error.to_string(),
                         "lease_lost": matches!(error, ChangeError::LeaseLost { .. }),
                     }),

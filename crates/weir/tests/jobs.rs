@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
-use weir_jobs::client::{Client, ClientError};
+use weir_jobs::client::{Client, ClientError, Completion};
 use weir_jobs::worker::{JobFailure, Registry, Worker, WorkerConfig};
 
 const CALL: Duration = Duration::from_secs(10);
@@ -387,6 +388,8 @@ fn worker_config(queues: &[&str], concurrency: usize) -> WorkerConfig {
         name: "test-worker".into(),
         queues: queues.iter().map(|q| q.to_string()).collect(),
         concurrency,
+        prefetch: 0,
+        prefetch_within: None,
         shutdown_deadline: Duration::from_millis(300),
         lease_wait: Duration::from_secs(1),
     }
@@ -482,10 +485,24 @@ async fn the_rust_worker_runs_handlers_times_out_and_releases_at_shutdown() {
 
 /// A TCP relay between a worker and the server that can hold the server's answers: what
 /// the server sends waits in the relay while the gate is shut. A hang-up on either side is
-/// passed on, as a real network would.
+/// passed on, as a real network would. It keeps every byte the worker sent.
 struct HeldRelay {
     addr: String,
     gate: tokio::sync::watch::Sender<bool>,
+    sent: Arc<Mutex<Vec<u8>>>,
+}
+
+impl HeldRelay {
+    /// How many requests the worker sent whose request line starts with `start` (the
+    /// bytes of every connection together: the tests' bodies never hold such text).
+    fn requests(&self, start: &str) -> usize {
+        self.sent
+            .lock()
+            .unwrap()
+            .windows(start.len())
+            .filter(|window| *window == start.as_bytes())
+            .count()
+    }
 }
 
 async fn held_relay(upstream: String) -> HeldRelay {
@@ -493,14 +510,23 @@ async fn held_relay(upstream: String) -> HeldRelay {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (gate, open) = tokio::sync::watch::channel(true);
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&sent);
     tokio::spawn(async move {
         while let Ok((worker_side, _)) = listener.accept().await {
             let server_side = TcpStream::connect(&upstream).await.unwrap();
             let (mut from_worker, mut to_worker) = worker_side.into_split();
             let (mut from_server, mut to_server) = server_side.into_split();
             // Dropping a write half when its copy ends shuts the socket's sending side.
+            let record = Arc::clone(&record);
             tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut from_worker, &mut to_server).await;
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(read @ 1..) = from_worker.read(&mut buf).await {
+                    record.lock().unwrap().extend_from_slice(&buf[..read]);
+                    if to_server.write_all(&buf[..read]).await.is_err() {
+                        return;
+                    }
+                }
             });
             let mut open = open.clone();
             tokio::spawn(async move {
@@ -515,7 +541,7 @@ async fn held_relay(upstream: String) -> HeldRelay {
             });
         }
     });
-    HeldRelay { addr, gate }
+    HeldRelay { addr, gate, sent }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,6 +583,252 @@ async fn a_lease_answered_after_the_stop_is_released_not_left_to_expire() {
     let released = get(&api, &format!("/v1/jobs/{id}")).await;
     assert_eq!(released["state"], "available", "{released}");
     assert_eq!(released["attempt"], 0, "released unrun: {released}");
+}
+
+/// Polls `done` until it holds (within the deadline).
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let started = tokio::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < DEADLINE, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_that_finish_together_are_reported_together() {
+    const JOBS: usize = 20;
+    const BATCH_REPORT: &str = "POST /v1/jobs/complete ";
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    let relay = held_relay(server.http.clone()).await;
+    // `held` jobs finish one per permit added.
+    let finish = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut registry = Registry::new();
+    registry.register("held", {
+        let finish = Arc::clone(&finish);
+        move |_ctx| {
+            let finish = Arc::clone(&finish);
+            async move {
+                finish.acquire().await.expect("never closed").forget();
+                Ok(serde_json::value::RawValue::from_string("null".into()).unwrap())
+            }
+        }
+    });
+    let enqueued = post(
+        &api,
+        "/v1/jobs/batch",
+        json!({ "jobs": vec![json!({"kind": "held"}); JOBS] }),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<i64> = enqueued["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_i64().unwrap())
+        .collect();
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        client(&relay.addr),
+        registry,
+        worker_config(&["default"], JOBS),
+    );
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+    for &id in &ids {
+        wait_for(&api, id, |job| job["state"] == "running").await;
+    }
+
+    // The first job's report goes out alone, and its answer is held: the other jobs finish
+    // meanwhile and gather behind it.
+    relay.gate.send_replace(false);
+    finish.add_permits(1);
+    eventually("the first report is sent", || {
+        relay.requests(BATCH_REPORT) == 1
+    })
+    .await;
+    finish.add_permits(JOBS - 1);
+    // Time for the finished jobs to queue their completions; the answer stays held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.gate.send_replace(true);
+    for &id in &ids {
+        let done = wait_for(&api, id, |job| job["state"] != "running").await;
+        assert_eq!(done["state"], "completed", "{done}");
+    }
+    let reports = relay.requests(BATCH_REPORT);
+    // Two when every job queued its completion within the pause above (as it does).
+    assert!(
+        (2..=3).contains(&reports),
+        "{JOBS} completions in {reports} requests"
+    );
+    assert_eq!(
+        relay.requests("POST /v1/jobs/1/complete"),
+        0,
+        "no single reports"
+    );
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
+    const TTL: Duration = Duration::from_millis(600);
+    let mut config = ServeConfig::defaults();
+    config.jobs.lease_ttl = TTL;
+    let server = start(config).await;
+    let api = client(&server.http);
+    // `held` jobs record that they started, then finish one per permit added.
+    let finish = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = Registry::new();
+    registry.register("held", {
+        let (finish, started) = (Arc::clone(&finish), Arc::clone(&started));
+        move |ctx| {
+            let (finish, started) = (Arc::clone(&finish), Arc::clone(&started));
+            async move {
+                started.lock().unwrap().push(ctx.job.id.0);
+                finish.acquire().await.expect("never closed").forget();
+                Ok(serde_json::value::RawValue::from_string("null".into()).unwrap())
+            }
+        }
+    });
+    let enqueue = |timeout_ms: u64| {
+        let api = &api;
+        async move {
+            post(
+                api,
+                "/v1/jobs",
+                json!({"kind": "held", "timeout_ms": timeout_ms}),
+            )
+            .await
+            .unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    // One slot, two more leased ahead.
+    let config = WorkerConfig {
+        prefetch: 2,
+        prefetch_within: None,
+        ..worker_config(&["default"], 1)
+    };
+    let stop = CancellationToken::new();
+    let worker = Worker::new(client(&server.http), registry, config);
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+    let a = enqueue(300_000).await;
+    eventually("the first job starts", || *started.lock().unwrap() == [a]).await;
+    // Leased ahead while `a` holds the slot; each may run 1 s once it starts.
+    let (b, c) = (enqueue(1_000).await, enqueue(1_000).await);
+    let mut first_expiry = Vec::new();
+    for id in [b, c] {
+        let job = wait_for(&api, id, |job| job["state"] == "running").await;
+        first_expiry.push(job["lease"]["expires_at"].as_str().unwrap().to_string());
+    }
+
+    // Three lease lengths later, and past their 1 s timeout: heartbeats kept the queued
+    // jobs' leases, and their timeouts have not begun.
+    tokio::time::sleep(TTL * 3).await;
+    assert_eq!(*started.lock().unwrap(), [a], "one slot, one job running");
+    for (id, first) in [b, c].into_iter().zip(&first_expiry) {
+        let job = get(&api, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(job["state"], "running", "{job}");
+        assert!(
+            job["lease"]["expires_at"].as_str().unwrap() > first.as_str(),
+            "the lease was extended: {job}"
+        );
+    }
+
+    // A cancel reaches a queued job through its heartbeat: reported without running.
+    post(&api, &format!("/v1/jobs/{c}/cancel"), json!({}))
+        .await
+        .unwrap();
+    let job = wait_for(&api, c, |job| job["state"] != "running").await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+
+    // `a` finishes; `b` gets the slot and its full second.
+    finish.add_permits(1);
+    eventually("the queued job starts", || {
+        *started.lock().unwrap() == [a, b]
+    })
+    .await;
+    finish.add_permits(1);
+    for id in [a, b] {
+        let job = wait_for(&api, id, |job| job["state"] != "running").await;
+        assert_eq!(job["state"], "completed", "{job}");
+    }
+
+    // At the stop, a job still queued goes back unrun (and the running one at the deadline).
+    let (d, e) = (enqueue(300_000).await, enqueue(300_000).await);
+    for id in [d, e] {
+        wait_for(&api, id, |job| job["state"] == "running").await;
+    }
+    eventually("one of them starts", || started.lock().unwrap().len() == 3).await;
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, running)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    assert_eq!(started.lock().unwrap().len(), 3, "the queued one never ran");
+    for id in [d, e] {
+        let job = get(&api, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(job["state"], "available", "{job}");
+        assert_eq!(job["attempt"], 0, "{job}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_completions_answers_each_on_its_own() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    for _ in 0..2 {
+        post(&api, "/v1/jobs", json!({"kind": "echo"}))
+            .await
+            .unwrap();
+    }
+    let leased = api
+        .lease("batcher", &["default".to_string()], 2, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(leased.jobs.len(), 2);
+    let result = || serde_json::value::RawValue::from_string(r#"{"ok":1}"#.into()).unwrap();
+    let (good, stale) = (&leased.jobs[0], &leased.jobs[1]);
+    let answers = api
+        .complete_many(&[
+            Completion {
+                id: good.id,
+                token: good.fencing_token,
+                result: result(),
+            },
+            Completion {
+                id: stale.id,
+                token: stale.fencing_token + 1,
+                result: result(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(answers[0].is_ok(), "{answers:?}");
+    match &answers[1] {
+        Err(ClientError::Refused {
+            status: 409,
+            lease_lost: true,
+            ..
+        }) => {}
+        other => panic!("a stale token is a lost lease: {other:?}"),
+    }
+    let completed = get(&api, &format!("/v1/jobs/{}", good.id.0)).await;
+    assert_eq!(completed["state"], "completed");
+    assert_eq!(completed["result"], json!({"ok": 1}));
+    let still = get(&api, &format!("/v1/jobs/{}", stale.id.0)).await;
+    assert_eq!(still["state"], "running", "the refused one is untouched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
