@@ -16,12 +16,15 @@ use tracing::Instrument;
 use crate::client::{Client, ClientError, Completion};
 use crate::model::JobId;
 
-/// Most completions in one request (the server takes up to `jobs.max_batch`, 1,000 by
-/// default; a hundred already makes the request's own cost small per job).
+/// Most completions in one request (the server takes up to 1,000; a hundred already makes
+/// the request's own cost small per job).
 pub const MAX_COMPLETIONS: usize = 100;
-/// Most result bytes in one request, so a batch stays well under the server's body limit
-/// (`http.max_body_bytes`). A larger result goes in a request of its own.
-pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+/// Most bytes of completions in one request, so a batch stays well under the server's
+/// default body limit (`http.max_body_bytes`, 16 MiB). A larger result goes in a request of its
+/// own; a server whose limit is lower refuses a batch, which is then sent a job at a time.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// What a completion adds to a request besides its result: its id, token and keys.
+const ENTRY_BYTES: usize = 64;
 
 /// A completion waiting for its batch, and where its outcome goes.
 #[derive(Debug)]
@@ -41,8 +44,8 @@ impl Completions {
     /// Starts the reporter on `client`. Await the handle, after dropping every
     /// `Completions`, to know that every completion was sent.
     pub fn start(client: Arc<Client>) -> (Completions, JoinHandle<()>) {
-        // Unbounded: it never holds more completions than the worker has jobs running,
-        // since each job waits for its outcome before freeing its slot.
+        // Unbounded: it never holds more completions than the worker holds jobs (at most
+        // its slots and what it leased ahead), since each job awaits its outcome.
         let (queue, pending) = mpsc::unbounded_channel();
         let reporter =
             tokio::spawn(report(client, pending).instrument(tracing::info_span!("completions")));
@@ -86,12 +89,12 @@ async fn report(client: Arc<Client>, mut pending: mpsc::UnboundedReceiver<Pendin
                 None => return,
             },
         };
-        let mut bytes = first.completion.result.get().len();
+        let mut bytes = first.completion.result.get().len() + ENTRY_BYTES;
         let mut batch = vec![first];
         while batch.len() < MAX_COMPLETIONS {
             let Ok(next) = pending.try_recv() else { break };
-            let size = next.completion.result.get().len();
-            if bytes + size > MAX_RESULT_BYTES {
+            let size = next.completion.result.get().len() + ENTRY_BYTES;
+            if bytes + size > MAX_BATCH_BYTES {
                 carried = Some(next);
                 break;
             }
@@ -103,18 +106,26 @@ async fn report(client: Arc<Client>, mut pending: mpsc::UnboundedReceiver<Pendin
             .map(|pending| (pending.completion, pending.outcome))
             .unzip();
         tracing::trace!(jobs = completions.len(), bytes, "reporting completions");
-        match client.complete_many(&completions).await {
-            Ok(answers) => {
-                for (outcome, answer) in outcomes.into_iter().zip(answers) {
-                    // A job that stopped waiting (its task aborted) needs no answer.
-                    let _ = outcome.send(answer);
+        let answers = match client.complete_many(&completions).await {
+            Ok(answers) => answers,
+            // The server refused the request as a whole (a body over its limit, say),
+            // which says nothing of each completion: each goes on its own.
+            Err(ClientError::Refused { .. }) if completions.len() > 1 => {
+                tracing::debug!(
+                    jobs = completions.len(),
+                    "batch refused; completing one by one"
+                );
+                let mut answers = Vec::with_capacity(completions.len());
+                for one in &completions {
+                    answers.push(client.complete(one.id, one.token, &one.result).await);
                 }
+                answers
             }
-            Err(error) => {
-                for outcome in outcomes {
-                    let _ = outcome.send(Err(error.clone()));
-                }
-            }
+            Err(error) => vec![Err(error); completions.len()],
+        };
+        for (outcome, answer) in outcomes.into_iter().zip(answers) {
+            // A job that stopped waiting (its task aborted) needs no answer.
+            let _ = outcome.send(answer);
         }
     }
 }

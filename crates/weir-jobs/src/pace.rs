@@ -7,7 +7,8 @@
 //! worker, their leases kept by heartbeats, and cannot run elsewhere meanwhile: so the
 //! worker leases ahead only as many as its slots should start within a short time
 //! (`within`), estimated from how long its jobs have been running (a moving average), and
-//! never more than `max_ahead`. Short jobs get a deep queue; jobs of seconds get none.
+//! never more than `max_ahead`. Short jobs get a deep queue; long ones hardly any (with
+//! 24 slots and 100 ms, two for jobs of a second, none for jobs of three seconds or more).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -63,7 +64,8 @@ impl Pace {
 
     /// Jobs a lease may ask for now (0: none).
     pub fn room(&self) -> usize {
-        (self.concurrency + self.ahead())
+        self.concurrency
+            .saturating_add(self.ahead())
             .saturating_sub(self.held.load(Ordering::Relaxed))
             .min(MAX_LEASE)
     }

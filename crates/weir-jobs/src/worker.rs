@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -197,7 +198,8 @@ enum Outcome {
     Done(HandlerResult),
     /// The lease is gone: say nothing more about the job.
     LeaseLost,
-    /// Shutdown deadline: give the job back.
+    /// Give the job back unfinished: the shutdown deadline passed, or the worker stopped
+    /// or the job was cancelled before it started.
     Release,
     /// The job's timeout passed: a failed attempt.
     TimedOut,
@@ -228,6 +230,9 @@ impl Worker {
         let release_all = CancellationToken::new();
         let (completions, reporter) = Completions::start(Arc::clone(&self.client));
         let mut failures = 0u32;
+        // The shutdown deadline, when it was set before the loop ended: one deadline
+        // covers the wait for a lease in flight and the wait for running jobs.
+        let mut stopped_at_deadline = None;
         while !stop.is_cancelled() {
             // Wait for room, then fill all of it with one lease request.
             let room = tokio::select! {
@@ -244,7 +249,9 @@ impl Worker {
             let reply = tokio::select! {
                 reply = &mut lease => reply,
                 () = stop.cancelled() => {
-                    self.give_back_in_flight_lease(lease, &tracker).await;
+                    let deadline = Instant::now() + self.config.shutdown_deadline;
+                    stopped_at_deadline = Some(deadline);
+                    self.give_back_in_flight_lease(lease, &tracker, deadline).await;
                     break;
                 }
             };
@@ -302,7 +309,9 @@ impl Worker {
             running = tracker.len(),
             "worker stopping: no new jobs; waiting for running ones"
         );
-        if tokio::time::timeout(self.config.shutdown_deadline, tracker.wait())
+        let deadline =
+            stopped_at_deadline.unwrap_or_else(|| Instant::now() + self.config.shutdown_deadline);
+        if tokio::time::timeout_at(deadline, tracker.wait())
             .await
             .is_err()
         {
@@ -329,8 +338,9 @@ impl Worker {
         &self,
         lease: Pin<&mut impl Future<Output = Result<LeaseReply, ClientError>>>,
         tracker: &TaskTracker,
+        deadline: Instant,
     ) {
-        let reply = match tokio::time::timeout(self.config.shutdown_deadline, lease).await {
+        let reply = match tokio::time::timeout_at(deadline, lease).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => return tracing::debug!(%error, "the last lease failed"),
             Err(_) => {
@@ -426,9 +436,14 @@ async fn run_job(
     let outcome = loop {
         tokio::select! {
             permit = &mut acquire, if slot.is_none() => {
-                slot = Some((permit.expect("never closed"), tokio::time::Instant::now()));
+                // The slot and the stop may come together: a job not started by the stop
+                // does not start.
+                if start.stop.is_cancelled() {
+                    break Outcome::Release;
+                }
+                slot = Some((permit.expect("never closed"), Instant::now()));
                 work = Some(handler(ctx.clone()));
-                deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                deadline.as_mut().reset(Instant::now() + timeout);
             }
             // Leased ahead and not started when the worker stops: given back unrun.
             () = start.stop.cancelled(), if slot.is_none() => break Outcome::Release,
@@ -445,11 +460,9 @@ async fn run_job(
             {
                 heartbeat = None;
                 match reply {
-                    // Cancelled before it started: a failed attempt the server records
-                    // as the cancel (as a handler stopping for it would be).
-                    Ok(reply) if reply.cancel && work.is_none() => {
-                        break Outcome::Done(Err(JobFailure::retry("cancelled before it started")));
-                    }
+                    // Cancelled before it started: given back, which the server turns into
+                    // the cancel, with no attempt used and no error recorded.
+                    Ok(reply) if reply.cancel && work.is_none() => break Outcome::Release,
                     Ok(reply) if reply.cancel => cancel.cancel(),
                     Ok(_) => {}
                     Err(ClientError::Refused { lease_lost: true, .. }) => {
@@ -481,18 +494,32 @@ async fn run_job(
         start.pace.ran(started.elapsed());
         drop(slot);
     }
-    let report = match outcome {
+    let report: Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send + '_>> = match outcome {
         Outcome::LeaseLost => return,
-        Outcome::Release => client.release(id, token).await,
-        Outcome::TimedOut => {
+        Outcome::Release => Box::pin(client.release(id, token)),
+        Outcome::TimedOut => Box::pin(async move {
             let message = format!("timed out after {} ms", timeout.as_millis());
             client.fail(id, token, &message, true).await
-        }
-        Outcome::Done(Ok(result)) => completions.complete(id, token, result).await,
-        Outcome::Done(Err(failure)) => {
+        }),
+        Outcome::Done(Ok(result)) => Box::pin(completions.complete(id, token, result)),
+        Outcome::Done(Err(failure)) => Box::pin(async move {
             client
                 .fail(id, token, &failure.message, failure.retryable)
                 .await
+        }),
+    };
+    tokio::pin!(report);
+    // A completion may wait behind a batch in flight, and a slow server makes any report
+    // slow: the heartbeats go on until the report is answered, so the lease cannot run out
+    // in between and the job run again. Their answers no longer matter.
+    let report = loop {
+        tokio::select! {
+            report = &mut report => break report,
+            _ = beat.tick(), if heartbeat.is_none() => {
+                heartbeat = Some(Box::pin(client.heartbeat(id, token, None)));
+            }
+            _ = async { heartbeat.as_mut().expect("guarded by is_some").await },
+                if heartbeat.is_some() => heartbeat = None,
         }
     };
     match report {

@@ -614,7 +614,8 @@ async fn report(api: JobsApi, mut req: Request, report: Report) -> Response {
 }
 
 /// `POST /v1/jobs/complete`: many completions in one store transaction. Each stands alone:
-/// the answer lists, in order, `{"id", "ok": true}` or `{"id", "error", "lease_lost"}`.
+/// the answer lists, in order, `{"id", "ok": true}` or `{"id", "status", "error",
+/// "lease_lost"}`, `status` being what the single-job endpoint would have answered.
 async fn complete_batch(api: JobsApi, mut req: Request) -> Response {
     let batch: CompleteBatch = match read_json(&mut req, api.max_body).await {
         Ok(batch) => batch,

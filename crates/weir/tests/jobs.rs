@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
 use weir_jobs::client::{Client, ClientError, Completion};
+use weir_jobs::completions::Completions;
 use weir_jobs::worker::{JobFailure, Registry, Worker, WorkerConfig};
 
 const CALL: Duration = Duration::from_secs(10);
@@ -601,15 +602,17 @@ async fn completions_that_finish_together_are_reported_together() {
     let server = start(ServeConfig::defaults()).await;
     let api = client(&server.http);
     let relay = held_relay(server.http.clone()).await;
-    // `held` jobs finish one per permit added.
+    // `held` jobs finish one per permit added, and count their returns.
     let finish = Arc::new(tokio::sync::Semaphore::new(0));
+    let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut registry = Registry::new();
     registry.register("held", {
-        let finish = Arc::clone(&finish);
+        let (finish, returned) = (Arc::clone(&finish), Arc::clone(&returned));
         move |_ctx| {
-            let finish = Arc::clone(&finish);
+            let (finish, returned) = (Arc::clone(&finish), Arc::clone(&returned));
             async move {
                 finish.acquire().await.expect("never closed").forget();
+                returned.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(serde_json::value::RawValue::from_string("null".into()).unwrap())
             }
         }
@@ -650,23 +653,28 @@ async fn completions_that_finish_together_are_reported_together() {
     })
     .await;
     finish.add_permits(JOBS - 1);
-    // Time for the finished jobs to queue their completions; the answer stays held.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("every handler returns", || {
+        returned.load(std::sync::atomic::Ordering::SeqCst) == JOBS
+    })
+    .await;
+    // A job queues its completion right after its handler returns; the answer stays held.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     relay.gate.send_replace(true);
     for &id in &ids {
         let done = wait_for(&api, id, |job| job["state"] != "running").await;
         assert_eq!(done["state"], "completed", "{done}");
     }
     let reports = relay.requests(BATCH_REPORT);
-    // Two when every job queued its completion within the pause above (as it does).
+    // Two when every job queued its completion within the pause above (as it does); a
+    // straggler on a loaded machine makes another.
     assert!(
-        (2..=3).contains(&reports),
+        (2..=4).contains(&reports),
         "{JOBS} completions in {reports} requests"
     );
     assert_eq!(
-        relay.requests("POST /v1/jobs/1/complete"),
-        0,
-        "no single reports"
+        relay.requests("/complete HTTP/1.1"),
+        reports,
+        "no single-job reports"
     );
     stop.cancel();
     tokio::time::timeout(DEADLINE, running)
@@ -677,7 +685,8 @@ async fn completions_that_finish_together_are_reported_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
-    const TTL: Duration = Duration::from_millis(600);
+    // Heartbeats every 400 ms: a lease survives a stall of 800 ms on a loaded machine.
+    const TTL: Duration = Duration::from_millis(1200);
     let mut config = ServeConfig::defaults();
     config.jobs.lease_ttl = TTL;
     let server = start(config).await;
@@ -733,9 +742,9 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
         first_expiry.push(job["lease"]["expires_at"].as_str().unwrap().to_string());
     }
 
-    // Three lease lengths later, and past their 1 s timeout: heartbeats kept the queued
+    // Two lease lengths later, and past their 1 s timeout: heartbeats kept the queued
     // jobs' leases, and their timeouts have not begun.
-    tokio::time::sleep(TTL * 3).await;
+    tokio::time::sleep(TTL * 2).await;
     assert_eq!(*started.lock().unwrap(), [a], "one slot, one job running");
     for (id, first) in [b, c].into_iter().zip(&first_expiry) {
         let job = get(&api, &format!("/v1/jobs/{id}")).await;
@@ -746,12 +755,15 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
         );
     }
 
-    // A cancel reaches a queued job through its heartbeat: reported without running.
+    // A cancel reaches a queued job through its heartbeat: given back without running,
+    // no attempt used, no error recorded.
     post(&api, &format!("/v1/jobs/{c}/cancel"), json!({}))
         .await
         .unwrap();
     let job = wait_for(&api, c, |job| job["state"] != "running").await;
     assert_eq!(job["state"], "cancelled", "{job}");
+    assert_eq!(job["attempt"], 0, "{job}");
+    assert_eq!(job["errors"], json!([]), "{job}");
 
     // `a` finishes; `b` gets the slot and its full second.
     finish.add_permits(1);
@@ -782,6 +794,58 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
         assert_eq!(job["state"], "available", "{job}");
         assert_eq!(job["attempt"], 0, "{job}");
     }
+}
+
+/// On one thread the reporter runs only once every completion below is queued: they make
+/// one batch, which the server's small body limit refuses.
+#[tokio::test]
+async fn a_batch_the_server_refuses_whole_is_sent_a_job_at_a_time() {
+    const JOBS: usize = 5;
+    let mut config = ServeConfig::defaults();
+    // One completion of 1,200 bytes fits; two do not.
+    config.http.max_body_bytes = 2048;
+    let server = start(config).await;
+    let api = client(&server.http);
+    let relay = held_relay(server.http.clone()).await;
+    for _ in 0..JOBS {
+        post(&api, "/v1/jobs", json!({"kind": "echo"}))
+            .await
+            .unwrap();
+    }
+    let leased = api
+        .lease(
+            "batcher",
+            &["default".to_string()],
+            JOBS as u32,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(leased.jobs.len(), JOBS);
+    let (completions, reporter) = Completions::start(Arc::new(client(&relay.addr)));
+    let result = format!("\"{}\"", "x".repeat(1_200));
+    let outcomes = futures_util::future::join_all(leased.jobs.iter().map(|job| {
+        let result = serde_json::value::RawValue::from_string(result.clone()).unwrap();
+        completions.complete(job.id, job.fencing_token, result)
+    }))
+    .await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    drop(completions);
+    reporter.await.unwrap();
+    for job in &leased.jobs {
+        let done = get(&api, &format!("/v1/jobs/{}", job.id.0)).await;
+        assert_eq!(done["state"], "completed", "{done}");
+    }
+    assert_eq!(
+        relay.requests("POST /v1/jobs/complete "),
+        1,
+        "one batch, refused"
+    );
+    assert_eq!(
+        relay.requests("/complete HTTP/1.1"),
+        1 + JOBS,
+        "then a request per job"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
