@@ -62,7 +62,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 sides="weir weir-no-prefetch graphile"
 [ -n "${WEIR_BEFORE:-}" ] && sides="weir-before $sides"
-declare -A rate ratio_before
+declare -A rate enqueue ratio_before
 echo "== $jobs no-op jobs through weir worker, concurrency $concurrency, $rounds round(s)"
 for round in $(seq "$rounds"); do
     order=$sides
@@ -73,16 +73,18 @@ for round in $(seq "$rounds"); do
         echo "round $round $side: $line"
         this[$side]=$(echo "$line" | field work_jobs_per_s)
         rate[$side]+="${this[$side]} "
+        enqueue[$side]+="$(echo "$line" | field enqueue_jobs_per_s) "
     done
     [ -n "${WEIR_BEFORE:-}" ] && ratio_before[$round]=$(div "${this[weir]}" "${this[weir-before]}")
 done
 
 echo
-echo "== summary (medians of work jobs/s)"
+echo "== summary (medians of jobs/s)"
+printf '%-18s %10s %10s\n' side work enqueue
 declare -A m
 for side in $sides; do
     m[$side]=$(echo ${rate[$side]} | tr ' ' '\n' | median)
-    printf '%-12s %10s\n' "$side" "${m[$side]}"
+    printf '%-18s %10s %10s\n' "$side" "${m[$side]}" "$(echo ${enqueue[$side]} | tr ' ' '\n' | median)"
 done
 echo
 echo "weir worker (SQLite) / graphile-worker (PostgreSQL): $(div "${m[weir]}" "${m[graphile]}")x"

@@ -3,13 +3,14 @@
 
     python3 bench/jobs/worker_drive.py WEIR_BIN SERVER_URL JOBS CONCURRENCY [PREFETCH]
 
-Enqueues JOBS `echo` jobs through `POST /v1/jobs/batch` (1,000 a request; not timed), then
+Enqueues JOBS `echo` jobs through `POST /v1/jobs/batch` (1,000 a request, one at a time),
+then
 starts `WEIR_BIN worker --concurrency CONCURRENCY [--prefetch PREFETCH]` against SERVER_URL on CPU 1 and times
 it until no job is available or running. The poll is cheap so as not to slow the server
 it measures: the last job enqueued (leased last) is read by id until it has completed,
 then the jobs counts of `/metrics` (a GROUP BY over the unfinished jobs: 10 ms and more
 while thousands wait) until none is unfinished. Prints one JSON line:
-{"work_jobs_per_s": ..., "seconds": ..., "completed": ...}.
+{"work_jobs_per_s": ..., "enqueue_jobs_per_s": ..., "seconds": ..., "completed": ...}.
 """
 
 import json
@@ -69,10 +70,12 @@ def main():
     weir, server, jobs, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     prefetch = ["--prefetch", sys.argv[5]] if len(sys.argv) == 6 else []
     last = None
+    enqueue_started = time.monotonic()
     for start in range(0, jobs, BATCH):
         count = min(BATCH, jobs - start)
         answer = post(f"{server}/v1/jobs/batch", {"jobs": [{"kind": "echo"}] * count})
         last = answer["jobs"][-1]["id"]
+    enqueue_seconds = time.monotonic() - enqueue_started
     if unfinished(server) != jobs:
         sys.exit(f"expected {jobs} waiting jobs, /metrics counts {unfinished(server)}")
     started = time.monotonic()
@@ -101,6 +104,7 @@ def main():
         sys.exit(f"{done} of {jobs} jobs completed")
     print(json.dumps({
         "work_jobs_per_s": round(jobs / seconds, 1),
+        "enqueue_jobs_per_s": round(jobs / enqueue_seconds, 1),
         "seconds": round(seconds, 3),
         "completed": done,
     }))

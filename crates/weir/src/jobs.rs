@@ -3,16 +3,17 @@
 //! Producer routes need the `enqueue` scope, worker routes `work`. Every refusal is JSON
 //! `{"error": "..."}` naming the field at fault; nothing changes on a refusal.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use weir_http::{Method, Request, Response, Router, StatusCode};
 use weir_jobs::{
-    Action, Change, ChangeError, Claim, Job, JobId, JobState, Jobs, JobsError, ListQuery, NewJob,
-    Progress, Timestamp,
+    Action, Change, ChangeError, Claim, Enqueued, Job, JobId, JobState, Jobs, JobsError, ListQuery,
+    NewJob, Progress, Timestamp,
 };
 
 use crate::auth::{Scope, Tokens};
@@ -302,11 +303,49 @@ fn change_refusal_status(error: &ChangeError) -> StatusCode {
 }
 
 /// A job as the API shows it: its state as of now (a scheduled job whose time came is
-/// `available`).
-fn job_json(job: &Job) -> serde_json::Value {
-    let mut value = serde_json::to_value(job).unwrap_or_default();
-    value["state"] = serde_json::Value::from(job.state_at(Timestamp::now()).as_str());
-    value
+/// `available`). Answers are serialized from it directly: building a `serde_json::Value`
+/// tree first (a map per job) was the larger part of a lease's JSON work on the server.
+fn job_view(job: &Job) -> Cow<'_, Job> {
+    let state = job.state_at(Timestamp::now());
+    if state == job.state {
+        Cow::Borrowed(job)
+    } else {
+        let mut shown = job.clone();
+        shown.state = state;
+        Cow::Owned(shown)
+    }
+}
+
+/// An answer as JSON text (these types always serialize).
+fn json_text(answer: &impl Serialize) -> String {
+    serde_json::to_string(answer).expect("an answer serializes")
+}
+
+/// An enqueued job, and whether it existed already (a unique job enqueued again).
+#[derive(Serialize)]
+struct EnqueuedView<'a> {
+    #[serde(flatten)]
+    job: Cow<'a, Job>,
+    existing: bool,
+}
+
+impl<'a> EnqueuedView<'a> {
+    fn of(one: &'a Enqueued) -> EnqueuedView<'a> {
+        EnqueuedView {
+            job: job_view(&one.job),
+            existing: one.existing,
+        }
+    }
+}
+
+/// Jobs, and what comes with them: a page's next cursor, a lease's length.
+#[derive(Serialize)]
+struct JobsAnswer<'a> {
+    jobs: Vec<Cow<'a, Job>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<Option<JobId>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_ttl_ms: Option<u64>,
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(
@@ -374,29 +413,21 @@ async fn enqueue(api: JobsApi, mut req: Request, batch: bool) -> Response {
     match api.jobs.enqueue(new_jobs).await {
         Ok(mut enqueued) if !batch => {
             let one = enqueued.pop().expect("one job in, one out");
-            let mut body = job_json(&one.job);
-            body["existing"] = serde_json::Value::Bool(one.existing);
             // An existing unique job is not created again: 200, not 201.
             let status = if one.existing {
                 StatusCode::OK
             } else {
                 StatusCode::CREATED
             };
-            Response::json(status, body.to_string())
+            Response::json(status, json_text(&EnqueuedView::of(&one)))
         }
         Ok(enqueued) => {
-            let jobs: Vec<serde_json::Value> = enqueued
-                .iter()
-                .map(|one| {
-                    let mut body = job_json(&one.job);
-                    body["existing"] = serde_json::Value::Bool(one.existing);
-                    body
-                })
-                .collect();
-            Response::json(
-                StatusCode::CREATED,
-                serde_json::json!({ "jobs": jobs }).to_string(),
-            )
+            #[derive(Serialize)]
+            struct Batch<'a> {
+                jobs: Vec<EnqueuedView<'a>>,
+            }
+            let jobs = enqueued.iter().map(EnqueuedView::of).collect();
+            Response::json(StatusCode::CREATED, json_text(&Batch { jobs }))
         }
         Err(error) => refusal(error),
     }
@@ -408,7 +439,7 @@ async fn get(api: JobsApi, req: Request) -> Response {
         Err(response) => return response,
     };
     match api.jobs.get(id).await {
-        Ok(job) => Response::json(StatusCode::OK, job_json(&job).to_string()),
+        Ok(job) => Response::json(StatusCode::OK, json_text(&job_view(&job))),
         Err(error) => refusal(error),
     }
 }
@@ -447,11 +478,13 @@ async fn list(api: JobsApi, req: Request) -> Response {
             let next = (jobs.len() as u32 == limit)
                 .then(|| jobs.last().map(|j| j.id))
                 .flatten();
-            let jobs: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
-            Response::json(
-                StatusCode::OK,
-                serde_json::json!({ "jobs": jobs, "next_before": next }).to_string(),
-            )
+            let answer = JobsAnswer {
+                jobs: jobs.iter().map(job_view).collect(),
+                // Always present: null on the last page.
+                next_before: Some(next),
+                lease_ttl_ms: None,
+            };
+            Response::json(StatusCode::OK, json_text(&answer))
         }
         Err(error) => refusal(error),
     }
@@ -482,7 +515,7 @@ async fn operate(api: JobsApi, req: Request, action: Action) -> Response {
         Err(response) => return response,
     };
     match api.jobs.act(id, action).await {
-        Ok(job) => Response::json(StatusCode::OK, job_json(&job).to_string()),
+        Ok(job) => Response::json(StatusCode::OK, json_text(&job_view(&job))),
         Err(error) => refusal(error),
     }
 }
@@ -529,12 +562,12 @@ async fn lease(api: JobsApi, mut req: Request) -> Response {
     let wait = Duration::from_millis(request.wait_ms.unwrap_or(0));
     match api.jobs.lease(claim, wait, &api.stop).await {
         Ok(jobs) => {
-            let jobs: Vec<serde_json::Value> = jobs.iter().map(job_json).collect();
-            let ttl = api.jobs.config().lease_ttl.as_millis() as u64;
-            Response::json(
-                StatusCode::OK,
-                serde_json::json!({ "jobs": jobs, "lease_ttl_ms": ttl }).to_string(),
-            )
+            let answer = JobsAnswer {
+                jobs: jobs.iter().map(job_view).collect(),
+                next_before: None,
+                lease_ttl_ms: Some(api.jobs.config().lease_ttl.as_millis() as u64),
+            };
+            Response::json(StatusCode::OK, json_text(&answer))
         }
         Err(error) => refusal(error),
     }
@@ -599,15 +632,17 @@ async fn report(api: JobsApi, mut req: Request, report: Report) -> Response {
     }
     match api.jobs.act(id, action).await {
         Ok(job) => {
-            let mut body = job_json(&job);
-            if let Report::Heartbeat = report {
+            let body = if let Report::Heartbeat = report {
                 // What the worker needs from a heartbeat: stop or go on, and until when.
-                body = serde_json::json!({
+                serde_json::json!({
                     "cancel": job.cancel_requested,
                     "expires_at": job.lease.as_ref().map(|l| l.expires_at),
-                });
-            }
-            Response::json(StatusCode::OK, body.to_string())
+                })
+                .to_string()
+            } else {
+                json_text(&job_view(&job))
+            };
+            Response::json(StatusCode::OK, body)
         }
         Err(error) => refusal(error),
     }

@@ -104,6 +104,21 @@ async fn enqueue_read_list_cancel_and_retry() {
     assert_eq!(rest["jobs"][0]["id"], id);
     let scheduled = get(&api, "/v1/jobs?state=scheduled").await;
     assert_eq!(scheduled["jobs"].as_array().unwrap().len(), 1);
+    // A scheduled job whose time has come reads as available, though not yet leased.
+    let soon = post(
+        &api,
+        "/v1/jobs",
+        json!({"queue": "later", "kind": "send", "delay_ms": 50}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(soon["state"], "scheduled");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let due = get(&api, &format!("/v1/jobs/{}", soon["id"])).await;
+    assert_eq!(due["state"], "available", "{due}");
+    let listed = get(&api, "/v1/jobs?queue=later").await;
+    assert_eq!(listed["jobs"][0]["state"], "available", "{listed}");
+    assert_eq!(listed["next_before"], Value::Null);
 
     let cancelled = post(&api, &format!("/v1/jobs/{id}/cancel"), json!({}))
         .await
