@@ -19,7 +19,8 @@ use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row, St
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    prune_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS,
+    prune_sql, shown_state_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED,
+    UNFINISHED_COUNTS,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -836,14 +837,15 @@ impl Store for PostgresStore {
         })
     }
 
-    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<Job>> {
+    fn list(&self, query: ListQuery, now: Timestamp) -> StoreFuture<'_, Vec<Job>> {
         Box::pin(async move {
             let db = self.pool.get().await?;
             let cache = Arc::clone(&db.cache);
             let sql = format!(
                 "SELECT {COLUMNS} FROM job WHERE ($1::text IS NULL OR queue = $1) \
-                 AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR state = $3) \
-                 AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+                 AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR {} = $3) \
+                 AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+                shown_state_sql("$6")
             );
             jobs(
                 &*db,
@@ -855,6 +857,7 @@ impl Store for PostgresStore {
                     &query.state.map(JobState::as_str),
                     &query.before.map(|id| id.0),
                     &i64::from(query.limit),
+                    &now.0,
                 ],
             )
             .await

@@ -147,6 +147,15 @@ pub(crate) const ALL_COUNTS: &str =
 /// jobs: the work grows with the jobs not yet finished, not with the history kept, so it
 /// suits a metrics scrape (with 100,000 finished jobs the full count took 80 ms, holding
 /// SQLite's one writer).
+/// A job's state as a reader sees it at `now` (a placeholder): a scheduled or retrying job
+/// whose time has come is available, as `Job::state_at` says.
+pub(crate) fn shown_state_sql(now: &str) -> String {
+    format!(
+        "CASE WHEN state IN ('scheduled', 'retrying') AND run_at <= {now} \
+         THEN 'available' ELSE state END"
+    )
+}
+
 pub(crate) const UNFINISHED_COUNTS: &str = "\
     SELECT queue, state, count(*) FROM job \
         WHERE state IN ('scheduled', 'available', 'retrying') GROUP BY queue, state \

@@ -319,7 +319,7 @@ impl Jobs {
 
     /// A page of jobs, newest first.
     pub async fn list(&self, query: ListQuery) -> Result<Vec<Job>, JobsError> {
-        Ok(self.store.list(query).await?)
+        Ok(self.store.list(query, Timestamp::now()).await?)
     }
 
     /// Counts per queue and state (every job read).

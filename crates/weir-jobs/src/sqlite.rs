@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    prune_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED, UNFINISHED_COUNTS,
-    UPDATE,
+    prune_sql, shown_state_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED,
+    UNFINISHED_COUNTS, UPDATE,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -384,12 +384,13 @@ impl Store for SqliteStore {
         self.run(move |db, _| load(db, id))
     }
 
-    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<Job>> {
+    fn list(&self, query: ListQuery, now: Timestamp) -> StoreFuture<'_, Vec<Job>> {
         self.run(move |db, _| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM job WHERE (?1 IS NULL OR queue = ?1) \
-                 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR state = ?3) \
-                 AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+                 AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR {} = ?3) \
+                 AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5",
+                shown_state_sql("?6")
             );
             jobs(
                 db,
@@ -400,6 +401,7 @@ impl Store for SqliteStore {
                     query.state.map(JobState::as_str),
                     query.before.map(|id| id.0),
                     query.limit,
+                    now.0,
                 ],
             )
         })

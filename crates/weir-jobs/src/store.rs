@@ -62,7 +62,8 @@ pub struct ListQuery {
     pub queue: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
-    /// Only this stored state.
+    /// Only jobs in this state as a reader sees it (a scheduled or retrying job whose time
+    /// has come is available).
     pub state: Option<JobState>,
     /// Only jobs with a smaller id (the previous page's last id).
     pub before: Option<JobId>,
@@ -90,8 +91,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// One job.
     fn get(&self, id: JobId) -> StoreFuture<'_, Option<Job>>;
 
-    /// A page of jobs, newest first.
-    fn list(&self, query: ListQuery) -> StoreFuture<'_, Vec<Job>>;
+    /// A page of jobs, newest first; `query.state` is matched as shown at `now`.
+    fn list(&self, query: ListQuery, now: Timestamp) -> StoreFuture<'_, Vec<Job>>;
 
     /// Leases up to `claim.max` jobs whose time has come, smallest priority first, then
     /// oldest `run_at`, then id, honouring queue limits and concurrency keys.

@@ -144,6 +144,33 @@ async fn enqueue_and_read_back(backend: Backend) {
     assert_eq!(read.run_at, later(60));
     assert_eq!(read.state_at(later(59)), JobState::Scheduled);
     assert_eq!(read.state_at(later(60)), JobState::Available);
+    // Listing by state matches the state a reader sees at the time given.
+    let in_state = |state: JobState, at: Timestamp| {
+        let store = &store;
+        async move {
+            let query = ListQuery {
+                state: Some(state),
+                limit: 10,
+                ..ListQuery::default()
+            };
+            let jobs = store.list(query, at).await.unwrap();
+            jobs.iter().map(|job| job.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        in_state(JobState::Scheduled, later(59)).await,
+        [batch[1].job.id]
+    );
+    assert_eq!(
+        in_state(JobState::Available, later(59)).await,
+        [batch[0].job.id]
+    );
+    assert!(in_state(JobState::Scheduled, later(60)).await.is_empty());
+    assert_eq!(
+        in_state(JobState::Available, later(60)).await,
+        [batch[1].job.id, batch[0].job.id],
+        "newest first"
+    );
     assert!(store.get(JobId(999_999)).await.unwrap().is_none());
 }
 
@@ -701,31 +728,40 @@ async fn lists_pages_and_counts(backend: Backend) {
     store.claim(claim(&["b"], 1), T0).await.unwrap();
 
     let page1 = store
-        .list(ListQuery {
-            queue: Some("a".into()),
-            limit: 3,
-            ..ListQuery::default()
-        })
+        .list(
+            ListQuery {
+                queue: Some("a".into()),
+                limit: 3,
+                ..ListQuery::default()
+            },
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(page1.len(), 3);
     assert!(page1.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     let page2 = store
-        .list(ListQuery {
-            queue: Some("a".into()),
-            before: Some(page1[2].id),
-            limit: 3,
-            ..ListQuery::default()
-        })
+        .list(
+            ListQuery {
+                queue: Some("a".into()),
+                before: Some(page1[2].id),
+                limit: 3,
+                ..ListQuery::default()
+            },
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(page2.len(), 2);
     let running = store
-        .list(ListQuery {
-            state: Some(JobState::Running),
-            limit: 10,
-            ..ListQuery::default()
-        })
+        .list(
+            ListQuery {
+                state: Some(JobState::Running),
+                limit: 10,
+                ..ListQuery::default()
+            },
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(running.len(), 1);
@@ -846,10 +882,13 @@ async fn finished_jobs_are_pruned_by_state_oldest_first(backend: Backend) {
     }
     assert!(!kept(discarded.id).await && !kept(cancelled).await);
     let left: Vec<JobId> = store
-        .list(ListQuery {
-            limit: 10,
-            ..ListQuery::default()
-        })
+        .list(
+            ListQuery {
+                limit: 10,
+                ..ListQuery::default()
+            },
+            T0,
+        )
         .await
         .unwrap()
         .iter()

@@ -148,7 +148,7 @@ fn serve_command(matches: &ArgMatches) -> ExitCode {
     crate::logging::init(config.log_format, &config.log_filter);
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all().thread_name("weir-worker");
+    runtime.enable_all().thread_name("weir-serve");
     if let Some(threads) = config.worker_threads {
         runtime.worker_threads(threads.get());
     }

@@ -116,9 +116,11 @@ async fn enqueue_read_list_cancel_and_retry() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let due = get(&api, &format!("/v1/jobs/{}", soon["id"])).await;
     assert_eq!(due["state"], "available", "{due}");
-    let listed = get(&api, "/v1/jobs?queue=later").await;
+    let listed = get(&api, "/v1/jobs?queue=later&state=available").await;
     assert_eq!(listed["jobs"][0]["state"], "available", "{listed}");
     assert_eq!(listed["next_before"], Value::Null);
+    let still_scheduled = get(&api, "/v1/jobs?queue=later&state=scheduled").await;
+    assert_eq!(still_scheduled["jobs"], json!([]), "filtered as shown");
 
     let cancelled = post(&api, &format!("/v1/jobs/{id}/cancel"), json!({}))
         .await
