@@ -8,6 +8,7 @@
 # `weir worker --concurrency CONCURRENCY` (default 24) works them on the embedded SQLite
 # default, server and worker on CPU 1 (bench/jobs/worker_drive.py): side `weir` with its
 # defaults (it leases up to 100 jobs ahead of its slots when jobs are short), side
+# `weir-postgres` the same on PostgreSQL (CPU 0, as graphile-worker's), side
 # `weir-no-prefetch` with `--prefetch 0` (leases for free slots only; graphile-worker's
 # local queue is 500 here, as in bench/jobs/run.sh). graphile-worker works
 # as many no-op jobs with the same concurrency on PostgreSQL (CPU 0), its Node process on
@@ -35,20 +36,24 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"; stop_postgres' EXIT
 base_url=${WEIR_TEST_DATABASE_URL%/*}
+fresh_database() {
+    local name="bench_$(date +%s%N)"
+    psql -q "$WEIR_TEST_DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
+    echo "$base_url/$name"
+}
 
 # run_side NAME: one measurement; prints its JSON line.
 run_side() {
     case "$1" in
         graphile)
-            local name="bench_$(date +%s%N)"
-            psql -q "$WEIR_TEST_DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
-            (cd bench/jobs/graphile && taskset -c 1 node bench.mjs "$base_url/$name" "$jobs" "$concurrency") ;;
-        weir|weir-no-prefetch|weir-before)
-            local bin=$weir extra=()
+            (cd bench/jobs/graphile && taskset -c 1 node bench.mjs "$(fresh_database)" "$jobs" "$concurrency") ;;
+        weir|weir-postgres|weir-no-prefetch|weir-before)
+            local bin=$weir extra=() store=()
             [ "$1" = weir-before ] && bin=$WEIR_BEFORE
             [ "$1" = weir-no-prefetch ] && extra=(0)
+            [ "$1" = weir-postgres ] && store=(--database "$(fresh_database)")
             taskset -c 1 "$bin" serve --http-addr 127.0.0.1:17090 --line-addr 127.0.0.1:17091 \
-                --data-dir "$work/data-$RANDOM" --log-level warn >"$work/weir.log" 2>&1 &
+                --data-dir "$work/data-$RANDOM" "${store[@]}" --log-level warn >"$work/weir.log" 2>&1 &
             server_pid=$!
             for _ in $(seq 100); do curl -sf http://127.0.0.1:17090/healthz >/dev/null && break; sleep 0.1; done
             python3 bench/jobs/worker_drive.py "$bin" http://127.0.0.1:17090 "$jobs" "$concurrency" "${extra[@]}"
@@ -60,7 +65,7 @@ field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-sides="weir weir-no-prefetch graphile"
+sides="weir weir-postgres weir-no-prefetch graphile"
 [ -n "${WEIR_BEFORE:-}" ] && sides="weir-before $sides"
 declare -A rate enqueue ratio_before
 echo "== $jobs no-op jobs through weir worker, concurrency $concurrency, $rounds round(s)"
@@ -88,6 +93,7 @@ for side in $sides; do
 done
 echo
 echo "weir worker (SQLite) / graphile-worker (PostgreSQL): $(div "${m[weir]}" "${m[graphile]}")x"
+echo "weir worker (PostgreSQL) / graphile-worker (PostgreSQL): $(div "${m[weir-postgres]}" "${m[graphile]}")x"
 echo "weir worker --prefetch 0 / graphile-worker: $(div "${m[weir-no-prefetch]}" "${m[graphile]}")x"
 if [ -n "${WEIR_BEFORE:-}" ]; then
     echo "weir / weir-before: $(div "${m[weir]}" "${m[weir-before]}")x (per round: ${ratio_before[*]})"

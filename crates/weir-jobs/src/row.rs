@@ -139,14 +139,6 @@ pub(crate) const UPDATE: &str = "UPDATE job SET state = $1, attempt = $2, max_at
     lease_expires_at = $9, cancel_requested = $10, progress_percent = $11, \
     progress_message = $12, result = $13, errors = $14 WHERE id = $15";
 
-/// Jobs per queue and state, every job read: for the dashboard, on demand.
-pub(crate) const ALL_COUNTS: &str =
-    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2";
-
-/// The same for unfinished jobs only, through the partial indexes on waiting and running
-/// jobs: the work grows with the jobs not yet finished, not with the history kept, so it
-/// suits a metrics scrape (with 100,000 finished jobs the full count took 80 ms, holding
-/// SQLite's one writer).
 /// A job's state as a reader sees it at `now` (a placeholder): a scheduled or retrying job
 /// whose time has come is available, as `Job::state_at` says.
 pub(crate) fn shown_state_sql(now: &str) -> String {
@@ -156,6 +148,14 @@ pub(crate) fn shown_state_sql(now: &str) -> String {
     )
 }
 
+/// Jobs per queue and state, every job read: for the dashboard, on demand.
+pub(crate) const ALL_COUNTS: &str =
+    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2";
+
+/// The same for unfinished jobs only, through the partial indexes on waiting and running
+/// jobs: the work grows with the jobs not yet finished, not with the history kept, so it
+/// suits a metrics scrape (with 100,000 finished jobs the full count took 80 ms, holding
+/// SQLite's one writer).
 pub(crate) const UNFINISHED_COUNTS: &str = "\
     SELECT queue, state, count(*) FROM job \
         WHERE state IN ('scheduled', 'available', 'retrying') GROUP BY queue, state \
