@@ -19,8 +19,8 @@ use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Row, St
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    prune_sql, shown_state_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED,
-    UNFINISHED_COUNTS,
+    all_counts_sql, prune_sql, shown_state_sql, unfinished_counts_sql, MutableColumns, RawJob,
+    COLUMNS, KEY_NOT_SATURATED,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -771,10 +771,10 @@ async fn claim(
 }
 
 impl PostgresStore {
-    /// Runs a query of (queue, state, count) rows.
-    async fn count_rows(&self, sql: &str) -> Result<Vec<QueueCount>, StoreError> {
+    /// Runs a query of (queue, state, count) rows whose `$1` is now.
+    async fn count_rows(&self, sql: String, now: Timestamp) -> Result<Vec<QueueCount>, StoreError> {
         let db = self.pool.get().await?;
-        let rows = db.query(sql, &[]).await.map_err(failed)?;
+        let rows = db.query(&sql, &[&now.0]).await.map_err(failed)?;
         rows.iter()
             .map(|row| {
                 Ok(QueueCount {
@@ -964,12 +964,12 @@ impl Store for PostgresStore {
         })
     }
 
-    fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
-        Box::pin(self.count_rows(ALL_COUNTS))
+    fn counts(&self, now: Timestamp) -> StoreFuture<'_, Vec<QueueCount>> {
+        Box::pin(self.count_rows(all_counts_sql("$1"), now))
     }
 
-    fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
-        Box::pin(self.count_rows(UNFINISHED_COUNTS))
+    fn unfinished_counts(&self, now: Timestamp) -> StoreFuture<'_, Vec<QueueCount>> {
+        Box::pin(self.count_rows(unfinished_counts_sql("$1"), now))
     }
 
     fn prune(&self, state: JobState, before: Timestamp, limit: u32) -> StoreFuture<'_, u64> {

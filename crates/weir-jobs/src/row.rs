@@ -148,20 +148,29 @@ pub(crate) fn shown_state_sql(now: &str) -> String {
     )
 }
 
-/// Jobs per queue and state, every job read: for the dashboard, on demand.
-pub(crate) const ALL_COUNTS: &str =
-    "SELECT queue, state, count(*) FROM job GROUP BY queue, state ORDER BY 1, 2";
+/// Jobs per queue and state as shown at `now` (a placeholder), every job read: for the
+/// dashboard, on demand.
+pub(crate) fn all_counts_sql(now: &str) -> String {
+    format!(
+        "SELECT queue, {} AS shown, count(*) FROM job GROUP BY 1, 2 ORDER BY 1, 2",
+        shown_state_sql(now)
+    )
+}
 
 /// The same for unfinished jobs only, through the partial indexes on waiting and running
 /// jobs: the work grows with the jobs not yet finished, not with the history kept, so it
 /// suits a metrics scrape (with 100,000 finished jobs the full count took 80 ms, holding
 /// SQLite's one writer).
-pub(crate) const UNFINISHED_COUNTS: &str = "\
-    SELECT queue, state, count(*) FROM job \
-        WHERE state IN ('scheduled', 'available', 'retrying') GROUP BY queue, state \
-    UNION ALL \
-    SELECT queue, state, count(*) FROM job WHERE state = 'running' GROUP BY queue, state \
-    ORDER BY 1, 2";
+pub(crate) fn unfinished_counts_sql(now: &str) -> String {
+    format!(
+        "SELECT queue, {} AS shown, count(*) FROM job \
+             WHERE state IN ('scheduled', 'available', 'retrying') GROUP BY 1, 2 \
+         UNION ALL \
+         SELECT queue, state, count(*) FROM job WHERE state = 'running' GROUP BY 1, 2 \
+         ORDER BY 1, 2",
+        shown_state_sql(now)
+    )
+}
 
 /// Deletes a batch of finished jobs: `?1`/`$1` the state, `?2`/`$2` the time they must
 /// have finished before, `?3`/`$3` the most to delete. The state list is the partial index

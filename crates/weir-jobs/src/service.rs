@@ -324,12 +324,12 @@ impl Jobs {
 
     /// Counts per queue and state (every job read).
     pub async fn counts(&self) -> Result<Vec<QueueCount>, JobsError> {
-        Ok(self.store.counts().await?)
+        Ok(self.store.counts(Timestamp::now()).await?)
     }
 
     /// Counts per queue and state of unfinished jobs only: cheap however long the history.
     pub async fn unfinished_counts(&self) -> Result<Vec<QueueCount>, JobsError> {
-        Ok(self.store.unfinished_counts().await?)
+        Ok(self.store.unfinished_counts(Timestamp::now()).await?)
     }
 
     /// Leases jobs for a worker, waiting up to `wait` (capped by `max_lease_wait`) for one

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    prune_sql, shown_state_sql, MutableColumns, RawJob, ALL_COUNTS, COLUMNS, KEY_NOT_SATURATED,
-    UNFINISHED_COUNTS, UPDATE,
+    all_counts_sql, prune_sql, shown_state_sql, unfinished_counts_sql, MutableColumns, RawJob,
+    COLUMNS, KEY_NOT_SATURATED, UPDATE,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -466,12 +466,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
-        self.run(|db, _| count_rows(db, ALL_COUNTS))
+    fn counts(&self, now: Timestamp) -> StoreFuture<'_, Vec<QueueCount>> {
+        self.run(move |db, _| count_rows(db, &all_counts_sql("?1"), now))
     }
 
-    fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>> {
-        self.run(|db, _| count_rows(db, UNFINISHED_COUNTS))
+    fn unfinished_counts(&self, now: Timestamp) -> StoreFuture<'_, Vec<QueueCount>> {
+        self.run(move |db, _| count_rows(db, &unfinished_counts_sql("?1"), now))
     }
 
     fn prune(&self, state: JobState, before: Timestamp, limit: u32) -> StoreFuture<'_, u64> {
@@ -543,10 +543,11 @@ impl Store for SqliteStore {
 }
 
 /// Runs a query of (queue, state, count) rows.
-fn count_rows(db: &Connection, sql: &str) -> Result<Vec<QueueCount>, StoreError> {
+/// Runs a query of (queue, state, count) rows whose `?1` is now.
+fn count_rows(db: &Connection, sql: &str, now: Timestamp) -> Result<Vec<QueueCount>, StoreError> {
     let mut statement = db.prepare_cached(sql).map_err(failed)?;
     let rows = statement
-        .query_map([], |row| {
+        .query_map([now.0], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,

@@ -119,12 +119,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreFuture<'_, Option<Timestamp>>;
 
     /// Job counts per queue and state. Reads every job, finished ones included.
-    fn counts(&self) -> StoreFuture<'_, Vec<QueueCount>>;
+    fn counts(&self, now: Timestamp) -> StoreFuture<'_, Vec<QueueCount>>;
 
     /// Job counts per queue and state for unfinished jobs only (scheduled, available,
     /// retrying, running). Reads only those, so it stays cheap however much history the
     /// store keeps.
-    fn unfinished_counts(&self) -> StoreFuture<'_, Vec<QueueCount>>;
+    fn unfinished_counts(&self, now: Timestamp) -> StoreFuture<'_, Vec<QueueCount>>;
 
     /// Deletes up to `limit` jobs in `state`, a finished state, that finished before
     /// `before`, oldest first; returns how many it deleted. One call is one short

@@ -768,7 +768,7 @@ async fn lists_pages_and_counts(backend: Backend) {
     assert_eq!(running[0].kind, "y");
 
     let counts: Vec<(String, JobState, u64)> = store
-        .counts()
+        .counts(T0)
         .await
         .unwrap()
         .into_iter()
@@ -794,13 +794,32 @@ async fn lists_pages_and_counts(backend: Backend) {
     let mut later_job = job("c", "z");
     later_job.run_at = Some(later(60));
     store.enqueue(vec![later_job], T0).await.unwrap();
-    let unfinished: Vec<(String, JobState, u64)> = store
-        .unfinished_counts()
+    let unfinished = |at: Timestamp| {
+        let store = &store;
+        async move {
+            let counts = store.unfinished_counts(at).await.unwrap();
+            counts
+                .into_iter()
+                .map(|c| (c.queue, c.state, c.count))
+                .collect::<Vec<(String, JobState, u64)>>()
+        }
+    };
+    // Counted as shown: once its time has come, the scheduled job counts as available.
+    assert_eq!(
+        unfinished(later(60)).await,
+        [
+            ("a".into(), JobState::Available, 5),
+            ("b".into(), JobState::Available, 2),
+            ("c".into(), JobState::Available, 1),
+        ]
+    );
+    assert!(store
+        .counts(later(60))
         .await
         .unwrap()
-        .into_iter()
-        .map(|c| (c.queue, c.state, c.count))
-        .collect();
+        .iter()
+        .any(|c| c.queue == "c" && c.state == JobState::Available && c.count == 1));
+    let unfinished = unfinished(T0).await;
     assert_eq!(
         unfinished,
         [
@@ -809,7 +828,7 @@ async fn lists_pages_and_counts(backend: Backend) {
             ("c".into(), JobState::Scheduled, 1),
         ]
     );
-    let all = store.counts().await.unwrap();
+    let all = store.counts(T0).await.unwrap();
     assert!(all
         .iter()
         .any(|c| c.queue == "b" && c.state == JobState::Completed && c.count == 1));

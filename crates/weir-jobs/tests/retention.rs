@@ -162,7 +162,7 @@ async fn each_state_keeps_its_jobs_for_its_retention_and_long_histories_go_in_ba
     assert!(temp.store.get(running.id).await.unwrap().is_some());
     let left: u64 = temp
         .store
-        .counts()
+        .counts(Timestamp::now())
         .await
         .unwrap()
         .iter()

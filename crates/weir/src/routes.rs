@@ -137,7 +137,7 @@ async fn render_job_counts(
             let _ = writeln!(text, "weir_jobs_scrape_ok 1");
             let _ = writeln!(
                 text,
-                "# HELP weir_jobs Unfinished jobs by queue and state: scheduled, available, retrying, running (all nodes, from the store)."
+                "# HELP weir_jobs Unfinished jobs by queue and state: scheduled, available, retrying, running (a due scheduled or retrying job counts as available; all nodes, from the store)."
             );
             let _ = writeln!(text, "# TYPE weir_jobs gauge");
             for count in counts {
