@@ -15,49 +15,22 @@ jobs=${1:-100000}
 concurrency=${2:-24}
 rounds=${3:-1}
 
-source scripts/postgres.sh
-# The server and every backend it forks stay on CPU 0.
-for pid in $(pgrep -f "$WEIR_TEST_PG_DIR/data"); do taskset -a -cp 0 "$pid" >/dev/null; done
-
-if [ ! -d bench/jobs/graphile/node_modules/graphile-worker ]; then
-    (cd bench/jobs/graphile && npm ci --no-audit --no-fund --loglevel=error)
-fi
+source bench/jobs/common.sh
 cargo build -q --release -p weir --example jobs_load
-cargo build -q --release -p weir
-weir=target/release/weir
 load=target/release/examples/jobs_load
-
-work=$(mktemp -d)
-server_pid=
-stop_server() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    server_pid=
-}
-trap 'stop_server; rm -rf "$work"; stop_postgres' EXIT
-
-base_url=${WEIR_TEST_DATABASE_URL%/*}
-fresh_database() {
-    local name="bench_$(date +%s%N)"
-    psql -q "$WEIR_TEST_DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
-    echo "$base_url/$name"
-}
 
 # run_side NAME: one measurement; prints its JSON line.
 run_side() {
     case "$1" in
-        graphile)
-            (cd bench/jobs/graphile && taskset -c 1 node bench.mjs "$(fresh_database)" "$jobs" "$concurrency") ;;
+        graphile) run_graphile ;;
         weir-sqlite|weir-postgres)
-            local args=(--data-dir "$work/data-$RANDOM") analyze=
+            local args=() analyze=
             if [ "$1" = weir-postgres ]; then
                 local url; url=$(fresh_database)
                 args+=(--database "$url")
                 analyze="psql -q '$url' -c 'ANALYZE weir.job'"
             fi
-            taskset -c 1 "$weir" serve --http-addr 127.0.0.1:17090 --line-addr 127.0.0.1:17091 \
-                --log-level warn "${args[@]}" >"$work/weir.log" 2>&1 &
-            server_pid=$!
-            for _ in $(seq 100); do curl -sf http://127.0.0.1:17090/healthz >/dev/null && break; sleep 0.1; done
+            start_weir "$weir" "${args[@]}"
             # Each runner leases up to 100 jobs ahead of its free slots, as graphile-worker's
             # local queue (500 here) fetches ahead; 100 is the server's most per lease.
             WEIR_BENCH_LOCAL_QUEUE=100 WEIR_BENCH_AFTER_ENQUEUE="$analyze" \
@@ -65,9 +38,6 @@ run_side() {
             stop_server ;;
     esac
 }
-
-field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A work_rate enqueue_rate p50 p99
 echo "== $jobs no-op jobs, concurrency $concurrency, $rounds round(s)"
@@ -83,7 +53,6 @@ for round in $(seq "$rounds"); do
     done
 done
 
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "== summary (medians)"
 printf '%-14s %12s %12s %9s %9s\n' side enqueue/s work/s p50_ms p99_ms

@@ -20,50 +20,23 @@ jobs=${1:-20000}
 concurrency=${2:-24}
 rounds=${3:-3}
 
-source scripts/postgres.sh
-for pid in $(pgrep -f "$WEIR_TEST_PG_DIR/data"); do taskset -a -cp 0 "$pid" >/dev/null; done
-if [ ! -d bench/jobs/graphile/node_modules/graphile-worker ]; then
-    (cd bench/jobs/graphile && npm ci --no-audit --no-fund --loglevel=error)
-fi
-cargo build -q --release -p weir
-weir=target/release/weir
-
-work=$(mktemp -d)
-server_pid=
-stop_server() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    server_pid=
-}
-trap 'stop_server; rm -rf "$work"; stop_postgres' EXIT
-base_url=${WEIR_TEST_DATABASE_URL%/*}
-fresh_database() {
-    local name="bench_$(date +%s%N)"
-    psql -q "$WEIR_TEST_DATABASE_URL" -c "CREATE DATABASE $name" >/dev/null
-    echo "$base_url/$name"
-}
+source bench/jobs/common.sh
 
 # run_side NAME: one measurement; prints its JSON line.
 run_side() {
     case "$1" in
-        graphile)
-            (cd bench/jobs/graphile && taskset -c 1 node bench.mjs "$(fresh_database)" "$jobs" "$concurrency") ;;
+        graphile) run_graphile ;;
         weir|weir-postgres|weir-no-prefetch|weir-before)
             local bin=$weir extra=() store=()
             [ "$1" = weir-before ] && bin=$WEIR_BEFORE
             [ "$1" = weir-no-prefetch ] && extra=(0)
             [ "$1" = weir-postgres ] && store=(--database "$(fresh_database)")
-            taskset -c 1 "$bin" serve --http-addr 127.0.0.1:17090 --line-addr 127.0.0.1:17091 \
-                --data-dir "$work/data-$RANDOM" "${store[@]}" --log-level warn >"$work/weir.log" 2>&1 &
-            server_pid=$!
-            for _ in $(seq 100); do curl -sf http://127.0.0.1:17090/healthz >/dev/null && break; sleep 0.1; done
+            start_weir "$bin" "${store[@]}"
             python3 bench/jobs/worker_drive.py "$bin" http://127.0.0.1:17090 "$jobs" "$concurrency" "${extra[@]}"
             stop_server ;;
     esac
 }
 
-field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 sides="weir weir-postgres weir-no-prefetch graphile"
 [ -n "${WEIR_BEFORE:-}" ] && sides="weir-before $sides"

@@ -11,6 +11,7 @@
 //! 24 slots and 100 ms, two for jobs of a second, none for jobs of three seconds or more).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -85,15 +86,11 @@ impl Pace {
         }
     }
 
-    /// Records `jobs` more jobs in hand.
-    pub fn hold(&self, jobs: usize) {
-        self.held.fetch_add(jobs, Ordering::Relaxed);
-    }
-
-    /// Records that a job in hand is done with (reported, released or abandoned).
-    pub fn let_go(&self) {
-        self.held.fetch_sub(1, Ordering::Relaxed);
-        self.freed.notify_waiters();
+    /// Counts one more job in hand until the guard is dropped (however the job's task
+    /// ends: reported, released, abandoned or panicked).
+    pub fn hold(self: &Arc<Self>) -> Held {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Held(Arc::clone(self))
     }
 
     /// Records a job's run time (an average over about the last eight jobs).
@@ -108,6 +105,18 @@ impl Pace {
                     mean - mean / 8 + took / 8
                 })
             });
+    }
+}
+
+/// A job's place in the worker's count; dropping it gives the place up and wakes the wait
+/// for room.
+#[derive(Debug)]
+pub struct Held(Arc<Pace>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.freed.notify_waiters();
     }
 }
 
@@ -158,27 +167,27 @@ mod tests {
 
     #[test]
     fn room_counts_the_jobs_in_hand_and_a_lease_asks_for_at_most_a_hundred() {
-        let pace = Pace::new(500, 0, None);
+        let pace = Arc::new(Pace::new(500, 0, None));
         assert_eq!(pace.room(), MAX_LEASE);
-        pace.hold(450);
+        let mut held: Vec<Held> = (0..450).map(|_| pace.hold()).collect();
         assert_eq!(pace.room(), 50);
-        pace.hold(50);
+        held.extend((0..50).map(|_| pace.hold()));
         assert_eq!(pace.room(), 0);
-        pace.let_go();
+        held.pop();
         assert_eq!(pace.room(), 1);
     }
 
     #[tokio::test]
     async fn a_job_let_go_wakes_the_wait_for_room() {
-        let pace = std::sync::Arc::new(Pace::new(2, 0, None));
-        pace.hold(2);
+        let pace = Arc::new(Pace::new(2, 0, None));
+        let (first, _second) = (pace.hold(), pace.hold());
         let waiting = tokio::spawn({
-            let pace = std::sync::Arc::clone(&pace);
+            let pace = Arc::clone(&pace);
             async move { pace.wait_for_room().await }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        pace.let_go();
+        drop(first);
         let room = tokio::time::timeout(Duration::from_secs(10), waiting)
             .await
             .expect("woken")

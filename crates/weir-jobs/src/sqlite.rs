@@ -542,7 +542,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// Runs a query of (queue, state, count) rows.
 /// Runs a query of (queue, state, count) rows whose `?1` is now.
 fn count_rows(db: &Connection, sql: &str, now: Timestamp) -> Result<Vec<QueueCount>, StoreError> {
     let mut statement = db.prepare_cached(sql).map_err(failed)?;

@@ -273,9 +273,8 @@ impl Worker {
                 }
             };
             let ttl = Duration::from_millis(reply.lease_ttl_ms.max(300));
-            pace.hold(reply.jobs.len());
             for job in reply.jobs {
-                let held = Held(Arc::clone(&pace));
+                let held = pace.hold();
                 let client = Arc::clone(&self.client);
                 let registry = Arc::clone(&self.registry);
                 let release_all = release_all.clone();
@@ -285,7 +284,7 @@ impl Worker {
                     stop: stop.clone(),
                     pace: Arc::clone(&pace),
                 };
-                let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
+                let span = job_span(&job);
                 tracker.spawn(
                     async move {
                         run_job(
@@ -352,8 +351,7 @@ impl Worker {
         };
         for job in reply.jobs {
             let client = Arc::clone(&self.client);
-            let span =
-                tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
+            let span = job_span(&job);
             tracker.spawn(
                 async move {
                     match client.release(job.id, job.fencing_token).await {
@@ -375,14 +373,9 @@ struct Start {
     pace: Arc<Pace>,
 }
 
-/// A job's place in the worker's count, given up when dropped (however the job's task
-/// ends).
-struct Held(Arc<Pace>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.let_go();
-    }
+/// The span a job's task runs in.
+fn job_span(job: &LeasedJob) -> tracing::Span {
+    tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt)
 }
 
 /// Runs one job to its end and reports it: a completion through `completions` (batched
@@ -494,21 +487,21 @@ async fn run_job(
         start.pace.ran(started.elapsed());
         drop(slot);
     }
-    let report: Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send + '_>> = match outcome {
-        Outcome::LeaseLost => return,
-        Outcome::Release => Box::pin(client.release(id, token)),
-        Outcome::TimedOut => Box::pin(async move {
-            let message = format!("timed out after {} ms", timeout.as_millis());
-            client.fail(id, token, &message, true).await
-        }),
-        Outcome::Done(Ok(result)) => Box::pin(completions.complete(id, token, result)),
-        Outcome::Done(Err(failure)) => Box::pin(async move {
-            client
-                .fail(id, token, &failure.message, failure.retryable)
-                .await
-        }),
-    };
-    tokio::pin!(report);
+    let mut report: Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send + '_>> =
+        match outcome {
+            Outcome::LeaseLost => return,
+            Outcome::Release => Box::pin(client.release(id, token)),
+            Outcome::TimedOut => Box::pin(async move {
+                let message = format!("timed out after {} ms", timeout.as_millis());
+                client.fail(id, token, &message, true).await
+            }),
+            Outcome::Done(Ok(result)) => Box::pin(completions.complete(id, token, result)),
+            Outcome::Done(Err(failure)) => Box::pin(async move {
+                client
+                    .fail(id, token, &failure.message, failure.retryable)
+                    .await
+            }),
+        };
     // A completion may wait behind a batch in flight, and a slow server makes any report
     // slow: the heartbeats go on until the report is answered, so the lease cannot run out
     // in between and the job run again. Their answers no longer matter.

@@ -338,14 +338,18 @@ impl<'a> EnqueuedView<'a> {
     }
 }
 
-/// Jobs, and what comes with them: a page's next cursor, a lease's length.
+/// A page of jobs and the cursor of the next (null on the last page).
 #[derive(Serialize)]
-struct JobsAnswer<'a> {
+struct Page<'a> {
     jobs: Vec<Cow<'a, Job>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_before: Option<Option<JobId>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease_ttl_ms: Option<u64>,
+    next_before: Option<JobId>,
+}
+
+/// Leased jobs and the lease's length.
+#[derive(Serialize)]
+struct Leased<'a> {
+    jobs: Vec<Cow<'a, Job>>,
+    lease_ttl_ms: u64,
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(
@@ -478,11 +482,9 @@ async fn list(api: JobsApi, req: Request) -> Response {
             let next = (jobs.len() as u32 == limit)
                 .then(|| jobs.last().map(|j| j.id))
                 .flatten();
-            let answer = JobsAnswer {
+            let answer = Page {
                 jobs: jobs.iter().map(job_view).collect(),
-                // Always present: null on the last page.
-                next_before: Some(next),
-                lease_ttl_ms: None,
+                next_before: next,
             };
             Response::json(StatusCode::OK, json_text(&answer))
         }
@@ -562,10 +564,9 @@ async fn lease(api: JobsApi, mut req: Request) -> Response {
     let wait = Duration::from_millis(request.wait_ms.unwrap_or(0));
     match api.jobs.lease(claim, wait, &api.stop).await {
         Ok(jobs) => {
-            let answer = JobsAnswer {
+            let answer = Leased {
                 jobs: jobs.iter().map(job_view).collect(),
-                next_before: None,
-                lease_ttl_ms: Some(api.jobs.config().lease_ttl.as_millis() as u64),
+                lease_ttl_ms: api.jobs.config().lease_ttl.as_millis() as u64,
             };
             Response::json(StatusCode::OK, json_text(&answer))
         }

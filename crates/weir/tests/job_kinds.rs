@@ -67,12 +67,7 @@ async fn enqueue(api: &Client, jobs: Value) -> Vec<i64> {
         )
         .await
         .unwrap();
-    created["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_i64().unwrap())
-        .collect()
+    support::job_ids(&created)
 }
 
 /// Waits until job `id` is in a final state and returns it.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{read_until, start, DEADLINE};
+use support::{job_ids, read_until, start, DEADLINE};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -641,12 +641,7 @@ async fn completions_that_finish_together_are_reported_together() {
     )
     .await
     .unwrap();
-    let ids: Vec<i64> = enqueued["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_i64().unwrap())
-        .collect();
+    let ids = job_ids(&enqueued);
     let stop = CancellationToken::new();
     let worker = Worker::new(
         client(&relay.addr),
@@ -813,6 +808,20 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
     }
 }
 
+/// Completes `jobs` with `result` through a reporter of its own on `api`, every completion
+/// queued before the reporter first runs (on a one-thread runtime), and waits for it to end.
+async fn complete_through(api: Client, jobs: &[weir_jobs::client::LeasedJob], result: &str) {
+    let (completions, reporter) = Completions::start(Arc::new(api));
+    let outcomes = futures_util::future::join_all(jobs.iter().map(|job| {
+        let result = serde_json::value::RawValue::from_string(result.to_string()).unwrap();
+        completions.complete(job.id, job.fencing_token, result)
+    }))
+    .await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    drop(completions);
+    reporter.await.unwrap();
+}
+
 /// On one thread the reporter runs only once every completion below is queued: they make
 /// one batch, which the server's small body limit refuses.
 #[tokio::test]
@@ -839,16 +848,8 @@ async fn a_batch_the_server_refuses_whole_is_sent_a_job_at_a_time() {
         .await
         .unwrap();
     assert_eq!(leased.jobs.len(), JOBS);
-    let (completions, reporter) = Completions::start(Arc::new(client(&relay.addr)));
     let result = format!("\"{}\"", "x".repeat(1_200));
-    let outcomes = futures_util::future::join_all(leased.jobs.iter().map(|job| {
-        let result = serde_json::value::RawValue::from_string(result.clone()).unwrap();
-        completions.complete(job.id, job.fencing_token, result)
-    }))
-    .await;
-    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-    drop(completions);
-    reporter.await.unwrap();
+    complete_through(client(&relay.addr), &leased.jobs, &result).await;
     for job in &leased.jobs {
         let done = get(&api, &format!("/v1/jobs/{}", job.id.0)).await;
         assert_eq!(done["state"], "completed", "{done}");
@@ -863,6 +864,53 @@ async fn a_batch_the_server_refuses_whole_is_sent_a_job_at_a_time() {
         1 + JOBS,
         "then a request per job"
     );
+}
+
+/// On one thread every completion below is queued before the reporter runs, so the batches
+/// are cut by the limits alone.
+#[tokio::test]
+async fn batches_keep_to_their_count_and_byte_limits() {
+    use weir_jobs::completions::{MAX_BATCH_BYTES, MAX_COMPLETIONS};
+    const BATCH_REPORT: &str = "POST /v1/jobs/complete ";
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    let relay = held_relay(server.http.clone()).await;
+    // Results of 100 KiB: two fit under the byte limit, three do not.
+    let large = MAX_BATCH_BYTES * 2 / 5;
+    let small = MAX_COMPLETIONS + MAX_COMPLETIONS / 2;
+    post(
+        &api,
+        "/v1/jobs/batch",
+        json!({ "jobs": vec![json!({"kind": "echo"}); small + 5] }),
+    )
+    .await
+    .unwrap();
+    let mut leased = Vec::new();
+    while leased.len() < small + 5 {
+        let reply = api
+            .lease("batcher", &["default".to_string()], 100, Duration::ZERO)
+            .await
+            .unwrap();
+        leased.extend(reply.jobs);
+    }
+
+    complete_through(client(&relay.addr), &leased[..small], "null").await;
+    assert_eq!(
+        relay.requests(BATCH_REPORT),
+        2,
+        "{MAX_COMPLETIONS} a request at most"
+    );
+    let result = format!("\"{}\"", "x".repeat(large));
+    complete_through(client(&relay.addr), &leased[small..], &result).await;
+    assert_eq!(
+        relay.requests(BATCH_REPORT),
+        2 + 3,
+        "five large results go two, two and one"
+    );
+    for job in &leased {
+        let done = get(&api, &format!("/v1/jobs/{}", job.id.0)).await;
+        assert_eq!(done["state"], "completed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

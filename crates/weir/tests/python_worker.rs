@@ -25,12 +25,7 @@ async fn the_python_example_worker_runs_jobs() {
         .call("/v1/jobs/batch", Some(jobs.to_string()), call)
         .await
         .unwrap();
-    let ids: Vec<i64> = enqueued["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_i64().unwrap())
-        .collect();
+    let ids = support::job_ids(&enqueued);
 
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -239,3 +239,13 @@ pub async fn demo_log(base: &str) -> Vec<(String, f64)> {
         })
         .collect()
 }
+
+/// The ids of the jobs in an answer's `jobs` array (a batch enqueue, a page, a lease).
+pub fn job_ids(answer: &serde_json::Value) -> Vec<i64> {
+    answer["jobs"]
+        .as_array()
+        .expect("a jobs array")
+        .iter()
+        .map(|job| job["id"].as_i64().expect("a job id"))
+        .collect()
+}
