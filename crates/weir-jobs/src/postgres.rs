@@ -66,6 +66,13 @@ const MIGRATIONS: &[&str] = &[
     // 2: finished jobs by the time they finished, for deleting them after their retention.
     "CREATE INDEX job_finished ON job (finished_at)
         WHERE state IN ('completed', 'cancelled', 'discarded');",
+    // 3: what each node's pub/sub subscribers want, so that other nodes relay only that
+    // (the binary's `relay` module; kept here because this list owns the schema).
+    "CREATE TABLE pubsub_node (
+        node BIGINT PRIMARY KEY,
+        interest TEXT[] NOT NULL,
+        seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );",
 ];
 
 /// The notification channel for "jobs may be ready".

@@ -4,15 +4,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_core::Stream;
+use tokio::sync::watch;
 
 use crate::durable::{StoreError, TopicStore, Writer};
 use crate::log::{Message, ReadAt, Retention, SubWaker, TopicLog};
+use crate::relay::{Interest, Relay, RelayStats};
 use crate::{NameError, TopicName, TopicPattern};
 
 /// What a subscriber does when it falls too far behind.
@@ -223,8 +225,13 @@ struct HubInner {
     topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
     patterns: Mutex<Vec<(TopicPattern, Weak<Discovered>)>>,
     slow: Mutex<Vec<(Arc<str>, Weak<LagStats>)>>,
-    /// Subscriptions held per topic or pattern, for `max_subscribers_per_topic`.
+    /// Subscriptions held per topic or pattern, for `max_subscribers_per_topic`; its keys
+    /// are this node's [`Interest`].
     subscribers: Mutex<HashMap<TopicPattern, usize>>,
+    /// Bumped whenever a topic or pattern gains its first subscriber or loses its last.
+    interest_version: watch::Sender<u64>,
+    /// Where local publishes go for other nodes, once set.
+    relay: OnceLock<Arc<dyn Relay>>,
     /// The store's writer, when the hub has a store.
     writer: Option<Writer>,
     epoch_base: u64,
@@ -288,6 +295,8 @@ impl Hub {
                 patterns: Mutex::new(Vec::new()),
                 slow: Mutex::new(Vec::new()),
                 subscribers: Mutex::new(HashMap::new()),
+                interest_version: watch::Sender::new(0),
+                relay: OnceLock::new(),
                 writer,
                 epoch_base,
                 epochs_issued: AtomicU64::new(0),
@@ -310,12 +319,23 @@ impl Hub {
     /// Other topics are published at once, as with [`Hub::publish`].
     pub async fn publish_wait(&self, topic: &str, payload: Bytes) -> Result<Message, PublishError> {
         let (name, payload) = self.check(topic, payload)?;
+        let message = self.publish_here(&name, payload.clone()).await?;
+        self.forward(&name, &payload, false);
+        Ok(message)
+    }
+
+    /// Publishes a checked message on this node only: through the store when durable.
+    async fn publish_here(
+        &self,
+        name: &TopicName,
+        payload: Bytes,
+    ) -> Result<Message, PublishError> {
         match &self.inner.writer {
-            Some(writer) if self.is_durable(&name) => {
-                let topic = self.topic(&name)?;
+            Some(writer) if self.is_durable(name) => {
+                let topic = self.topic(name)?;
                 writer.publish(topic, payload).await
             }
-            _ => self.publish_checked(&name, payload),
+            _ => self.publish_checked(name, payload),
         }
     }
 
@@ -326,7 +346,9 @@ impl Hub {
         if self.is_durable(&name) {
             return Err(PublishError::Durable(name.to_string()));
         }
-        self.publish_checked(&name, payload)
+        let message = self.publish_checked(&name, payload.clone())?;
+        self.forward(&name, &payload, false);
+        Ok(message)
     }
 
     /// Publishes `payload` to `topic` only if the topic exists (it was published to or
@@ -342,16 +364,96 @@ impl Hub {
         if self.is_durable(&name) {
             return Err(PublishError::Durable(name.to_string()));
         }
-        let exists = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&name);
-        if !exists {
+        // Other nodes may have the topic when this one has not.
+        self.forward(&name, &payload, true);
+        if !self.exists(&name) {
             return Ok(None);
         }
         self.publish_checked(&name, payload).map(Some)
+    }
+
+    /// Publishes a message that arrived from another node, on this node only (it is not
+    /// relayed again). It is kept where someone could read it: when the topic exists here or
+    /// a subscription here matches it (with `only_if_exists`, only when the topic exists);
+    /// otherwise it is dropped and `None` returned, so that other nodes' traffic does not
+    /// fill this node with topics nobody here reads. A durable topic goes through this
+    /// node's store, as a local publish would.
+    pub async fn publish_relayed(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        only_if_exists: bool,
+    ) -> Result<Option<Message>, PublishError> {
+        let (name, payload) = self.check(topic, payload)?;
+        let kept = self.exists(&name) || (!only_if_exists && self.subscribed_here(&name));
+        if !kept {
+            return Ok(None);
+        }
+        self.publish_here(&name, payload).await.map(Some)
+    }
+
+    /// Sets where local publishes go for other nodes. Only the first call takes effect
+    /// (false after that): a hub belongs to one cluster.
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) -> bool {
+        self.inner.relay.set(relay).is_ok()
+    }
+
+    /// The relay's counts, when one is set.
+    pub fn relay_stats(&self) -> Option<RelayStats> {
+        self.inner.relay.get().map(|relay| relay.stats())
+    }
+
+    /// What this node's subscriptions want: every topic and pattern with a subscriber.
+    pub fn interest(&self) -> Interest {
+        let counts = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Interest::new(counts.keys().cloned())
+    }
+
+    /// The same topics and patterns as [`Hub::interest`], as a sorted list of names (what a
+    /// relay tells the other nodes).
+    pub fn interest_names(&self) -> Vec<String> {
+        let counts = self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = counts.keys().map(|p| p.as_str().to_owned()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// A receiver that sees a change whenever [`Hub::interest`] may have changed (a topic or
+    /// pattern gained its first subscriber or lost its last).
+    pub fn interest_changes(&self) -> watch::Receiver<u64> {
+        self.inner.interest_version.subscribe()
+    }
+
+    /// Whether a subscription here matches `name` ([`Hub::interest`] without building it).
+    fn subscribed_here(&self, name: &TopicName) -> bool {
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .any(|pattern| pattern.matches(name))
+    }
+
+    fn exists(&self, name: &TopicName) -> bool {
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    fn forward(&self, name: &TopicName, payload: &Bytes, only_if_exists: bool) {
+        if let Some(relay) = self.inner.relay.get() {
+            relay.forward(name, payload, only_if_exists);
+        }
     }
 
     fn check(&self, topic: &str, payload: Bytes) -> Result<(TopicName, Bytes), PublishError> {
@@ -621,6 +723,11 @@ impl SubscriberSlot {
             });
         }
         counts.insert(key.clone(), count + 1);
+        if count == 0 {
+            hub.inner
+                .interest_version
+                .send_modify(|version| *version += 1);
+        }
         Ok(SubscriberSlot {
             hub: Arc::downgrade(&hub.inner),
             pattern: key,
@@ -638,6 +745,7 @@ impl Drop for SubscriberSlot {
             *count -= 1;
             if *count == 0 {
                 counts.remove(&self.pattern);
+                hub.interest_version.send_modify(|version| *version += 1);
             }
         }
     }

@@ -8,6 +8,8 @@
 //!   subscriber never slows the publisher or other subscribers and is handled by its
 //!   [`SlowSubscriberPolicy`], and [`Hub::slow_subscribers`] names it.
 //! * [`Presence`]: who is in which room, per user rather than per connection.
+//! * [`Relay`]: the hook through which several nodes act as one hub (the transport is the
+//!   binary's); [`Interest`] is what a node's subscribers want.
 //!
 //! The transports (SSE, WebSocket, the TCP line protocol) live in the `weir` binary.
 
@@ -16,6 +18,7 @@ mod hub;
 mod log;
 mod name;
 mod presence;
+mod relay;
 
 pub use durable::{Append, StoreError, StoredMessage, StoredTopic, TopicStore};
 pub use hub::{
@@ -25,3 +28,4 @@ pub use hub::{
 pub use log::{Message, Retention, ENCODING_SLOTS};
 pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN};
 pub use presence::{Presence, PresenceChange};
+pub use relay::{Interest, Relay, RelayStats};

@@ -17,6 +17,7 @@ mod jobs;
 mod kinds;
 pub mod line;
 pub mod logging;
+pub mod relay;
 mod routes;
 pub mod serve;
 pub mod topic_store;

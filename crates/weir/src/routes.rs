@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use weir_http::{HttpMetrics, Method, Request, Response, Router, StatusCode};
 use weir_jobs::{Jobs, JobsError, QueueCount};
-use weir_pubsub::Hub;
+use weir_pubsub::{Hub, RelayStats};
 
 use crate::auth::{Scope, Tokens};
 
@@ -80,6 +80,30 @@ fn render_pubsub(hub: &Hub, text: &mut String) {
             slow.missed
         );
     }
+    if let Some(relay) = hub.relay_stats() {
+        render_relay(relay, text);
+    }
+}
+
+/// The relay between nodes (PostgreSQL only): what went out, came in, and went missing.
+fn render_relay(relay: RelayStats, text: &mut String) {
+    let counters = [
+        ("sent", relay.sent, "Messages sent to other nodes."),
+        ("received", relay.received, "Messages received from other nodes."),
+        ("dropped", relay.dropped, "Messages another node wanted that this node could not send (its queue to them was full, or the database failed)."),
+        ("lost", relay.lost, "Messages from other nodes lost on the way (this node was not listening)."),
+    ];
+    for (name, value, help) in counters {
+        let _ = writeln!(text, "# HELP weir_pubsub_relay_{name}_total {help}");
+        let _ = writeln!(text, "# TYPE weir_pubsub_relay_{name}_total counter");
+        let _ = writeln!(text, "weir_pubsub_relay_{name}_total {value}");
+    }
+    let _ = writeln!(
+        text,
+        "# HELP weir_pubsub_relay_peers Other nodes seen in the last 15 s."
+    );
+    let _ = writeln!(text, "# TYPE weir_pubsub_relay_peers gauge");
+    let _ = writeln!(text, "weir_pubsub_relay_peers {}", relay.peers);
 }
 
 /// Longest the job counts may take in a scrape; past it (a large table on a busy database)

@@ -52,10 +52,16 @@ pub enum ServeError {
         /// The cause.
         source: weir_jobs::StoreError,
     },
+    /// The pub/sub relay between nodes could not start.
+    #[error("cannot start the pub/sub relay: {0}")]
+    Relay(String),
     /// The server failed while running.
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
+
+/// The PostgreSQL schema of the job store and the relay's table.
+const JOBS_SCHEMA: &str = "weir";
 
 /// The routes of the HTTP API. `shutdown` ends waiting lease requests when the server stops.
 pub fn router(
@@ -140,7 +146,7 @@ fn open_hub(config: &ServeConfig) -> Result<Hub, ServeError> {
 pub async fn open_jobs(config: &ServeConfig, hub: &Hub) -> Result<Jobs, ServeError> {
     let store: Arc<dyn Store> = match &config.database {
         Some(url) => Arc::new(
-            PostgresStore::open(url, "weir", 16, config.job_store.clone())
+            PostgresStore::open(url, JOBS_SCHEMA, 16, config.job_store.clone())
                 .await
                 .map_err(|source| ServeError::JobStore {
                     location: "PostgreSQL".into(),
@@ -197,6 +203,11 @@ pub async fn run(
     };
     let chat = Arc::new(LineContext::new(hub.clone(), line_config, shutdown.clone()));
     let jobs = open_jobs(&config, &hub).await?;
+    if let Some(url) = &config.database {
+        // After the job store: its migrations create the relay's table.
+        crate::relay::start(url, JOBS_SCHEMA, hub.clone(), shutdown.clone())
+            .map_err(ServeError::Relay)?;
+    }
     let maintenance = tokio::spawn({
         let jobs = jobs.clone();
         let stop = shutdown.clone();

@@ -249,3 +249,23 @@ pub fn job_ids(answer: &serde_json::Value) -> Vec<i64> {
         .map(|job| job["id"].as_i64().expect("a job id"))
         .collect()
 }
+
+/// A fresh database on the test PostgreSQL, or `None` when the suite runs without one.
+pub fn fresh_database() -> Option<String> {
+    let url = match std::env::var("WEIR_TEST_DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) if std::env::var("WEIR_TEST_POSTGRES").as_deref() == Ok("skip") => return None,
+        Err(_) => panic!(
+            "WEIR_TEST_DATABASE_URL is not set: run scripts/test.sh (it starts PostgreSQL), \
+             or set WEIR_TEST_POSTGRES=skip to leave the PostgreSQL tests out"
+        ),
+    };
+    let name = format!("weir_cluster_{}", fastrand::u32(..));
+    let status = std::process::Command::new("psql")
+        .args([&url, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "CREATE DATABASE failed");
+    let base = url.rsplit_once('/').unwrap().0;
+    Some(format!("{base}/{name}"))
+}

@@ -1,0 +1,226 @@
+//! Two `weir serve` nodes on one PostgreSQL act as one hub: a message published on either
+//! reaches subscribers on both, once each, in order, whatever its size; job events too.
+//! Real processes and a real PostgreSQL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{fresh_database, http, spawn_serve, temp_dir, Process, DEADLINE};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpStream;
+
+/// Two nodes on a fresh database, or `None` without PostgreSQL.
+fn cluster() -> Option<(Process, Process)> {
+    let database = fresh_database()?;
+    let node = |label| {
+        let dir = temp_dir(label);
+        spawn_serve(&["--database", &database, "--data-dir", dir.to_str().unwrap()])
+    };
+    Some((node("relay-a"), node("relay-b")))
+}
+
+/// An SSE subscription over a raw socket.
+struct Sse {
+    lines: Lines<BufReader<TcpStream>>,
+}
+
+impl Sse {
+    async fn open(addr: &str, pattern: &str) -> Sse {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /v1/topics/{pattern}/events HTTP/1.1\r\nHost: t\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut sse = Sse {
+            lines: BufReader::new(stream).lines(),
+        };
+        let status = sse.line(DEADLINE).await.expect("a status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        while sse
+            .line(DEADLINE)
+            .await
+            .is_some_and(|line| !line.is_empty())
+        {}
+        sse
+    }
+
+    async fn line(&mut self, wait: Duration) -> Option<String> {
+        tokio::time::timeout(wait, self.lines.next_line())
+            .await
+            .ok()
+            .map(|line| line.unwrap().expect("the stream stays open"))
+    }
+
+    /// The next message's data within `wait`, skipping heartbeats and ids; `None` if none.
+    async fn next(&mut self, wait: Duration) -> Option<String> {
+        let until = Instant::now() + wait;
+        loop {
+            let line = self
+                .line(until.saturating_duration_since(Instant::now()))
+                .await?;
+            if let Some(data) = line.strip_prefix("data: ") {
+                return Some(data.to_owned());
+            }
+        }
+    }
+
+    /// The next message that is not a warm-up message.
+    async fn next_real(&mut self) -> String {
+        loop {
+            let data = self
+                .next(DEADLINE)
+                .await
+                .expect("a message within the deadline");
+            if !data.starts_with("warm-up") {
+                return data;
+            }
+        }
+    }
+}
+
+async fn publish(addr: &str, topic: &str, payload: &str) {
+    let raw = format!(
+        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    let answer = http(addr, &raw).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+}
+
+/// Publishes warm-up messages on `addr` until `subscriber` (on the other node) sees one:
+/// a node learns what the other's subscribers want in the background, within moments.
+async fn until_relayed(addr: &str, topic: &str, subscriber: &mut Sse) {
+    let started = Instant::now();
+    loop {
+        publish(addr, topic, "warm-up").await;
+        if subscriber.next(Duration::from_millis(300)).await.is_some() {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "nothing relayed to the other node"
+        );
+    }
+}
+
+async fn metric(addr: &str, name: &str) -> f64 {
+    let answer = http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {answer}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_once_each_in_order_whatever_their_size() {
+    let Some((a, b)) = cluster() else {
+        return;
+    };
+    let (a, b) = (a.addr.clone(), b.addr.clone());
+    let mut wildcard_on_b = Sse::open(&b, "room.>").await;
+    let mut exact_on_a = Sse::open(&a, "room.1").await;
+    until_relayed(&a, "room.warm", &mut wildcard_on_b).await;
+    until_relayed(&b, "room.1", &mut exact_on_a).await;
+
+    // From A: numbered messages, then one far larger than a notification (8,000 bytes),
+    // with multibyte characters across every cut.
+    let large: String = "größer ✓ ".repeat(20_000);
+    for n in 0..50 {
+        publish(&a, "room.1", &format!("a-{n}")).await;
+    }
+    publish(&a, "room.1", &large).await;
+    // Then from B.
+    for n in 0..10 {
+        publish(&b, "room.1", &format!("b-{n}")).await;
+    }
+
+    let from_a: Vec<String> = (0..50).map(|n| format!("a-{n}")).chain([large]).collect();
+    let from_b: Vec<String> = (0..10).map(|n| format!("b-{n}")).collect();
+    // B's subscriber gets A's messages through the relay and B's own directly; A's gets its
+    // own once (A skips its own notifications, and B does not send them back) and B's.
+    // Each node's messages keep their order; how the two interleave depends on timing.
+    for (node, subscriber) in [("B", &mut wildcard_on_b), ("A", &mut exact_on_a)] {
+        let mut got = Vec::new();
+        for _ in 0..from_a.len() + from_b.len() {
+            got.push(subscriber.next_real().await);
+        }
+        let (got_a, got_b): (Vec<String>, Vec<String>) = got
+            .into_iter()
+            .partition(|message| !message.starts_with("b-"));
+        assert!(
+            got_a == from_a,
+            "node {node}: A's messages out of order, missing or doubled"
+        );
+        assert_eq!(got_b, from_b, "node {node}");
+        assert_eq!(
+            subscriber.next(Duration::from_millis(500)).await,
+            None,
+            "node {node}: nothing twice"
+        );
+    }
+
+    assert!(metric(&b, "weir_pubsub_relay_received_total").await >= 51.0);
+    assert_eq!(metric(&b, "weir_pubsub_relay_peers").await, 1.0);
+    assert_eq!(metric(&a, "weir_pubsub_relay_lost_total").await, 0.0);
+    // A topic no other node wants is not sent at all.
+    let sent_before = metric(&a, "weir_pubsub_relay_sent_total").await;
+    for n in 0..5 {
+        publish(&a, "quiet.x", &format!("q-{n}")).await;
+    }
+    assert_eq!(
+        metric(&a, "weir_pubsub_relay_sent_total").await,
+        sent_before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_events_reach_subscribers_on_the_other_node() {
+    let Some((a, b)) = cluster() else {
+        return;
+    };
+    let (a, b) = (a.addr.clone(), b.addr.clone());
+    let enqueue = |addr: String| async move {
+        let body = json!({"queue": "relayq", "kind": "echo", "payload": {}}).to_string();
+        let raw = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = http(&addr, &raw).await;
+        let json = answer.split("\r\n\r\n").nth(1).unwrap();
+        serde_json::from_str::<Value>(json).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    // The queue's events, subscribed on B, for a job enqueued on A.
+    let mut queue_on_b = Sse::open(&b, "queues.relayq").await;
+    until_relayed(&a, "queues.relayq", &mut queue_on_b).await;
+    let id = enqueue(a.clone()).await;
+    let event: Value = serde_json::from_str(&queue_on_b.next_real().await).unwrap();
+    assert_eq!(
+        (event["event"].as_str(), event["job"]["id"].as_i64()),
+        (Some("enqueued"), Some(id))
+    );
+    // A job's own topic exists only where someone subscribed: here on B alone. Its events
+    // still cross from A, where the change is made.
+    let topic = format!("jobs.{id}");
+    let mut job_on_b = Sse::open(&b, &topic).await;
+    until_relayed(&a, &topic, &mut job_on_b).await;
+    let raw = format!(
+        "POST /v1/jobs/{id}/cancel HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let answer = http(&a, &raw).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for subscriber in [&mut job_on_b, &mut queue_on_b] {
+        let event: Value = serde_json::from_str(&subscriber.next_real().await).unwrap();
+        assert_eq!(
+            (event["event"].as_str(), event["job"]["id"].as_i64()),
+            (Some("cancelled"), Some(id))
+        );
+    }
+}
