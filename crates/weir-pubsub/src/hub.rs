@@ -230,12 +230,22 @@ struct HubInner {
     subscribers: Mutex<HashMap<TopicPattern, usize>>,
     /// Bumped whenever a topic or pattern gains its first subscriber or loses its last.
     interest_version: watch::Sender<u64>,
+    /// The [`Interest`] of that version, built when first needed after a change.
+    interest_cache: Mutex<(Option<u64>, Arc<Interest>)>,
     /// Where local publishes go for other nodes, once set.
     relay: OnceLock<Arc<dyn Relay>>,
     /// The store's writer, when the hub has a store.
     writer: Option<Writer>,
     epoch_base: u64,
     epochs_issued: AtomicU64,
+}
+
+/// Whether a publish goes to the relay too (a local publish) or not (one that came from
+/// another node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forward {
+    Yes,
+    No,
 }
 
 /// The pub/sub hub. Clone it freely: clones share the topics.
@@ -296,6 +306,7 @@ impl Hub {
                 slow: Mutex::new(Vec::new()),
                 subscribers: Mutex::new(HashMap::new()),
                 interest_version: watch::Sender::new(0),
+                interest_cache: Mutex::default(),
                 relay: OnceLock::new(),
                 writer,
                 epoch_base,
@@ -319,23 +330,31 @@ impl Hub {
     /// Other topics are published at once, as with [`Hub::publish`].
     pub async fn publish_wait(&self, topic: &str, payload: Bytes) -> Result<Message, PublishError> {
         let (name, payload) = self.check(topic, payload)?;
-        let message = self.publish_here(&name, payload.clone()).await?;
-        self.forward(&name, &payload, false);
-        Ok(message)
+        self.publish_here(&name, payload, Forward::Yes).await
     }
 
-    /// Publishes a checked message on this node only: through the store when durable.
+    /// Publishes a checked message: through the store when durable. With `Forward::Yes`
+    /// it is also handed to the relay, in the order the topic's log took it.
     async fn publish_here(
         &self,
         name: &TopicName,
         payload: Bytes,
+        forward: Forward,
     ) -> Result<Message, PublishError> {
         match &self.inner.writer {
             Some(writer) if self.is_durable(name) => {
                 let topic = self.topic(name)?;
-                writer.publish(topic, payload).await
+                let copy = (forward == Forward::Yes).then(|| payload.clone());
+                let message = writer.publish(topic, payload).await?;
+                // After the commit: other nodes must not see what a crash could take back.
+                // Two publishers' answers may come back in either order, so a durable
+                // topic keeps each publisher's order across nodes, not the log's.
+                if let Some(copy) = copy {
+                    self.forward(name, &copy, false);
+                }
+                Ok(message)
             }
-            _ => self.publish_checked(name, payload),
+            _ => self.publish_checked(name, payload, forward),
         }
     }
 
@@ -346,9 +365,7 @@ impl Hub {
         if self.is_durable(&name) {
             return Err(PublishError::Durable(name.to_string()));
         }
-        let message = self.publish_checked(&name, payload.clone())?;
-        self.forward(&name, &payload, false);
-        Ok(message)
+        self.publish_checked(&name, payload, Forward::Yes)
     }
 
     /// Publishes `payload` to `topic` only if the topic exists (it was published to or
@@ -369,7 +386,7 @@ impl Hub {
         if !self.exists(&name) {
             return Ok(None);
         }
-        self.publish_checked(&name, payload).map(Some)
+        self.publish_checked(&name, payload, Forward::No).map(Some)
     }
 
     /// Publishes a message that arrived from another node, on this node only (it is not
@@ -389,7 +406,9 @@ impl Hub {
         if !kept {
             return Ok(None);
         }
-        self.publish_here(&name, payload).await.map(Some)
+        self.publish_here(&name, payload, Forward::No)
+            .await
+            .map(Some)
     }
 
     /// Sets where local publishes go for other nodes. Only the first call takes effect
@@ -416,12 +435,14 @@ impl Hub {
     /// The same topics and patterns as [`Hub::interest`], as a sorted list of names (what a
     /// relay tells the other nodes).
     pub fn interest_names(&self) -> Vec<String> {
-        let counts = self
+        let mut names: Vec<String> = self
             .inner
             .subscribers
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = counts.keys().map(|p| p.as_str().to_owned()).collect();
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .map(|p| p.as_str().to_owned())
+            .collect();
         names.sort_unstable();
         names
     }
@@ -432,14 +453,25 @@ impl Hub {
         self.inner.interest_version.subscribe()
     }
 
-    /// Whether a subscription here matches `name` ([`Hub::interest`] without building it).
+    /// Whether a subscription here matches `name`. Runs for every message from another
+    /// node whose topic is not here, so it reads an [`Interest`] built once per change of
+    /// the subscriptions (a set lookup and the wildcard patterns) rather than scanning every
+    /// subscription under the lock that subscribing takes.
     fn subscribed_here(&self, name: &TopicName) -> bool {
-        self.inner
-            .subscribers
+        let version = *self.inner.interest_version.borrow();
+        let mut cache = self
+            .inner
+            .interest_cache
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .any(|pattern| pattern.matches(name))
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.0 != Some(version) {
+            // Built after reading the version: a change in between is seen at the next
+            // call, as the version moved on.
+            *cache = (Some(version), Arc::new(self.interest()));
+        }
+        let interest = Arc::clone(&cache.1);
+        drop(cache);
+        interest.wants(name)
     }
 
     fn exists(&self, name: &TopicName) -> bool {
@@ -467,11 +499,22 @@ impl Hub {
         Ok((TopicName::new(topic)?, payload))
     }
 
-    fn publish_checked(&self, name: &TopicName, payload: Bytes) -> Result<Message, PublishError> {
+    fn publish_checked(
+        &self,
+        name: &TopicName,
+        payload: Bytes,
+        forward: Forward,
+    ) -> Result<Message, PublishError> {
         let topic = self.topic(name)?;
-        let (message, waiters) = topic
-            .log_mut()
-            .append(&topic.name, payload, SystemTime::now());
+        let copy = (forward == Forward::Yes).then(|| payload.clone());
+        let mut log = topic.log_mut();
+        let (message, waiters) = log.append(&topic.name, payload, SystemTime::now());
+        if let Some(copy) = copy {
+            // Under the log's lock, so that two publishers' messages leave for other nodes
+            // in the order this node's log took them (forwarding never blocks).
+            self.forward(name, &copy, false);
+        }
+        drop(log);
         for waiter in waiters {
             waiter.wake();
         }

@@ -58,9 +58,13 @@ impl Interest {
     /// The interest of `patterns` (topics and wildcard patterns).
     pub fn new(patterns: impl IntoIterator<Item = TopicPattern>) -> Interest {
         let mut interest = Interest::default();
+        let mut wildcards = HashSet::new();
         for pattern in patterns {
             if pattern.is_wildcard() {
-                interest.patterns.push(pattern);
+                // Several nodes (or subscribers) with one pattern: match it once.
+                if wildcards.insert(pattern.clone()) {
+                    interest.patterns.push(pattern);
+                }
             } else if let Ok(name) = TopicName::new(pattern.as_str()) {
                 interest.exact.insert(name);
             }

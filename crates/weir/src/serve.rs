@@ -54,7 +54,7 @@ pub enum ServeError {
     },
     /// The pub/sub relay between nodes could not start.
     #[error("cannot start the pub/sub relay: {0}")]
-    Relay(String),
+    Relay(#[from] crate::relay::RelayError),
     /// The server failed while running.
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
@@ -203,11 +203,11 @@ pub async fn run(
     };
     let chat = Arc::new(LineContext::new(hub.clone(), line_config, shutdown.clone()));
     let jobs = open_jobs(&config, &hub).await?;
-    if let Some(url) = &config.database {
+    let relay = match &config.database {
         // After the job store: its migrations create the relay's table.
-        crate::relay::start(url, JOBS_SCHEMA, hub.clone(), shutdown.clone())
-            .map_err(ServeError::Relay)?;
-    }
+        Some(url) => Some(crate::relay::start(url, JOBS_SCHEMA, hub.clone())?),
+        None => None,
+    };
     let maintenance = tokio::spawn({
         let jobs = jobs.clone();
         let stop = shutdown.clone();
@@ -234,6 +234,10 @@ pub async fn run(
     // Both run in this task until shutdown; `join!` waits for both to drain.
     let (http, line) = tokio::join!(http, line);
     let _ = maintenance.await;
+    // Last: what was published while the server drained still reaches the other nodes.
+    if let Some(relay) = relay {
+        relay.stop().await;
+    }
     http?;
     line?;
     Ok(())

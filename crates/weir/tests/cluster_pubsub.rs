@@ -168,14 +168,25 @@ async fn messages_cross_nodes_once_each_in_order_whatever_their_size() {
     assert!(metric(&b, "weir_pubsub_relay_received_total").await >= 51.0);
     assert_eq!(metric(&b, "weir_pubsub_relay_peers").await, 1.0);
     assert_eq!(metric(&a, "weir_pubsub_relay_lost_total").await, 0.0);
-    // A topic no other node wants is not sent at all.
+    // A topic no other node wants is not sent at all: of six messages, the five that B
+    // does not want leave A's count alone.
     let sent_before = metric(&a, "weir_pubsub_relay_sent_total").await;
     for n in 0..5 {
         publish(&a, "quiet.x", &format!("q-{n}")).await;
     }
+    publish(&a, "room.marker", "marker").await;
+    assert_eq!(wildcard_on_b.next_real().await, "marker");
+    let started = Instant::now();
+    while metric(&a, "weir_pubsub_relay_sent_total").await < sent_before + 1.0 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "A never counted the marker as sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         metric(&a, "weir_pubsub_relay_sent_total").await,
-        sent_before
+        sent_before + 1.0
     );
 }
 
@@ -207,10 +218,18 @@ async fn job_events_reach_subscribers_on_the_other_node() {
         (Some("enqueued"), Some(id))
     );
     // A job's own topic exists only where someone subscribed: here on B alone. Its events
-    // still cross from A, where the change is made.
+    // still cross from A, where the change is made. (B announces all it wants at once, so
+    // once A relays the marker topic, A knows of the job's topic too.)
     let topic = format!("jobs.{id}");
     let mut job_on_b = Sse::open(&b, &topic).await;
-    until_relayed(&a, &topic, &mut job_on_b).await;
+    let mut marker_on_b = Sse::open(&b, "relay.marker").await;
+    until_relayed(&a, "relay.marker", &mut marker_on_b).await;
+    let topics = http(
+        &a,
+        "GET /v1/topics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(!topics.contains(&format!("\"{topic}\"")), "{topics}");
     let raw = format!(
         "POST /v1/jobs/{id}/cancel HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );

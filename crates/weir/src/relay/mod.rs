@@ -7,32 +7,37 @@
 //!  subscriber on B ◄── hub B ◄── Hub::publish_relayed ◄── reassembler ◄── listener task ◄─┘
 //! ```
 //!
-//! - **Only what is wanted travels.** Each node keeps the topics and patterns its
+//! - **Only what is wanted is sent.** Each node keeps the topics and patterns its
 //!   subscribers want in the table `pubsub_node` and says `NOTIFY weir_pubsub_interest`
 //!   when that changes; the others reload it. A node sends a message only when some other
 //!   node wants its topic, so a cluster whose subscribers are all on the publishing node
-//!   (or a jobs-only cluster) sends nothing.
+//!   (or a jobs-only cluster) sends nothing. What is sent reaches every listening node
+//!   (that is how `NOTIFY` works); a node that does not want it drops it on arrival.
 //! - **At most once, and counted.** Like Redis's pub/sub, a notification reaches the nodes
 //!   listening at the time. Messages lost while a node's listening connection was down are
 //!   counted from the gap in the sender's numbers (`weir_pubsub_relay_lost_total`); local
-//!   messages that could not be sent (the queue of [`OUTBOUND_QUEUE`] full, or the
-//!   database failing) are counted as dropped. A publish never waits for other nodes.
+//!   messages that could not be sent (the queue full, the message larger than
+//!   [`wire::MAX_PAYLOAD`], the database failing) are counted as dropped. A publish never
+//!   waits for other nodes.
+//! - **A silent connection is noticed.** TCP keepalives on both connections, a deadline on
+//!   every statement, and a ping the sender sends to its own listener on every heartbeat:
+//!   a listener that hears no ping for three heartbeats connects again.
 //! - **Offsets are per node.** Each node appends what it receives to its own logs, so a
 //!   message has a different offset (and epoch) on each node; a client that reconnects to
 //!   another node resumes with a gap notice, as after a restart.
-//! - Messages of any size up to `pubsub.max_payload` travel: the wire format
-//!   ([`wire`]) cuts them into notifications sent in one transaction.
 
 mod wire;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use weir_pubsub::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
 
 use wire::{encode, Outbound, Reassembler};
@@ -41,24 +46,60 @@ use wire::{encode, Outbound, Reassembler};
 const MESSAGES: &str = "weir_pubsub";
 /// The channel on which a node says its interest changed.
 const INTEREST: &str = "weir_pubsub_interest";
-/// Local messages waiting to be sent; past it they are dropped and counted.
-pub const OUTBOUND_QUEUE: usize = 16_384;
-/// Messages sent in one statement (one transaction) at most.
-const BATCH: u64 = 256;
-/// How often a node refreshes its row and reloads the others'.
+/// Local messages waiting to be sent, at most; past it (or past [`QUEUE_BYTES`]) a message
+/// is dropped and counted, and the publisher is not slowed.
+const QUEUE_MESSAGES: usize = 16_384;
+/// Bytes of payload waiting to be sent, at most: a bound on memory while the database is
+/// slow or away, whatever the messages' sizes.
+const QUEUE_BYTES: usize = 64 << 20;
+/// One statement (one transaction) carries at most this many messages, and stops taking
+/// more once its notifications reach [`BATCH_BYTES`]. A transaction's notifications are
+/// written under PostgreSQL's one notify lock, so a batch stays small enough not to hold
+/// up everyone else's (the job store's wake-ups included).
+const BATCH_MESSAGES: u64 = 256;
+const BATCH_BYTES: usize = 4 << 20;
+/// How often a node refreshes its row, reloads the others', and pings its listener.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A node whose row was not refreshed for this long is taken to be gone.
-const PEER_TIMEOUT_SECS: i32 = 15;
-/// Deadline for connecting, and for the goodbye at shutdown.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Deadline for connecting, for each statement, and for the goodbye at shutdown.
+const DEADLINE: Duration = Duration::from_secs(10);
 /// Wait before connecting again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// The relay of one node. Set on the hub with [`start`]; its counts go to `/metrics`.
+/// Why the relay could not start or lost its connection.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The database URL cannot be used.
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(#[source] tokio_postgres::Error),
+    /// The hub already relays elsewhere.
+    #[error("the hub already has a relay")]
+    HubHasRelay,
+    /// Connecting or a statement took longer than its deadline.
+    #[error("PostgreSQL did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+}
+
+impl RelayError {
+    /// Whether the connection is unusable (else only the statement failed).
+    fn lost_connection(&self) -> bool {
+        match self {
+            RelayError::Database(error) => error.is_closed(),
+            _ => true,
+        }
+    }
+}
+
+/// The relay of one node, set on the hub by [`start`]; its counts go to `/metrics`.
 #[derive(Debug)]
 pub struct PostgresRelay {
     node: u64,
     outbound: mpsc::Sender<Outbound>,
+    queued_bytes: AtomicUsize,
     /// What the other nodes want.
     peers: RwLock<PeerInterest>,
     sent: AtomicU64,
@@ -69,19 +110,30 @@ pub struct PostgresRelay {
 
 #[derive(Debug, Default)]
 struct PeerInterest {
-    interest: Interest,
+    interest: Arc<Interest>,
     nodes: u64,
 }
 
 impl Relay for PostgresRelay {
     fn forward(&self, topic: &TopicName, payload: &Bytes, only_if_exists: bool) {
-        let wanted = self
-            .peers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .interest
-            .wants(topic);
-        if !wanted {
+        let peers = Arc::clone(
+            &self
+                .peers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .interest,
+        );
+        if !peers.wants(topic) {
+            return;
+        }
+        if payload.len() > wire::MAX_PAYLOAD {
+            self.count_dropped(1, "larger than the relay carries");
+            return;
+        }
+        let size = payload.len() + topic.as_str().len();
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.count_dropped(1, "the queue to other nodes is full");
             return;
         }
         let message = Outbound {
@@ -90,6 +142,7 @@ impl Relay for PostgresRelay {
             only_if_exists,
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(message) {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.count_dropped(1, "the queue to other nodes is full");
         }
     }
@@ -106,34 +159,57 @@ impl Relay for PostgresRelay {
 }
 
 impl PostgresRelay {
-    /// Counts `n` dropped messages, logging at the first and then at every power of two
-    /// (a full queue under load would otherwise log once per message).
+    /// Counts `n` dropped messages, logging at the first and then whenever the total
+    /// passes a power of two (a full queue under load would otherwise log per message).
     fn count_dropped(&self, n: u64, why: &str) {
         let before = self.dropped.fetch_add(n, Ordering::Relaxed);
-        if (before + n).next_power_of_two() != before.next_power_of_two() || before == 0 {
-            tracing::warn!(
-                dropped = before + n,
-                why,
-                "messages for other nodes dropped"
-            );
+        let total = before.saturating_add(n);
+        if before == 0 || total.next_power_of_two() != before.next_power_of_two() {
+            tracing::warn!(dropped = total, why, "messages for other nodes dropped");
         }
+    }
+
+    /// Takes `message` off the queue's byte count.
+    fn dequeued(&self, message: &Outbound) {
+        let size = message.payload.len() + message.topic.as_str().len();
+        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+    }
+}
+
+/// A running relay: its counts, and its tasks to stop.
+#[derive(Debug)]
+pub struct RelayHandle {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RelayHandle {
+    /// Stops relaying once the server has drained (messages published while it drained
+    /// still go out): says goodbye to the other nodes and waits for the tasks.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
 /// Starts relaying `hub`'s messages through the PostgreSQL at `url`, whose schema `schema`
 /// holds the `pubsub_node` table (the job store's migrations create it). Connects in the
-/// background, and again after any failure, until `shutdown`.
-pub fn start(
-    url: &str,
-    schema: &str,
-    hub: Hub,
-    shutdown: CancellationToken,
-) -> Result<Arc<PostgresRelay>, String> {
-    let config: Config = url.parse().map_err(|error| format!("{error}"))?;
-    let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
+/// background, and again after any failure, until [`RelayHandle::stop`].
+pub fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayError> {
+    let mut config: Config = url.parse().map_err(RelayError::Url)?;
+    // A connection that dies without a reset (a NAT's idle timeout, a failover) is
+    // noticed in about a minute instead of the system's two hours.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .connect_timeout(DEADLINE);
+    // Both bounded (QUEUE_MESSAGES and QUEUE_BYTES): past them `forward` drops and counts.
+    let (outbound, queue) = mpsc::channel(QUEUE_MESSAGES);
     let relay = Arc::new(PostgresRelay {
         node: fastrand::u64(..),
         outbound,
+        queued_bytes: AtomicUsize::new(0),
         peers: RwLock::default(),
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
@@ -141,8 +217,10 @@ pub fn start(
         lost: AtomicU64::new(0),
     });
     if !hub.set_relay(relay.clone()) {
-        return Err("the hub already has a relay".into());
+        return Err(RelayError::HubHasRelay);
     }
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let reload = Arc::new(Notify::new());
     let sender = Sender {
         config: config.clone(),
@@ -150,17 +228,33 @@ pub fn start(
         relay: relay.clone(),
         hub: hub.clone(),
         reload: reload.clone(),
-        shutdown: shutdown.clone(),
+        stop: stop.clone(),
     };
-    tokio::spawn(sender.run(queue));
-    tokio::spawn(listen(config, relay.clone(), hub, reload, shutdown));
-    Ok(relay)
+    tasks.spawn(sender.run(queue));
+    tasks.spawn(listen(config, relay, hub, reload, stop.clone()));
+    Ok(RelayHandle { stop, tasks })
+}
+
+/// The channel on which node `node`'s sender pings its own listener.
+fn ping_channel(node: u64) -> String {
+    format!("weir_pubsub_ping_{node:x}")
+}
+
+/// `future`, or [`RelayError::Timeout`] past [`DEADLINE`].
+async fn within<T>(
+    future: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, RelayError> {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .map_err(|_| RelayError::Timeout(DEADLINE))?
+        .map_err(RelayError::from)
 }
 
 /// The statements, with the schema in place.
 #[derive(Debug)]
 struct Tables {
     announce: String,
+    refresh: String,
     peers: String,
     goodbye: String,
 }
@@ -172,6 +266,7 @@ impl Tables {
                 "INSERT INTO {schema}.pubsub_node (node, interest, seen_at) VALUES ($1, $2, now())
                  ON CONFLICT (node) DO UPDATE SET interest = excluded.interest, seen_at = now()"
             ),
+            refresh: format!("UPDATE {schema}.pubsub_node SET seen_at = now() WHERE node = $1"),
             peers: format!(
                 "SELECT interest FROM {schema}.pubsub_node
                  WHERE node <> $1 AND seen_at > now() - make_interval(secs => $2)"
@@ -185,34 +280,38 @@ impl Tables {
 }
 
 /// The task that owns the sending connection: it sends the queued messages, keeps this
-/// node's interest in the table, and reloads the other nodes'.
+/// node's interest in the table, reloads the other nodes', and pings its own listener.
 struct Sender {
     config: Config,
     tables: Tables,
     relay: Arc<PostgresRelay>,
     hub: Hub,
     reload: Arc<Notify>,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 }
 
 impl Sender {
     async fn run(self, mut queue: mpsc::Receiver<Outbound>) {
         let mut interest_changes = self.hub.interest_changes();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        // After a stall, one heartbeat, not a burst of them.
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut seq = 0u64;
         let mut client: Option<Client> = None;
+        let mut ascii_only = false;
         loop {
             let Some(connected) = &client else {
-                match connect(&self.config, None).await {
-                    Ok(connected) => {
+                match connect_sending(&self.config).await {
+                    Ok((connected, utf8)) => {
                         // A fresh connection tells the others this node's interest at once.
                         interest_changes.mark_changed();
                         client = Some(connected);
+                        ascii_only = !utf8;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "pub/sub relay cannot connect to PostgreSQL");
                         tokio::select! {
-                            () = self.shutdown.cancelled() => return,
+                            () = self.stop.cancelled() => return,
                             () = tokio::time::sleep(RETRY) => {}
                         }
                     }
@@ -220,56 +319,65 @@ impl Sender {
                 continue;
             };
             let outcome = tokio::select! {
-                () = self.shutdown.cancelled() => {
-                    let _ = tokio::time::timeout(CONNECT_TIMEOUT, self.goodbye(connected)).await;
+                () = self.stop.cancelled() => {
+                    let _ = self.goodbye(connected).await;
                     return;
                 }
                 first = queue.recv() => match first {
-                    Some(first) => self.send(connected, first, &mut queue, &mut seq).await,
+                    Some(first) => {
+                        let batch = Batch { first, ascii_only };
+                        self.send(connected, batch, &mut queue, &mut seq).await
+                    }
                     None => return,
                 },
                 changed = interest_changes.changed() => match changed {
-                    Ok(()) => self.announce(connected, true).await,
+                    Ok(()) => self.announce(connected).await,
                     Err(_) => return,
                 },
                 () = self.reload.notified() => self.load_peers(connected).await,
-                _ = heartbeat.tick() => match self.announce(connected, false).await {
-                    Ok(()) => self.load_peers(connected).await,
-                    failed => failed,
-                },
+                _ = heartbeat.tick() => self.heartbeat(connected).await,
             };
             if let Err(error) = outcome {
-                tracing::warn!(%error, "pub/sub relay lost its PostgreSQL connection");
-                client = None;
+                if error.lost_connection() {
+                    tracing::warn!(%error, "pub/sub relay lost its PostgreSQL connection");
+                    client = None;
+                } else {
+                    tracing::warn!(%error, "pub/sub relay statement failed");
+                }
             }
         }
     }
 
-    /// Sends `first` and whatever else is queued (up to [`BATCH`]) in one statement: one
-    /// transaction, so a message cut into parts arrives in one piece.
+    /// Sends `first` and whatever else is queued, up to [`BATCH_MESSAGES`] and
+    /// [`BATCH_BYTES`], in one statement: one transaction, so a message cut into parts
+    /// arrives in one piece.
     async fn send(
         &self,
         client: &Client,
-        first: Outbound,
+        Batch { first, ascii_only }: Batch,
         queue: &mut mpsc::Receiver<Outbound>,
         seq: &mut u64,
-    ) -> Result<(), tokio_postgres::Error> {
-        let mut notifications = encode(self.relay.node, *seq, &first);
+    ) -> Result<(), RelayError> {
+        self.relay.dequeued(&first);
+        let mut notifications = encode(self.relay.node, *seq, &first, ascii_only);
+        let mut bytes: usize = notifications.iter().map(String::len).sum();
         let mut messages = 1u64;
-        while messages < BATCH {
+        while messages < BATCH_MESSAGES && bytes < BATCH_BYTES {
             let Ok(next) = queue.try_recv() else { break };
-            notifications.extend(encode(self.relay.node, *seq + messages, &next));
+            self.relay.dequeued(&next);
+            let encoded = encode(self.relay.node, *seq + messages, &next, ascii_only);
+            bytes += encoded.iter().map(String::len).sum::<usize>();
+            notifications.extend(encoded);
             messages += 1;
         }
-        let sent = client
-            .execute(
-                "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
-                &[&MESSAGES, &notifications],
-            )
-            .await;
-        // The numbers are used up either way: a statement that failed may still have
-        // committed (the connection broke before the answer), and numbers used twice would
-        // make receivers skip the later messages as repeats. Failed ones show as a gap.
+        let sent = within(client.execute(
+            "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
+            &[&MESSAGES, &notifications],
+        ))
+        .await;
+        // The numbers are used up either way: a statement whose answer was lost may have
+        // committed, and numbers used twice would make receivers skip the later messages
+        // as repeats. What did not go out then shows on the receivers as lost too.
         *seq += messages;
         match sent {
             Ok(_) => {
@@ -277,66 +385,86 @@ impl Sender {
                 Ok(())
             }
             Err(error) => {
-                self.relay
-                    .count_dropped(messages, "the database refused them");
+                self.relay.count_dropped(messages, "the database failed");
                 Err(error)
             }
         }
     }
 
-    /// Removes this node's row (and any left by nodes gone for an hour), and tells the
-    /// others, so that they stop sending to it at once rather than at their next reload.
-    async fn goodbye(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        client
-            .execute(&self.tables.goodbye, &[&(self.relay.node as i64)])
-            .await?;
-        self.say_interest_changed(client).await
+    /// Writes this node's interest and tells the others it changed.
+    async fn announce(&self, client: &Client) -> Result<(), RelayError> {
+        let interest = self.hub.interest_names();
+        within(client.execute(
+            &self.tables.announce,
+            &[&(self.relay.node as i64), &interest],
+        ))
+        .await?;
+        self.notify(client, INTEREST).await
     }
 
-    async fn say_interest_changed(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        client
-            .execute(
-                "SELECT pg_notify($1, $2)",
-                &[&INTEREST, &format!("{:x}", self.relay.node)],
-            )
+    /// Refreshes this node's row (writing the whole interest only when the row is gone),
+    /// reloads the other nodes', and pings this node's listener.
+    async fn heartbeat(&self, client: &Client) -> Result<(), RelayError> {
+        let refreshed =
+            within(client.execute(&self.tables.refresh, &[&(self.relay.node as i64)])).await?;
+        if refreshed == 0 {
+            self.announce(client).await?;
+        }
+        self.load_peers(client).await?;
+        self.notify(client, &ping_channel(self.relay.node)).await
+    }
+
+    /// Says `NOTIFY channel` with this node's id.
+    async fn notify(&self, client: &Client, channel: &str) -> Result<(), RelayError> {
+        let node = format!("{:x}", self.relay.node);
+        within(client.execute("SELECT pg_notify($1, $2)", &[&channel, &node]))
             .await
             .map(drop)
     }
 
-    /// Writes this node's interest (refreshing its row), and tells the others when it
-    /// `changed`.
-    async fn announce(&self, client: &Client, changed: bool) -> Result<(), tokio_postgres::Error> {
-        let interest = self.hub.interest_names();
-        client
-            .execute(
-                &self.tables.announce,
-                &[&(self.relay.node as i64), &interest],
-            )
-            .await?;
-        if changed {
-            self.say_interest_changed(client).await?;
-        }
-        Ok(())
+    /// Removes this node's row (and any left by nodes gone for an hour), and tells the
+    /// others, so that they stop sending to it at once rather than at their next reload.
+    async fn goodbye(&self, client: &Client) -> Result<(), RelayError> {
+        within(client.execute(&self.tables.goodbye, &[&(self.relay.node as i64)])).await?;
+        self.notify(client, INTEREST).await
     }
 
-    /// Reloads what the other nodes (those seen within [`PEER_TIMEOUT_SECS`]) want.
-    async fn load_peers(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        let rows = client
-            .query(
-                &self.tables.peers,
-                &[&(self.relay.node as i64), &f64::from(PEER_TIMEOUT_SECS)],
-            )
-            .await?;
+    /// Reloads what the other nodes (those seen within [`PEER_TIMEOUT`]) want.
+    async fn load_peers(&self, client: &Client) -> Result<(), RelayError> {
+        let rows = within(client.query(
+            &self.tables.peers,
+            &[&(self.relay.node as i64), &PEER_TIMEOUT.as_secs_f64()],
+        ))
+        .await?;
         let nodes = rows.len() as u64;
         let patterns = rows
             .iter()
-            .flat_map(|row| row.get::<_, Vec<String>>(0))
+            .filter_map(|row| row.try_get::<_, Vec<Option<String>>>(0).ok())
+            .flatten()
+            .flatten()
             .filter_map(|pattern| TopicPattern::new(&pattern).ok());
-        let interest = Interest::new(patterns);
+        let interest = Arc::new(Interest::new(patterns));
         *self.relay.peers.write().unwrap_or_else(|e| e.into_inner()) =
             PeerInterest { interest, nodes };
         Ok(())
     }
+}
+
+/// The first message of a batch, and how to encode the batch.
+struct Batch {
+    first: Outbound,
+    /// The database's encoding is not UTF-8: only ASCII may go as text.
+    ascii_only: bool,
+}
+
+/// Connects the sending connection; true when the database's encoding is UTF-8.
+async fn connect_sending(config: &Config) -> Result<(Client, bool), RelayError> {
+    let client = connect(config, None).await?;
+    let encoding = within(client.query_one("SHOW server_encoding", &[])).await?;
+    let utf8 = encoding
+        .try_get::<_, String>(0)
+        .is_ok_and(|e| e.eq_ignore_ascii_case("UTF8"));
+    Ok((client, utf8))
 }
 
 /// Connects to PostgreSQL. Notifications, when `notifications` is given, are handed to it in
@@ -344,11 +472,8 @@ impl Sender {
 async fn connect(
     config: &Config,
     notifications: Option<mpsc::Sender<Notification>>,
-) -> Result<Client, String> {
-    let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-        .await
-        .map_err(|_| "connecting to PostgreSQL timed out".to_owned())?
-        .map_err(|error| error.to_string())?;
+) -> Result<Client, RelayError> {
+    let (client, mut connection) = within(config.connect(NoTls)).await?;
     tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
@@ -356,8 +481,10 @@ async fn connect(
                     let Some(notifications) = &notifications else {
                         continue;
                     };
-                    // Waiting here holds back reading the connection, and PostgreSQL keeps
-                    // the notifications meanwhile: backpressure, not loss.
+                    // Bounded (1,024): waiting here holds back reading the connection, and
+                    // PostgreSQL keeps the notifications in its queue meanwhile. That queue
+                    // is shared by the whole database (8 GB by default), so a listener must
+                    // not stall for long; it only decodes and appends to in-memory logs.
                     if notifications.send(notification).await.is_err() {
                         break;
                     }
@@ -374,52 +501,61 @@ async fn connect(
 }
 
 /// The task that listens for other nodes' messages and interest, and publishes their
-/// messages on `hub`. Listens again after any failure.
+/// messages on `hub`. Listens again after any failure, or when its own sender's pings stop
+/// arriving (a connection that died silently).
 async fn listen(
     config: Config,
     relay: Arc<PostgresRelay>,
     hub: Hub,
     reload: Arc<Notify>,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     let mut reassembler = Reassembler::new(relay.node);
     let own = format!("{:x}", relay.node);
+    let ping = ping_channel(relay.node);
+    let silence = HEARTBEAT * 3;
     loop {
         let (sender, mut notifications) = mpsc::channel(1024);
         let listening = match connect(&config, Some(sender)).await {
-            Ok(client) => client
-                .batch_execute(&format!("LISTEN {MESSAGES}; LISTEN {INTEREST}"))
-                .await
-                .map(|()| client)
-                .map_err(|error| error.to_string()),
+            Ok(client) => within(client.batch_execute(&format!(
+                "LISTEN {MESSAGES}; LISTEN {INTEREST}; LISTEN {ping}"
+            )))
+            .await
+            .map(|()| client),
             Err(error) => Err(error),
         };
         match listening {
             Ok(_client) => {
                 // The others' interest may have changed while this node was not listening.
                 reload.notify_one();
+                let mut heard = Instant::now();
                 loop {
                     let notification = tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep_until(heard + silence) => {
+                            tracing::warn!(?silence, "pub/sub relay heard nothing from PostgreSQL; listening again");
+                            break;
+                        }
                         notification = notifications.recv() => notification,
                     };
                     let Some(notification) = notification else {
+                        tracing::warn!("pub/sub relay stopped listening; listening again");
                         break;
                     };
-                    if notification.channel() == INTEREST {
-                        if notification.payload() != own {
-                            reload.notify_one();
+                    heard = Instant::now();
+                    match notification.channel() {
+                        MESSAGES => {
+                            receive(&mut reassembler, &relay, &hub, notification.payload()).await;
                         }
-                        continue;
+                        INTEREST if notification.payload() != own => reload.notify_one(),
+                        _ => {} // its own interest, or its ping: heard is enough
                     }
-                    receive(&mut reassembler, &relay, &hub, notification.payload()).await;
                 }
-                tracing::warn!("pub/sub relay stopped listening; listening again");
             }
             Err(error) => tracing::warn!(%error, "pub/sub relay cannot listen"),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(RETRY) => {}
         }
     }
@@ -429,7 +565,10 @@ async fn listen(
 async fn receive(reassembler: &mut Reassembler, relay: &PostgresRelay, hub: &Hub, payload: &str) {
     let fed = reassembler.feed(payload);
     if fed.lost > 0 {
-        let total = relay.lost.fetch_add(fed.lost, Ordering::Relaxed) + fed.lost;
+        let total = relay
+            .lost
+            .fetch_add(fed.lost, Ordering::Relaxed)
+            .saturating_add(fed.lost);
         tracing::warn!(
             lost = fed.lost,
             total,

@@ -29,10 +29,15 @@ const MAX_NOTIFICATION: usize = 7_999;
 const MAX_HEADER: usize = 16 + 20 + 7 + 7 + 2 + MAX_TOPIC_LEN + 6;
 /// Data per notification.
 const DATA_PER_PART: usize = MAX_NOTIFICATION - MAX_HEADER;
-/// Parts of one message a receiver accepts: enough for the hub's largest payload limit
-/// (`pubsub.max_payload`, 16 MiB at most) in base64, and a bound on what one
-/// half-received message can hold.
-const MAX_PARTS: usize = (16 << 20) * 4 / 3 / DATA_PER_PART + 2;
+/// The largest payload relayed; a larger one (possible only with `pubsub.max_payload`
+/// raised past it) is not sent, and counted as dropped.
+pub(crate) const MAX_PAYLOAD: usize = 16 << 20;
+/// Parts of one message a receiver accepts: enough for [`MAX_PAYLOAD`] in base64, and a
+/// bound on what one half-received message can hold.
+const MAX_PARTS: usize = MAX_PAYLOAD.div_ceil(3) * 4 / DATA_PER_PART + 1;
+/// Room reserved for a message's data when its first part arrives; a larger one grows as
+/// its parts come (a corrupt part count cannot make a node reserve much).
+const RESERVE: usize = 1 << 20;
 
 /// A local publish on its way to other nodes.
 #[derive(Debug, Clone)]
@@ -50,10 +55,14 @@ pub(crate) struct Inbound {
     pub(crate) only_if_exists: bool,
 }
 
-/// The notifications that carry `message`, message number `seq` of node `node`.
-pub(crate) fn encode(node: u64, seq: u64, message: &Outbound) -> Vec<String> {
+/// The notifications that carry `message`, message number `seq` of node `node`. With
+/// `ascii_only` (a database whose encoding is not UTF-8, which could not take every
+/// character), any text that is not ASCII goes as base64.
+pub(crate) fn encode(node: u64, seq: u64, message: &Outbound, ascii_only: bool) -> Vec<String> {
     let (kind, data) = match std::str::from_utf8(&message.payload) {
-        Ok(text) if !text.contains('\0') => ('t', Cow::Borrowed(text)),
+        Ok(text) if !text.contains('\0') && (!ascii_only || text.is_ascii()) => {
+            ('t', Cow::Borrowed(text))
+        }
         _ => ('b', Cow::Owned(BASE64_STANDARD.encode(&message.payload))),
     };
     let exists = if message.only_if_exists { 'e' } else { '-' };
@@ -184,6 +193,10 @@ impl Reassembler {
         }
         if self.senders.len() >= MAX_SENDERS && !self.senders.contains_key(&fragment.node) {
             self.senders.retain(|_, sender| sender.partial.is_some());
+            if self.senders.len() >= MAX_SENDERS {
+                // Every one mid-message: a bound on memory matters more than those.
+                self.senders.clear();
+            }
         }
         let sender = self.senders.entry(fragment.node).or_default();
         let mut fed = Fed::default();
@@ -195,7 +208,7 @@ impl Reassembler {
                 return fed; // the rest of a message already given up
             }
             // Messages never seen, and one in progress that this one does not continue.
-            fed.lost += fragment.seq - next;
+            fed.lost = fragment.seq - next;
         }
         let continues = sender.partial.as_ref().is_some_and(|partial| {
             partial.seq == fragment.seq && partial.next_part == fragment.part
@@ -207,15 +220,17 @@ impl Reassembler {
                 .is_some_and(|partial| partial.seq == fragment.seq);
             if fragment.part > 0 {
                 // Its start (or a part) was missed: skip the rest of it.
-                fed.lost += u64::from(broken_here || !joined_late);
-                sender.next = Some(fragment.seq + 1);
+                fed.lost = fed
+                    .lost
+                    .saturating_add(u64::from(broken_here || !joined_late));
+                sender.next = Some(fragment.seq.saturating_add(1));
                 return fed;
             }
-            fed.lost += u64::from(broken_here);
+            fed.lost = fed.lost.saturating_add(u64::from(broken_here));
             sender.partial = Some(Partial {
                 seq: fragment.seq,
                 next_part: 0,
-                data: String::with_capacity(fragment.data.len() * fragment.parts),
+                data: String::with_capacity((fragment.data.len() * fragment.parts).min(RESERVE)),
             });
         }
         sender.next = Some(fragment.seq);
@@ -227,7 +242,7 @@ impl Reassembler {
         }
         let data = std::mem::take(&mut partial.data);
         sender.partial = None;
-        sender.next = Some(fragment.seq + 1);
+        sender.next = Some(fragment.seq.saturating_add(1));
         let payload = match fragment.base64 {
             false => Bytes::from(data),
             true => match BASE64_STANDARD.decode(&data) {
@@ -294,7 +309,7 @@ mod tests {
         ];
         let mut notifications = Vec::new();
         for (seq, message) in messages.iter().enumerate() {
-            let encoded = encode(7, seq as u64, message);
+            let encoded = encode(7, seq as u64, message, false);
             for notification in &encoded {
                 assert!(
                     notification.len() <= MAX_NOTIFICATION,
@@ -315,9 +330,22 @@ mod tests {
     }
 
     #[test]
+    fn a_database_that_is_not_utf8_gets_ascii_only() {
+        let message = outbound("a", "größer", false);
+        let notifications = encode(7, 0, &message, true);
+        assert!(
+            notifications.iter().all(|n| n.is_ascii()),
+            "{notifications:?}"
+        );
+        let (received, _) = feed_all(&mut Reassembler::new(1), &notifications);
+        assert_eq!(received, [inbound(&message)]);
+        assert!(encode(7, 0, &outbound("a", "plain", false), true)[0].ends_with(" plain"));
+    }
+
+    #[test]
     fn own_notifications_are_skipped_and_strangers_are_malformed() {
         let mut reassembler = Reassembler::new(7);
-        let own = encode(7, 0, &outbound("a", "x", false));
+        let own = encode(7, 0, &outbound("a", "x", false), false);
         assert_eq!(reassembler.feed(&own[0]), Fed::default());
         for bad in [
             "",
@@ -333,8 +361,8 @@ mod tests {
     #[test]
     fn gaps_and_cut_off_messages_count_as_lost() {
         let mut reassembler = Reassembler::new(1);
-        let small = |seq| encode(9, seq, &outbound("a", format!("m{seq}"), false));
-        let large = |seq| encode(9, seq, &outbound("a", "x".repeat(20_000), false));
+        let small = |seq| encode(9, seq, &outbound("a", format!("m{seq}"), false), false);
+        let large = |seq| encode(9, seq, &outbound("a", "x".repeat(20_000), false), false);
         // Joining late (first seen: 5) loses nothing; then 6 and 7 never come.
         let (got, lost) = feed_all(&mut reassembler, &[small(5), small(8)].concat());
         assert_eq!((got.len(), lost), (2, 2));
