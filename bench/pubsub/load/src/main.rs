@@ -15,6 +15,11 @@
 //! * steady: RATE messages a second for SECONDS; reports latency.
 //! * idle: CONNECTIONS subscribers that receive nothing; reports the server's resident
 //!   memory per connection (from /proc/SERVER_PID/status).
+//!
+//! Across nodes (bench/pubsub/cluster.sh): with `PUBLISH_ADDR` set, the publisher connects
+//! there (another node of the cluster) while the subscribers use ADDR, and the publisher
+//! starts once a probe message it publishes has reached every subscriber: a cluster learns
+//! of a new subscription in the background, Weir's and NATS's alike.
 
 mod histogram;
 mod protocol;
@@ -83,6 +88,8 @@ struct Shared {
     last_delivery: Cell<Duration>,
     /// Deliveries per subscriber, for the flood window (the slowest one sets the pace).
     each: Vec<Cell<u64>>,
+    /// Whether each subscriber has had a probe (see [`probe_until_delivered`]).
+    probed: Vec<Cell<bool>>,
 }
 
 impl Shared {
@@ -92,6 +99,7 @@ impl Shared {
             delivered: Cell::new(0),
             last_delivery: Cell::new(Duration::ZERO),
             each: (0..subscribers).map(|_| Cell::new(0)).collect(),
+            probed: (0..subscribers).map(|_| Cell::new(false)).collect(),
         })
     }
 
@@ -143,7 +151,10 @@ async fn receive(
         let mut batch = 0;
         let mut record = |marker: &[u8], histogram: &mut Histogram| {
             let hex = std::str::from_utf8(&marker[1..MARKER]).unwrap_or("");
-            if let Ok(sent) = u64::from_str_radix(hex, 16) {
+            if hex.bytes().all(|b| b == b'0') {
+                // A probe (sent at time 0): not one of the measured messages.
+                shared.probed[index].set(true);
+            } else if let Ok(sent) = u64::from_str_radix(hex, 16) {
                 let latency = now.saturating_sub(Duration::from_nanos(sent));
                 histogram.record(latency.as_micros() as u64);
                 batch += 1;
@@ -224,8 +235,9 @@ async fn flood(protocol: Protocol, addr: &str, subscribers: u64, messages: u64, 
     for (index, (stream, pending)) in connections.into_iter().enumerate() {
         tasks.push(tokio::task::spawn_local(receive(index, stream, pending, messages, size, shared.clone(), deadline.clone())));
     }
-    let (reader, mut writer) = publisher(protocol, addr).await?.into_split();
+    let (reader, mut writer) = publisher(protocol, &publish_addr(addr)).await?.into_split();
     drain_replies(reader);
+    probe_until_delivered(protocol, &mut writer, &shared, size).await?;
     let started = shared.origin.elapsed();
     let mut sent = 0u64;
     let mut frame = Vec::with_capacity(64 * 1024);
@@ -271,8 +283,9 @@ async fn steady(protocol: Protocol, addr: &str, subscribers: u64, rate: u64, sec
     for (index, (stream, pending)) in connections.into_iter().enumerate() {
         tasks.push(tokio::task::spawn_local(receive(index, stream, pending, messages, size, shared.clone(), deadline.clone())));
     }
-    let (reader, mut writer) = publisher(protocol, addr).await?.into_split();
+    let (reader, mut writer) = publisher(protocol, &publish_addr(addr)).await?.into_split();
     drain_replies(reader);
+    probe_until_delivered(protocol, &mut writer, &shared, size).await?;
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -305,6 +318,38 @@ async fn steady(protocol: Protocol, addr: &str, subscribers: u64, rate: u64, sec
         histogram.quantile(0.99),
         histogram.quantile(0.999),
     );
+    Ok(())
+}
+
+/// Where the publisher connects: `PUBLISH_ADDR` (another node), else the subscribers' ADDR.
+fn publish_addr(addr: &str) -> String {
+    std::env::var("PUBLISH_ADDR").unwrap_or_else(|_| addr.to_owned())
+}
+
+/// With `PUBLISH_ADDR` set, publishes a probe message (stamped with time 0, so that the
+/// subscribers skip it) every 100 ms until every subscriber has had one: the node the
+/// publisher is on has then learnt of the subscriptions.
+async fn probe_until_delivered(
+    protocol: Protocol,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    shared: &Shared,
+    size: usize,
+) -> std::io::Result<()> {
+    if std::env::var_os("PUBLISH_ADDR").is_none() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let (mut frame, mut body) = (Vec::new(), Vec::with_capacity(size));
+    while !shared.probed.iter().all(Cell::get) {
+        if started.elapsed() > DRAIN_DEADLINE {
+            return Err(std::io::Error::other("no probe reached every subscriber"));
+        }
+        frame.clear();
+        payload(0, size, &mut body);
+        publish_frame(protocol, &body, &mut frame);
+        writer.write_all(&frame).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 

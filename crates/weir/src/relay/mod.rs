@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_pubsub::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
 
-use wire::{encode, Outbound, Reassembler};
+use wire::{Encoder, Outbound, Reassembler};
 
 /// The channel messages travel on.
 const MESSAGES: &str = "weir_pubsub";
@@ -359,17 +359,16 @@ impl Sender {
         seq: &mut u64,
     ) -> Result<(), RelayError> {
         self.relay.dequeued(&first);
-        let mut notifications = encode(self.relay.node, *seq, &first, ascii_only);
-        let mut bytes: usize = notifications.iter().map(String::len).sum();
+        let mut encoder = Encoder::new(self.relay.node, ascii_only);
+        encoder.push(*seq, &first);
         let mut messages = 1u64;
-        while messages < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        while messages < BATCH_MESSAGES && encoder.bytes() < BATCH_BYTES {
             let Ok(next) = queue.try_recv() else { break };
             self.relay.dequeued(&next);
-            let encoded = encode(self.relay.node, *seq + messages, &next, ascii_only);
-            bytes += encoded.iter().map(String::len).sum::<usize>();
-            notifications.extend(encoded);
+            encoder.push(*seq + messages, &next);
             messages += 1;
         }
+        let notifications = encoder.finish();
         let sent = within(client.execute(
             "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
             &[&MESSAGES, &notifications],
@@ -581,12 +580,15 @@ async fn receive(reassembler: &mut Reassembler, relay: &PostgresRelay, hub: &Hub
             "pub/sub relay ignored a notification it cannot read"
         );
     }
-    let Some(message) = fed.message else { return };
-    relay.received.fetch_add(1, Ordering::Relaxed);
-    let published = hub
-        .publish_relayed(&message.topic, message.payload, message.only_if_exists)
-        .await;
-    if let Err(error) = published {
-        tracing::debug!(topic = message.topic, %error, "message from another node not published");
+    relay
+        .received
+        .fetch_add(fed.messages.len() as u64, Ordering::Relaxed);
+    for message in fed.messages {
+        let published = hub
+            .publish_relayed(&message.topic, message.payload, message.only_if_exists)
+            .await;
+        if let Err(error) = published {
+            tracing::debug!(topic = message.topic, %error, "message from another node not published");
+        }
     }
 }

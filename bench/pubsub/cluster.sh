@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Pub/sub across two nodes: Weir (two `weir serve` on one PostgreSQL, relayed with
+# LISTEN/NOTIFY) against NATS (two nats-server joined by a cluster route), in one run, with
+# the same load tool as run.sh (bench/pubsub/load).
+#
+#   bash bench/pubsub/cluster.sh [ROUNDS] [MESSAGES] [SUBSCRIBERS]   (defaults 3 20000 100)
+#
+# The subscribers connect to node 2 and the publisher to node 1 (pubsub-load with
+# PUBLISH_ADDR), so every message crosses between the nodes once and is fanned out on node 2.
+# Both nodes (and PostgreSQL) run on CPU 0, the tool on CPU 1; each cluster is started
+# fresh for every measurement, and the rounds alternate the order.
+#  1. flood: MESSAGES messages of 100 bytes, at most 500 in flight to the slowest
+#     subscriber: deliveries/s and publish→receive p50/p99.
+#  2. steady: 2,000 messages/s for 10 s: p50/p99.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-3}
+messages=${2:-20000}
+subscribers=${3:-100}
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need nats-server nats-server
+need psql postgresql-client
+
+source scripts/postgres.sh
+for pid in $(pgrep -f "$WEIR_TEST_PG_DIR/data"); do taskset -a -cp 0 "$pid" >/dev/null; done
+
+cargo build -q --release -p weir
+(cd bench/pubsub/load && cargo build -q --release)
+load=bench/pubsub/load/target/release/pubsub-load
+weir=target/release/weir
+
+work=$(mktemp -d)
+pids=()
+stop_cluster() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    pids=()
+}
+trap 'stop_cluster; rm -rf "$work"; stop_postgres' EXIT
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2; exit 1
+}
+
+# start_cluster NAME: two nodes on CPU 0; sets $subscribe_addr and $publish_addr.
+start_cluster() {
+    stop_cluster
+    case "$1" in
+        nats)
+            for node in 1 2; do
+                taskset -c 0 nats-server -a 127.0.0.1 -p "1422$node" --cluster_name bench \
+                    --cluster "nats://127.0.0.1:1624$node" --routes "nats://127.0.0.1:16241,nats://127.0.0.1:16242" \
+                    >"$work/nats-$node.log" 2>&1 &
+                pids+=($!)
+            done
+            subscribe_addr=127.0.0.1:14222; publish_addr=127.0.0.1:14221 ;;
+        weir)
+            local database="bench_$(date +%s%N)"
+            psql -q "$WEIR_TEST_DATABASE_URL" -c "CREATE DATABASE $database" >/dev/null
+            for node in 1 2; do
+                taskset -c 0 "$weir" serve --worker-threads 1 --http-addr "127.0.0.1:1707$node" \
+                    --line-addr "127.0.0.1:1708$node" --data-dir "$work/weir-$node-$RANDOM" \
+                    --database "${WEIR_TEST_DATABASE_URL%/*}/$database" --log-level warn \
+                    >"$work/weir-$node.log" 2>&1 &
+                pids+=($!)
+                wait_port "1708$node"
+            done
+            subscribe_addr=127.0.0.1:17082; publish_addr=127.0.0.1:17081 ;;
+    esac
+    wait_port "${subscribe_addr##*:}"; wait_port "${publish_addr##*:}"
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+declare -A rates p50s p99s steady_p50 steady_p99
+echo "== flood across nodes: $subscribers subscribers, $messages messages of 100 bytes, $rounds rounds"
+for round in $(seq "$rounds"); do
+    if (( round % 2 )); then order="weir nats"; else order="nats weir"; fi
+    for server in $order; do
+        start_cluster "$server"
+        line=$(PUBLISH_ADDR=$publish_addr taskset -c 1 "$load" flood "$server" "$subscribe_addr" "$subscribers" "$messages" 100 500)
+        stop_cluster
+        echo "round $round $server: $line"
+        rates[$server]+="$(echo "$line" | field deliveries_per_sec) "
+        p50s[$server]+="$(echo "$line" | field p50_us) "
+        p99s[$server]+="$(echo "$line" | field p99_us) "
+    done
+done
+echo "== steady across nodes: 2,000 messages/s to $subscribers subscribers for 10 s, $rounds rounds"
+for round in $(seq "$rounds"); do
+    if (( round % 2 )); then order="weir nats"; else order="nats weir"; fi
+    for server in $order; do
+        start_cluster "$server"
+        line=$(PUBLISH_ADDR=$publish_addr taskset -c 1 "$load" steady "$server" "$subscribe_addr" "$subscribers" 2000 10 100)
+        stop_cluster
+        echo "round $round $server: $line"
+        steady_p50[$server]+="$(echo "$line" | field p50_us) "
+        steady_p99[$server]+="$(echo "$line" | field p99_us) "
+    done
+done
+
+echo
+echo "== summary (medians over $rounds rounds; both nodes on one core)"
+printf '%-6s %14s %10s %10s %14s %14s\n' server deliveries/s p50_ms p99_ms steady_p50_ms steady_p99_ms
+declare -A median_rate median_steady_p99
+for server in weir nats; do
+    median_rate[$server]=$(echo ${rates[$server]} | tr ' ' '\n' | median)
+    median_steady_p99[$server]=$(echo ${steady_p99[$server]} | tr ' ' '\n' | median)
+    printf '%-6s %14.0f %10s %10s %14s %14s\n' "$server" "${median_rate[$server]}" \
+        "$(div "$(echo ${p50s[$server]} | tr ' ' '\n' | median)" 1000)" \
+        "$(div "$(echo ${p99s[$server]} | tr ' ' '\n' | median)" 1000)" \
+        "$(div "$(echo ${steady_p50[$server]} | tr ' ' '\n' | median)" 1000)" \
+        "$(div "${median_steady_p99[$server]}" 1000)"
+done
+echo "flood ratio weir / nats: $(div "${median_rate[weir]}" "${median_rate[nats]}")"
+echo "steady p99 ratio weir / nats: $(div "${median_steady_p99[weir]}" "${median_steady_p99[nats]}")"
+echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
