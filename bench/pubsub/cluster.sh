@@ -75,6 +75,12 @@ start_cluster() {
 }
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+# The relay is at most once: a run that lost deliveries is reported, not averaged in silently.
+check_complete() {
+    local delivered expected
+    delivered=$(echo "$1" | field delivered); expected=$(echo "$1" | field expected)
+    if [ "$delivered" != "$expected" ]; then echo "warning: delivered $delivered of $expected" >&2; fi
+}
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -87,6 +93,7 @@ for round in $(seq "$rounds"); do
         line=$(PUBLISH_ADDR=$publish_addr taskset -c 1 "$load" flood "$server" "$subscribe_addr" "$subscribers" "$messages" 100 500)
         stop_cluster
         echo "round $round $server: $line"
+        check_complete "$line"
         rates[$server]+="$(echo "$line" | field deliveries_per_sec) "
         p50s[$server]+="$(echo "$line" | field p50_us) "
         p99s[$server]+="$(echo "$line" | field p99_us) "
@@ -100,6 +107,7 @@ for round in $(seq "$rounds"); do
         line=$(PUBLISH_ADDR=$publish_addr taskset -c 1 "$load" steady "$server" "$subscribe_addr" "$subscribers" 2000 10 100)
         stop_cluster
         echo "round $round $server: $line"
+        check_complete "$line"
         steady_p50[$server]+="$(echo "$line" | field p50_us) "
         steady_p99[$server]+="$(echo "$line" | field p99_us) "
     done

@@ -24,7 +24,8 @@ pub trait Relay: Send + Sync + fmt::Debug {
     /// [`Hub::publish_if_exists`](crate::Hub::publish_if_exists) whether or not the topic
     /// exists here (a subscriber may be on another node); `only_if_exists` then asks the
     /// other nodes to publish it only where the topic exists. Runs on the publisher's
-    /// task: it must not block.
+    /// task, usually while the topic's log is locked (so that messages leave in the log's
+    /// order): it must not block, and must not call into the hub.
     fn forward(&self, topic: &TopicName, payload: &Bytes, only_if_exists: bool);
 
     /// Counts so far, for metrics.

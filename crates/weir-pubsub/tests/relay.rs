@@ -83,6 +83,20 @@ async fn relayed_messages_are_kept_only_where_someone_could_read_them() {
         Event::Message(message) => assert_eq!(message.payload(), &Bytes::from("hi")),
         other => panic!("{other:?}"),
     }
+    // The subscription gone, a message for a topic not here is dropped again; back, kept.
+    drop(subscriber);
+    assert!(hub
+        .publish_relayed("x.q", Bytes::from("3"), false)
+        .await
+        .unwrap()
+        .is_none());
+    let subscriber = hub.subscribe("x.>", StartFrom::Now, "test").unwrap();
+    assert!(hub
+        .publish_relayed("x.q", Bytes::from("4"), false)
+        .await
+        .unwrap()
+        .is_some());
+    drop(subscriber);
     // Only where the topic exists: a wildcard subscriber does not make per-job topics.
     let only_if_exists = hub
         .publish_relayed("x.z", Bytes::from("1"), true)

@@ -194,8 +194,14 @@ async fn a_cluster_finishes_every_job_while_workers_and_a_node_are_killed() {
     // would differ (their times and lease), so distinct `completed` events are counted.
     let mut completions: HashMap<i64, HashSet<String>> = HashMap::new();
     for watcher in watchers {
+        let mut in_this_stream: HashSet<String> = HashSet::new();
         for (id, event, data) in watcher.finish().await {
             if event == "completed" {
+                // Within one stream, no event twice (a relayed copy delivered again).
+                assert!(
+                    in_this_stream.insert(data.clone()),
+                    "job {id}: {data} twice"
+                );
                 completions.entry(id).or_default().insert(data);
             }
         }

@@ -38,6 +38,8 @@ const MARKER: usize = 17;
 
 /// No run waits longer than this for its last deliveries.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
+/// A flood whose slowest subscriber makes no progress for this long has lost messages.
+const STALL_DEADLINE: Duration = Duration::from_secs(10);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -245,7 +247,16 @@ async fn flood(protocol: Protocol, addr: &str, subscribers: u64, messages: u64, 
     while sent < messages {
         // Stay within the window: wait until the slowest subscriber is at most WINDOW
         // messages behind.
+        // Across nodes a message may be lost (the relay is at most once): a window that
+        // never opens again ends the run instead of spinning.
+        let mut stuck_since: Option<Instant> = None;
         while sent.saturating_sub(window) > shared.slowest() {
+            let since = *stuck_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > STALL_DEADLINE {
+                return Err(std::io::Error::other(format!(
+                    "no subscriber progress for {STALL_DEADLINE:?} at {sent} sent: messages lost?"
+                )));
+            }
             tokio::task::yield_now().await;
         }
         frame.clear();

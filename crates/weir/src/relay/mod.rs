@@ -141,9 +141,10 @@ impl Relay for PostgresRelay {
             payload: payload.clone(),
             only_if_exists,
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.outbound.try_send(message) {
+        if self.outbound.try_send(message).is_err() {
+            // Full, or closed (the sender stopped): either way it does not go.
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.count_dropped(1, "the queue to other nodes is full");
+            self.count_dropped(1, "the queue to other nodes is full or closed");
         }
     }
 
@@ -189,7 +190,17 @@ impl RelayHandle {
     pub async fn stop(self) {
         self.stop.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        // Each step inside has its own deadline; this bounds their sum (a database that
+        // answers slowly at every step), so a stop never holds the exit for long.
+        let _ = tokio::time::timeout(DEADLINE, self.tasks.wait()).await;
+    }
+}
+
+impl Drop for RelayHandle {
+    /// A handle dropped without `stop` (the server failed, or its future was dropped)
+    /// stops the tasks all the same: they have no owner left.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -320,6 +331,7 @@ impl Sender {
             };
             let outcome = tokio::select! {
                 () = self.stop.cancelled() => {
+                    self.send_what_is_left(connected, &mut queue, ascii_only, &mut seq).await;
                     let _ = self.goodbye(connected).await;
                     return;
                 }
@@ -390,6 +402,34 @@ impl Sender {
         }
     }
 
+    /// At stop: sends what is still queued (published while the server drained), for at
+    /// most half of [`DEADLINE`]; counts what could not go as dropped.
+    async fn send_what_is_left(
+        &self,
+        client: &Client,
+        queue: &mut mpsc::Receiver<Outbound>,
+        ascii_only: bool,
+        seq: &mut u64,
+    ) {
+        let until = Instant::now() + DEADLINE / 2;
+        while let Ok(first) = queue.try_recv() {
+            let batch = Batch { first, ascii_only };
+            let sent = tokio::time::timeout_at(until, self.send(client, batch, queue, seq)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                let mut left = 0;
+                while let Ok(message) = queue.try_recv() {
+                    self.relay.dequeued(&message);
+                    left += 1;
+                }
+                if left > 0 {
+                    self.relay
+                        .count_dropped(left, "the relay stopped before it could send them");
+                }
+                return;
+            }
+        }
+    }
+
     /// Writes this node's interest and tells the others it changed.
     async fn announce(&self, client: &Client) -> Result<(), RelayError> {
         let interest = self.hub.interest_names();
@@ -401,16 +441,17 @@ impl Sender {
         self.notify(client, INTEREST).await
     }
 
-    /// Refreshes this node's row (writing the whole interest only when the row is gone),
-    /// reloads the other nodes', and pings this node's listener.
+    /// Pings this node's listener, refreshes this node's row (writing the whole interest
+    /// only when the row is gone), and reloads the other nodes'.
     async fn heartbeat(&self, client: &Client) -> Result<(), RelayError> {
+        // The ping first: the listener's watchdog must not depend on the statements below.
+        self.notify(client, &ping_channel(self.relay.node)).await?;
         let refreshed =
             within(client.execute(&self.tables.refresh, &[&(self.relay.node as i64)])).await?;
         if refreshed == 0 {
             self.announce(client).await?;
         }
-        self.load_peers(client).await?;
-        self.notify(client, &ping_channel(self.relay.node)).await
+        self.load_peers(client).await
     }
 
     /// Says `NOTIFY channel` with this node's id.
@@ -530,12 +571,14 @@ async fn listen(
                 let mut heard = Instant::now();
                 loop {
                     let notification = tokio::select! {
+                        // What has arrived is handled before the watchdog may fire.
+                        biased;
+                        notification = notifications.recv() => notification,
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep_until(heard + silence) => {
                             tracing::warn!(?silence, "pub/sub relay heard nothing from PostgreSQL; listening again");
                             break;
                         }
-                        notification = notifications.recv() => notification,
                     };
                     let Some(notification) = notification else {
                         tracing::warn!("pub/sub relay stopped listening; listening again");
@@ -545,6 +588,8 @@ async fn listen(
                     match notification.channel() {
                         MESSAGES => {
                             receive(&mut reassembler, &relay, &hub, notification.payload()).await;
+                            // A durable topic's commit may take a while: not silence.
+                            heard = Instant::now();
                         }
                         INTEREST if notification.payload() != own => reload.notify_one(),
                         _ => {} // its own interest, or its ping: heard is enough

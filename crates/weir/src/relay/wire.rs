@@ -30,8 +30,8 @@ const MAX_NOTIFICATION: usize = 7_999;
 /// The longest node id (16 hex digits).
 const MAX_NODE: usize = 16;
 /// The longest record header: seq (20 digits), part, parts and len (7 digits each), flags
-/// (2), the longest topic, and six spaces.
-const MAX_HEADER: usize = 20 + 7 + 7 + 2 + MAX_TOPIC_LEN + 7 + 6;
+/// (2), the longest topic, and seven spaces.
+const MAX_HEADER: usize = 20 + 7 + 7 + 2 + MAX_TOPIC_LEN + 7 + 7;
 /// Data per part of a message cut into parts.
 const DATA_PER_PART: usize = MAX_NOTIFICATION - MAX_NODE - MAX_HEADER;
 /// The largest payload relayed; a larger one (possible only with `pubsub.max_payload`
@@ -163,10 +163,14 @@ struct Fragment<'a> {
     data: &'a str,
 }
 
-/// The sender and the records of one notification; `None` if any of it is malformed.
-fn parse(payload: &str) -> Option<(u64, Vec<Fragment<'_>>)> {
-    let (node, mut rest) = payload.split_once(' ')?;
-    let node = u64::from_str_radix(node, 16).ok()?;
+/// The sender of a notification, and its records; `None` if malformed.
+fn sender_of(payload: &str) -> Option<(u64, &str)> {
+    let (node, records) = payload.split_once(' ')?;
+    Some((u64::from_str_radix(node, 16).ok()?, records))
+}
+
+/// The records of a notification (after its sender); `None` if any is malformed.
+fn parse(mut rest: &str) -> Option<Vec<Fragment<'_>>> {
     let mut fragments = Vec::new();
     loop {
         let mut fields = rest.splitn(7, ' ');
@@ -194,7 +198,7 @@ fn parse(payload: &str) -> Option<(u64, Vec<Fragment<'_>>)> {
             data,
         });
         if after.is_empty() {
-            return Some((node, fragments));
+            return Some(fragments);
         }
         rest = after.strip_prefix(' ')?;
     }
@@ -249,13 +253,17 @@ impl Reassembler {
     /// Feeds one notification payload.
     pub(crate) fn feed(&mut self, payload: &str) -> Fed {
         let mut fed = Fed::default();
-        let Some((node, fragments)) = parse(payload) else {
+        let Some((node, records)) = sender_of(payload) else {
             fed.malformed = true;
             return fed;
         };
         if node == self.own {
-            return fed;
+            return fed; // every node hears its own: skipped before any parsing
         }
+        let Some(fragments) = parse(records) else {
+            fed.malformed = true;
+            return fed;
+        };
         for fragment in fragments {
             self.feed_fragment(node, fragment, &mut fed);
         }
@@ -397,6 +405,21 @@ mod tests {
         ];
         let notifications = encode(7, 0, &messages, false);
         assert!(notifications.len() > 10, "the large ones are cut");
+        let (received, lost) = feed_all(&mut Reassembler::new(1), &notifications);
+        assert_eq!(lost, 0);
+        assert_eq!(received, messages.iter().map(inbound).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn empty_messages_and_the_longest_headers_fit_and_parse() {
+        let topic = "t".repeat(MAX_TOPIC_LEN);
+        let messages = [
+            outbound("a", "", false),
+            outbound("b", "after an empty one", false),
+            outbound(&topic, vec![0xffu8; DATA_PER_PART], true), // base64: cut into parts
+            outbound(&topic, "x".repeat(DATA_PER_PART), true),   // exactly one part's worth
+        ];
+        let notifications = encode(u64::MAX, u64::MAX - 10, &messages, false);
         let (received, lost) = feed_all(&mut Reassembler::new(1), &notifications);
         assert_eq!(lost, 0);
         assert_eq!(received, messages.iter().map(inbound).collect::<Vec<_>>());
