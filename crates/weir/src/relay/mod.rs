@@ -35,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_pubsub::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
@@ -130,17 +130,17 @@ impl Relay for PostgresRelay {
             self.count_dropped(1, "larger than the relay carries");
             return;
         }
-        let size = payload.len() + topic.as_str().len();
-        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.count_dropped(1, "the queue to other nodes is full");
-            return;
-        }
         let message = Outbound {
             topic: topic.clone(),
             payload: payload.clone(),
             only_if_exists,
         };
+        let size = message.size();
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.count_dropped(1, "the queue to other nodes is full");
+            return;
+        }
         if self.outbound.try_send(message).is_err() {
             // Full, or closed (the sender stopped): either way it does not go.
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
@@ -172,8 +172,8 @@ impl PostgresRelay {
 
     /// Takes `message` off the queue's byte count.
     fn dequeued(&self, message: &Outbound) {
-        let size = message.payload.len() + message.topic.as_str().len();
-        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+        self.queued_bytes
+            .fetch_sub(message.size(), Ordering::Relaxed);
     }
 }
 
@@ -235,7 +235,7 @@ pub fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayErro
     let reload = Arc::new(Notify::new());
     let sender = Sender {
         config: config.clone(),
-        tables: Tables::new(schema),
+        schema: schema.to_owned(),
         relay: relay.clone(),
         hub: hub.clone(),
         reload: reload.clone(),
@@ -261,32 +261,73 @@ async fn within<T>(
         .map_err(RelayError::from)
 }
 
-/// The statements, with the schema in place.
+/// The sending connection's statements, with the schema in place. Prepared once per
+/// connection: `execute` with SQL text prepares it again on every call, a second round trip
+/// for each batch of messages.
 #[derive(Debug)]
-struct Tables {
-    announce: String,
-    refresh: String,
-    peers: String,
-    goodbye: String,
+struct Statements {
+    notify_batch: Statement,
+    notify: Statement,
+    announce: Statement,
+    refresh: Statement,
+    peers: Statement,
+    goodbye: Statement,
 }
 
-impl Tables {
-    fn new(schema: &str) -> Tables {
-        Tables {
-            announce: format!(
+impl Statements {
+    async fn prepare(client: &Client, schema: &str) -> Result<Statements, RelayError> {
+        let prepare = |sql: String| async move { within(client.prepare(&sql)).await };
+        Ok(Statements {
+            notify_batch: prepare(
+                "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i"
+                    .into(),
+            )
+            .await?,
+            notify: prepare("SELECT pg_notify($1, $2)".into()).await?,
+            announce: prepare(format!(
                 "INSERT INTO {schema}.pubsub_node (node, interest, seen_at) VALUES ($1, $2, now())
                  ON CONFLICT (node) DO UPDATE SET interest = excluded.interest, seen_at = now()"
-            ),
-            refresh: format!("UPDATE {schema}.pubsub_node SET seen_at = now() WHERE node = $1"),
-            peers: format!(
+            ))
+            .await?,
+            refresh: prepare(format!(
+                "UPDATE {schema}.pubsub_node SET seen_at = now() WHERE node = $1"
+            ))
+            .await?,
+            peers: prepare(format!(
                 "SELECT interest FROM {schema}.pubsub_node
                  WHERE node <> $1 AND seen_at > now() - make_interval(secs => $2)"
-            ),
-            goodbye: format!(
+            ))
+            .await?,
+            goodbye: prepare(format!(
                 "DELETE FROM {schema}.pubsub_node
                  WHERE node = $1 OR seen_at < now() - interval '1 hour'"
-            ),
-        }
+            ))
+            .await?,
+        })
+    }
+}
+
+/// The sending connection and what belongs to it.
+struct Sending {
+    client: Client,
+    statements: Statements,
+    /// The database's encoding is not UTF-8: only ASCII may go as text.
+    ascii_only: bool,
+}
+
+impl Sending {
+    async fn connect(config: &Config, schema: &str) -> Result<Sending, RelayError> {
+        let client = connect(config, None).await?;
+        let encoding = within(client.query_one("SHOW server_encoding", &[])).await?;
+        let utf8 = encoding
+            .try_get::<_, String>(0)
+            .is_ok_and(|e| e.eq_ignore_ascii_case("UTF8"));
+        let statements = Statements::prepare(&client, schema).await?;
+        Ok(Sending {
+            client,
+            statements,
+            ascii_only: !utf8,
+        })
     }
 }
 
@@ -294,7 +335,7 @@ impl Tables {
 /// node's interest in the table, reloads the other nodes', and pings its own listener.
 struct Sender {
     config: Config,
-    tables: Tables,
+    schema: String,
     relay: Arc<PostgresRelay>,
     hub: Hub,
     reload: Arc<Notify>,
@@ -308,16 +349,14 @@ impl Sender {
         // After a stall, one heartbeat, not a burst of them.
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut seq = 0u64;
-        let mut client: Option<Client> = None;
-        let mut ascii_only = false;
+        let mut sending: Option<Sending> = None;
         loop {
-            let Some(connected) = &client else {
-                match connect_sending(&self.config).await {
-                    Ok((connected, utf8)) => {
+            let Some(connected) = &sending else {
+                match Sending::connect(&self.config, &self.schema).await {
+                    Ok(connected) => {
                         // A fresh connection tells the others this node's interest at once.
                         interest_changes.mark_changed();
-                        client = Some(connected);
-                        ascii_only = !utf8;
+                        sending = Some(connected);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "pub/sub relay cannot connect to PostgreSQL");
@@ -331,15 +370,12 @@ impl Sender {
             };
             let outcome = tokio::select! {
                 () = self.stop.cancelled() => {
-                    self.send_what_is_left(connected, &mut queue, ascii_only, &mut seq).await;
+                    self.send_what_is_left(connected, &mut queue, &mut seq).await;
                     let _ = self.goodbye(connected).await;
                     return;
                 }
                 first = queue.recv() => match first {
-                    Some(first) => {
-                        let batch = Batch { first, ascii_only };
-                        self.send(connected, batch, &mut queue, &mut seq).await
-                    }
+                    Some(first) => self.send(connected, first, &mut queue, &mut seq).await,
                     None => return,
                 },
                 changed = interest_changes.changed() => match changed {
@@ -352,7 +388,7 @@ impl Sender {
             if let Err(error) = outcome {
                 if error.lost_connection() {
                     tracing::warn!(%error, "pub/sub relay lost its PostgreSQL connection");
-                    client = None;
+                    sending = None;
                 } else {
                     tracing::warn!(%error, "pub/sub relay statement failed");
                 }
@@ -365,13 +401,13 @@ impl Sender {
     /// arrives in one piece.
     async fn send(
         &self,
-        client: &Client,
-        Batch { first, ascii_only }: Batch,
+        sending: &Sending,
+        first: Outbound,
         queue: &mut mpsc::Receiver<Outbound>,
         seq: &mut u64,
     ) -> Result<(), RelayError> {
         self.relay.dequeued(&first);
-        let mut encoder = Encoder::new(self.relay.node, ascii_only);
+        let mut encoder = Encoder::new(self.relay.node, sending.ascii_only);
         encoder.push(*seq, &first);
         let mut messages = 1u64;
         while messages < BATCH_MESSAGES && encoder.bytes() < BATCH_BYTES {
@@ -381,8 +417,8 @@ impl Sender {
             messages += 1;
         }
         let notifications = encoder.finish();
-        let sent = within(client.execute(
-            "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i",
+        let sent = within(sending.client.execute(
+            &sending.statements.notify_batch,
             &[&MESSAGES, &notifications],
         ))
         .await;
@@ -406,15 +442,13 @@ impl Sender {
     /// most half of [`DEADLINE`]; counts what could not go as dropped.
     async fn send_what_is_left(
         &self,
-        client: &Client,
+        sending: &Sending,
         queue: &mut mpsc::Receiver<Outbound>,
-        ascii_only: bool,
         seq: &mut u64,
     ) {
         let until = Instant::now() + DEADLINE / 2;
         while let Ok(first) = queue.try_recv() {
-            let batch = Batch { first, ascii_only };
-            let sent = tokio::time::timeout_at(until, self.send(client, batch, queue, seq)).await;
+            let sent = tokio::time::timeout_at(until, self.send(sending, first, queue, seq)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 let mut left = 0;
                 while let Ok(message) = queue.try_recv() {
@@ -431,48 +465,63 @@ impl Sender {
     }
 
     /// Writes this node's interest and tells the others it changed.
-    async fn announce(&self, client: &Client) -> Result<(), RelayError> {
+    async fn announce(&self, sending: &Sending) -> Result<(), RelayError> {
         let interest = self.hub.interest_names();
-        within(client.execute(
-            &self.tables.announce,
+        within(sending.client.execute(
+            &sending.statements.announce,
             &[&(self.relay.node as i64), &interest],
         ))
         .await?;
-        self.notify(client, INTEREST).await
+        self.notify(sending, INTEREST).await
     }
 
     /// Pings this node's listener, refreshes this node's row (writing the whole interest
     /// only when the row is gone), and reloads the other nodes'.
-    async fn heartbeat(&self, client: &Client) -> Result<(), RelayError> {
+    async fn heartbeat(&self, sending: &Sending) -> Result<(), RelayError> {
         // The ping first: the listener's watchdog must not depend on the statements below.
-        self.notify(client, &ping_channel(self.relay.node)).await?;
-        let refreshed =
-            within(client.execute(&self.tables.refresh, &[&(self.relay.node as i64)])).await?;
+        self.notify(sending, &ping_channel(self.relay.node)).await?;
+        let refresh = &sending.statements.refresh;
+        let refreshed = within(
+            sending
+                .client
+                .execute(refresh, &[&(self.relay.node as i64)]),
+        )
+        .await?;
         if refreshed == 0 {
-            self.announce(client).await?;
+            self.announce(sending).await?;
         }
-        self.load_peers(client).await
+        self.load_peers(sending).await
     }
 
     /// Says `NOTIFY channel` with this node's id.
-    async fn notify(&self, client: &Client, channel: &str) -> Result<(), RelayError> {
+    async fn notify(&self, sending: &Sending, channel: &str) -> Result<(), RelayError> {
         let node = format!("{:x}", self.relay.node);
-        within(client.execute("SELECT pg_notify($1, $2)", &[&channel, &node]))
-            .await
-            .map(drop)
+        within(
+            sending
+                .client
+                .execute(&sending.statements.notify, &[&channel, &node]),
+        )
+        .await
+        .map(drop)
     }
 
     /// Removes this node's row (and any left by nodes gone for an hour), and tells the
     /// others, so that they stop sending to it at once rather than at their next reload.
-    async fn goodbye(&self, client: &Client) -> Result<(), RelayError> {
-        within(client.execute(&self.tables.goodbye, &[&(self.relay.node as i64)])).await?;
-        self.notify(client, INTEREST).await
+    async fn goodbye(&self, sending: &Sending) -> Result<(), RelayError> {
+        let goodbye = &sending.statements.goodbye;
+        within(
+            sending
+                .client
+                .execute(goodbye, &[&(self.relay.node as i64)]),
+        )
+        .await?;
+        self.notify(sending, INTEREST).await
     }
 
     /// Reloads what the other nodes (those seen within [`PEER_TIMEOUT`]) want.
-    async fn load_peers(&self, client: &Client) -> Result<(), RelayError> {
-        let rows = within(client.query(
-            &self.tables.peers,
+    async fn load_peers(&self, sending: &Sending) -> Result<(), RelayError> {
+        let rows = within(sending.client.query(
+            &sending.statements.peers,
             &[&(self.relay.node as i64), &PEER_TIMEOUT.as_secs_f64()],
         ))
         .await?;
@@ -488,23 +537,6 @@ impl Sender {
             PeerInterest { interest, nodes };
         Ok(())
     }
-}
-
-/// The first message of a batch, and how to encode the batch.
-struct Batch {
-    first: Outbound,
-    /// The database's encoding is not UTF-8: only ASCII may go as text.
-    ascii_only: bool,
-}
-
-/// Connects the sending connection; true when the database's encoding is UTF-8.
-async fn connect_sending(config: &Config) -> Result<(Client, bool), RelayError> {
-    let client = connect(config, None).await?;
-    let encoding = within(client.query_one("SHOW server_encoding", &[])).await?;
-    let utf8 = encoding
-        .try_get::<_, String>(0)
-        .is_ok_and(|e| e.eq_ignore_ascii_case("UTF8"));
-    Ok((client, utf8))
 }
 
 /// Connects to PostgreSQL. Notifications, when `notifications` is given, are handed to it in

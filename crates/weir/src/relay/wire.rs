@@ -52,6 +52,13 @@ pub(crate) struct Outbound {
     pub(crate) only_if_exists: bool,
 }
 
+impl Outbound {
+    /// What it holds, for the bound on the queue's bytes.
+    pub(crate) fn size(&self) -> usize {
+        self.payload.len() + self.topic.as_str().len()
+    }
+}
+
 /// A message from another node, put back together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Inbound {
