@@ -160,6 +160,19 @@ impl Relay for PostgresRelay {
 }
 
 impl PostgresRelay {
+    fn new(outbound: mpsc::Sender<Outbound>) -> PostgresRelay {
+        PostgresRelay {
+            node: fastrand::u64(..),
+            outbound,
+            queued_bytes: AtomicUsize::new(0),
+            peers: RwLock::default(),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }
+    }
+
     /// Counts `n` dropped messages, logging at the first and then whenever the total
     /// passes a power of two (a full queue under load would otherwise log per message).
     fn count_dropped(&self, n: u64, why: &str) {
@@ -217,16 +230,7 @@ pub fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayErro
         .connect_timeout(DEADLINE);
     // Both bounded (QUEUE_MESSAGES and QUEUE_BYTES): past them `forward` drops and counts.
     let (outbound, queue) = mpsc::channel(QUEUE_MESSAGES);
-    let relay = Arc::new(PostgresRelay {
-        node: fastrand::u64(..),
-        outbound,
-        queued_bytes: AtomicUsize::new(0),
-        peers: RwLock::default(),
-        sent: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        dropped: AtomicU64::new(0),
-        lost: AtomicU64::new(0),
-    });
+    let relay = Arc::new(PostgresRelay::new(outbound));
     if !hub.set_relay(relay.clone()) {
         return Err(RelayError::HubHasRelay);
     }
@@ -667,5 +671,66 @@ async fn receive(reassembler: &mut Reassembler, relay: &PostgresRelay, hub: &Hub
         if let Err(error) = published {
             tracing::debug!(topic = message.topic, %error, "message from another node not published");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay_wanting_everything(queue: usize) -> (PostgresRelay, mpsc::Receiver<Outbound>) {
+        let (outbound, receiver) = mpsc::channel(queue);
+        let relay = PostgresRelay::new(outbound);
+        let everything = Interest::new([TopicPattern::new(">").unwrap()]);
+        *relay.peers.write().unwrap() = PeerInterest {
+            interest: Arc::new(everything),
+            nodes: 1,
+        };
+        (relay, receiver)
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_a_publisher_never_waits() {
+        let topic = TopicName::new("a").unwrap();
+        // The count bound.
+        let (relay, mut queue) = relay_wanting_everything(2);
+        for _ in 0..3 {
+            relay.forward(&topic, &Bytes::from("x"), false);
+        }
+        assert_eq!(relay.stats().dropped, 1);
+        // Taken off the queue, the bytes are given back.
+        relay.dequeued(&queue.try_recv().unwrap());
+        relay.dequeued(&queue.try_recv().unwrap());
+        assert_eq!(relay.queued_bytes.load(Ordering::Relaxed), 0);
+
+        // The byte bound: 16 MiB messages, the fifth past 64 MiB.
+        let (relay, _queue) = relay_wanting_everything(QUEUE_MESSAGES);
+        let big = Bytes::from(vec![b'x'; wire::MAX_PAYLOAD - 1]);
+        for _ in 0..5 {
+            relay.forward(&topic, &big, false);
+        }
+        assert_eq!(relay.stats().dropped, 1);
+        assert!(relay.queued_bytes.load(Ordering::Relaxed) <= QUEUE_BYTES);
+        // Larger than the relay carries.
+        relay.forward(
+            &topic,
+            &Bytes::from(vec![0u8; wire::MAX_PAYLOAD + 1]),
+            false,
+        );
+        assert_eq!(relay.stats().dropped, 2);
+
+        // A closed queue (the sender stopped): dropped, and its bytes not kept.
+        let (relay, queue) = relay_wanting_everything(2);
+        drop(queue);
+        relay.forward(&topic, &Bytes::from("x"), false);
+        assert_eq!(relay.stats().dropped, 1);
+        assert_eq!(relay.queued_bytes.load(Ordering::Relaxed), 0);
+
+        // What no other node wants is not queued at all.
+        let (outbound, mut queue) = mpsc::channel(2);
+        let relay = PostgresRelay::new(outbound);
+        relay.forward(&topic, &Bytes::from("x"), false);
+        assert!(queue.try_recv().is_err());
+        assert_eq!(relay.stats().dropped, 0);
     }
 }

@@ -75,6 +75,9 @@ pub(crate) struct Encoder {
     /// character), any text that is not ASCII goes as base64.
     ascii_only: bool,
     notifications: Vec<String>,
+    /// Bytes in `notifications`, kept as they are added: the sender asks after every
+    /// message whether its batch is full.
+    finished_bytes: usize,
     current: String,
 }
 
@@ -87,6 +90,7 @@ impl Encoder {
             prefix,
             ascii_only,
             notifications: Vec::new(),
+            finished_bytes: 0,
         }
     }
 
@@ -117,14 +121,13 @@ impl Encoder {
                 " {seq} {part} {parts} {kind}{exists} {topic} {} ",
                 chunk.len()
             );
-            self.notifications
-                .push(format!("{}{header}{chunk}", self.prefix));
+            self.finish_one(format!("{}{header}{chunk}", self.prefix));
         }
     }
 
     /// Bytes of notifications so far.
     pub(crate) fn bytes(&self) -> usize {
-        self.notifications.iter().map(String::len).sum::<usize>() + self.current.len()
+        self.finished_bytes + self.current.len()
     }
 
     /// The notifications, in order.
@@ -136,8 +139,13 @@ impl Encoder {
     fn flush(&mut self) {
         if self.current.len() > self.prefix.len() {
             let full = std::mem::replace(&mut self.current, self.prefix.clone());
-            self.notifications.push(full);
+            self.finish_one(full);
         }
+    }
+
+    fn finish_one(&mut self, notification: String) {
+        self.finished_bytes += notification.len();
+        self.notifications.push(notification);
     }
 }
 
@@ -430,6 +438,21 @@ mod tests {
         let (received, lost) = feed_all(&mut Reassembler::new(1), &notifications);
         assert_eq!(lost, 0);
         assert_eq!(received, messages.iter().map(inbound).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_running_byte_count_matches_the_notifications() {
+        let mut encoder = Encoder::new(7, false);
+        for n in 0..300 {
+            let size = if n % 50 == 0 { 20_000 } else { 100 };
+            encoder.push(n, &outbound("a", "y".repeat(size), false));
+        }
+        let counted = encoder.bytes();
+        let notifications = encoder.finish();
+        assert_eq!(
+            counted,
+            notifications.iter().map(String::len).sum::<usize>()
+        );
     }
 
     #[test]
