@@ -18,7 +18,7 @@ rounds=${1:-3}
 messages=${2:-20000}
 subscribers=${3:-100}
 
-need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+source bench/pubsub/common.sh
 need nats-server nats-server
 need psql postgresql-client
 
@@ -38,13 +38,6 @@ stop_cluster() {
 }
 trap 'stop_cluster; rm -rf "$work"; stop_postgres' EXIT
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2; exit 1
-}
 
 # start_cluster NAME: two nodes on CPU 0; sets $subscribe_addr and $publish_addr.
 start_cluster() {
@@ -74,15 +67,12 @@ start_cluster() {
     wait_port "${subscribe_addr##*:}"; wait_port "${publish_addr##*:}"
 }
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 # The relay is at most once: a run that lost deliveries is reported, not averaged in silently.
 check_complete() {
     local delivered expected
     delivered=$(echo "$1" | field delivered); expected=$(echo "$1" | field expected)
     if [ "$delivered" != "$expected" ]; then echo "warning: delivered $delivered of $expected" >&2; fi
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 declare -A rates p50s p99s steady_p50 steady_p99
 echo "== flood across nodes: $subscribers subscribers, $messages messages of 100 bytes, $rounds rounds"

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 messages=${2:-20000}
 
-need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+source bench/pubsub/common.sh
 need redis-server redis-server
 need nats-server nats-server
 
@@ -39,13 +39,6 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.1
-    done
-    echo "server did not open port $1" >&2; exit 1
-}
 
 # start_server NAME: starts it on CPU 0; sets $addr (and $server_pid).
 start_server() {
@@ -69,8 +62,6 @@ start_server() {
     wait_port "${addr##*:}"
 }
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "== flood: 1,000 subscribers, $messages messages of 100 bytes per round, $rounds rounds"
 declare -A rates p50s p99s
@@ -111,7 +102,6 @@ for server in redis nats weir weir-sse weir-ws; do
     idle[$server]=$(echo "$line" | field kib_per_connection)
 done
 
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "== summary (medians over $rounds rounds; server on one core)"
 printf '%-6s %16s %12s %12s\n' server deliveries/s p50_ms p99_ms
