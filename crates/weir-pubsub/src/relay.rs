@@ -39,8 +39,8 @@ pub struct RelayStats {
     pub sent: u64,
     /// Messages received from other nodes.
     pub received: u64,
-    /// Local messages some other node wanted but that were not sent: the queue to the
-    /// other nodes was full, or the database refused them.
+    /// Local messages some other node wanted but that were not sent: the relay's limits
+    /// (a full queue, a message too large) or its transport failing.
     pub dropped: u64,
     /// Messages from other nodes known to be lost on the way (a gap in a node's numbers).
     pub lost: u64,

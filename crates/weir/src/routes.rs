@@ -90,7 +90,7 @@ fn render_relay(relay: RelayStats, text: &mut String) {
     let counters = [
         ("sent", relay.sent, "Messages sent to other nodes."),
         ("received", relay.received, "Messages received from other nodes."),
-        ("dropped", relay.dropped, "Messages another node wanted that this node could not send (its queue to them was full, or the database failed)."),
+        ("dropped", relay.dropped, "Messages another node wanted that this node could not send (its queue to them full or closed, the message over 16 MiB, or the database failing)."),
         ("lost", relay.lost, "Messages from other nodes lost on the way (this node was not listening)."),
     ];
     for (name, value, help) in counters {
