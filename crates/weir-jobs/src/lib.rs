@@ -17,7 +17,6 @@ pub mod retention;
 mod row;
 mod service;
 mod sqlite;
-pub mod sqlite_file;
 pub mod store;
 pub mod time;
 pub mod wakeups;

@@ -12,6 +12,33 @@ pub(crate) const COLUMNS: &str = "id, queue, kind, payload, priority, state, att
     updated_at, finished_at, fencing_token, lease_worker, lease_expires_at, cancel_requested, \
     progress_percent, progress_message, result, errors";
 
+/// The job table's partial indexes, the same SQL in both stores: `concat!`ed into each
+/// store's first migration step (a step is a constant, so a macro and not a `format!`).
+macro_rules! job_indexes {
+    () => {
+        "
+        CREATE INDEX job_queued ON job (queue, priority, run_at, id)
+            WHERE state IN ('scheduled', 'available', 'retrying');
+        CREATE INDEX job_leases ON job (lease_expires_at) WHERE state = 'running';
+        CREATE INDEX job_running_keys ON job (concurrency_key)
+            WHERE state = 'running' AND concurrency_key IS NOT NULL;
+        CREATE UNIQUE INDEX job_unique_key ON job (unique_key)
+            WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded');
+        "
+    };
+}
+pub(crate) use job_indexes;
+
+/// Finished jobs by the time they finished, for deleting them after their retention
+/// (both stores' second migration step).
+macro_rules! job_finished_index {
+    () => {
+        "CREATE INDEX job_finished ON job (finished_at)
+            WHERE state IN ('completed', 'cancelled', 'discarded');"
+    };
+}
+pub(crate) use job_finished_index;
+
 /// A row as the database drivers hand it over, before JSON and state parsing.
 #[derive(Debug)]
 pub(crate) struct RawJob {

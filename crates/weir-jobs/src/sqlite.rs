@@ -14,12 +14,13 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
+use weir_db::Migrations;
 
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    all_counts_sql, prune_sql, shown_state_sql, unfinished_counts_sql, MutableColumns, RawJob,
-    COLUMNS, KEY_NOT_SATURATED, UPDATE,
+    all_counts_sql, job_finished_index, job_indexes, prune_sql, shown_state_sql,
+    unfinished_counts_sql, MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED, UPDATE,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -27,47 +28,45 @@ use crate::time::Timestamp;
 /// Most operations in one transaction.
 const BATCH: usize = 512;
 
-/// Each entry moves the schema one version up; applied in order, each in a transaction.
-const MIGRATIONS: &[&str] = &[
-    // 1: jobs and periodic schedules.
-    "CREATE TABLE job (
-        id INTEGER PRIMARY KEY,
-        queue TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        max_attempts INTEGER NOT NULL,
-        timeout_ms INTEGER NOT NULL,
-        unique_key TEXT,
-        concurrency_key TEXT,
-        key_limit INTEGER,
-        run_at INTEGER NOT NULL,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        finished_at INTEGER,
-        fencing_token INTEGER NOT NULL,
-        lease_worker TEXT,
-        lease_expires_at INTEGER,
-        cancel_requested INTEGER NOT NULL,
-        progress_percent REAL,
-        progress_message TEXT,
-        result TEXT,
-        errors TEXT NOT NULL
-    );
-    CREATE INDEX job_queued ON job (queue, priority, run_at, id)
-        WHERE state IN ('scheduled', 'available', 'retrying');
-    CREATE INDEX job_leases ON job (lease_expires_at) WHERE state = 'running';
-    CREATE INDEX job_running_keys ON job (concurrency_key)
-        WHERE state = 'running' AND concurrency_key IS NOT NULL;
-    CREATE UNIQUE INDEX job_unique_key ON job (unique_key)
-        WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded');
-    CREATE TABLE schedule (name TEXT PRIMARY KEY, next_at INTEGER NOT NULL) WITHOUT ROWID;",
-    // 2: finished jobs by the time they finished, for deleting them after their retention.
-    "CREATE INDEX job_finished ON job (finished_at)
-        WHERE state IN ('completed', 'cancelled', 'discarded');",
-];
+/// The job store's schema. A step is never removed or edited: databases count them.
+const MIGRATIONS: Migrations = Migrations {
+    component: "jobs",
+    steps: &[
+        // 1: jobs and periodic schedules.
+        concat!(
+            "CREATE TABLE job (
+                id INTEGER PRIMARY KEY,
+                queue TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                max_attempts INTEGER NOT NULL,
+                timeout_ms INTEGER NOT NULL,
+                unique_key TEXT,
+                concurrency_key TEXT,
+                key_limit INTEGER,
+                run_at INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                finished_at INTEGER,
+                fencing_token INTEGER NOT NULL,
+                lease_worker TEXT,
+                lease_expires_at INTEGER,
+                cancel_requested INTEGER NOT NULL,
+                progress_percent REAL,
+                progress_message TEXT,
+                result TEXT,
+                errors TEXT NOT NULL
+            );",
+            job_indexes!(),
+            "CREATE TABLE schedule (name TEXT PRIMARY KEY, next_at INTEGER NOT NULL) WITHOUT ROWID;"
+        ),
+        // 2: finished jobs by the time they finished, for deleting them after their retention.
+        job_finished_index!(),
+    ],
+};
 
 type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Runs one operation; says whether it succeeded (so its savepoint is kept or undone) and
@@ -88,7 +87,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, brings its schema up to date and
     /// starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
-        let db = crate::sqlite_file::open(path, MIGRATIONS).map_err(StoreError::Database)?;
+        let db = weir_db::sqlite::open(path, &MIGRATIONS)
+            .map_err(|error| StoreError::Database(error.to_string()))?;
         let (work, mut queue) = mpsc::channel::<Work>(4 * BATCH);
         std::thread::Builder::new()
             .name("weir-jobs-sqlite".into())

@@ -8,17 +8,26 @@
 //!   subscriber never slows the publisher or other subscribers and is handled by its
 //!   [`SlowSubscriberPolicy`], and [`Hub::slow_subscribers`] names it.
 //! * [`Presence`]: who is in which room, per user rather than per connection.
-//! * [`Relay`]: the hook through which several nodes act as one hub (the transport is the
-//!   binary's); [`Interest`] is what a node's subscribers want.
+//! * [`Relay`]: the hook through which several nodes act as one hub; [`Interest`] is what
+//!   a node's subscribers want.
+//! * [`TopicStore`]: where durable topics are kept, with [`sqlite_store::SqliteTopicStore`]
+//!   (feature `sqlite`, on by default) implementing it.
+//! * [`postgres_relay`]: the [`Relay`] over PostgreSQL's `LISTEN/NOTIFY` (feature
+//!   `postgres`, on by default).
 //!
-//! The transports (SSE, WebSocket, the TCP line protocol) live in the `weir` binary.
+//! The transports (SSE, WebSocket, the TCP line protocol) live in `weir-chat` and the
+//! `weir` binary.
 
 mod durable;
 mod hub;
 mod log;
 mod name;
+#[cfg(feature = "postgres")]
+pub mod postgres_relay;
 mod presence;
 mod relay;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_store;
 
 pub use durable::{Append, StoreError, StoredMessage, StoredTopic, TopicStore};
 pub use hub::{

@@ -101,7 +101,7 @@ fn render_relay(relay: RelayStats, text: &mut String) {
     let _ = writeln!(
         text,
         "# HELP weir_pubsub_relay_peers Other nodes seen in the last {} s.",
-        crate::relay::PEER_TIMEOUT.as_secs()
+        weir_pubsub::postgres_relay::PEER_TIMEOUT.as_secs()
     );
     let _ = writeln!(text, "# TYPE weir_pubsub_relay_peers gauge");
     let _ = writeln!(text, "weir_pubsub_relay_peers {}", relay.peers);

@@ -11,10 +11,10 @@ use crate::dashboard::add_dashboard_routes;
 use crate::jobs::add_job_routes;
 use crate::line::{serve_lines, LineConfig, LineContext};
 use crate::routes::add_operational_routes;
-use crate::topic_store::SqliteTopicStore;
 use crate::topics::add_topic_routes;
 use crate::ws::add_ws_route;
 use weir_jobs::{Jobs, PostgresStore, SqliteStore, Store};
+use weir_pubsub::sqlite_store::SqliteTopicStore;
 use weir_pubsub::Hub;
 
 /// Why `weir serve` stopped with an error.
@@ -54,13 +54,13 @@ pub enum ServeError {
     },
     /// The pub/sub relay between nodes could not start.
     #[error("cannot start the pub/sub relay: {0}")]
-    Relay(#[from] crate::relay::RelayError),
+    Relay(#[from] weir_pubsub::postgres_relay::RelayError),
     /// The server failed while running.
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
 
-/// The PostgreSQL schema of the job store and the relay's table.
+/// The PostgreSQL schema of the job store's and the relay's tables.
 const JOBS_SCHEMA: &str = "weir";
 
 /// The routes of the HTTP API. `shutdown` ends waiting lease requests when the server stops.
@@ -204,8 +204,7 @@ pub async fn run(
     let chat = Arc::new(LineContext::new(hub.clone(), line_config, shutdown.clone()));
     let jobs = open_jobs(&config, &hub).await?;
     let relay = match &config.database {
-        // After the job store: its migrations create the relay's table.
-        Some(url) => Some(crate::relay::start(url, JOBS_SCHEMA, hub.clone())?),
+        Some(url) => Some(weir_pubsub::postgres_relay::start(url, JOBS_SCHEMA, hub.clone()).await?),
         None => None,
     };
     let maintenance = tokio::spawn({

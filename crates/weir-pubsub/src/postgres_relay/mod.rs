@@ -35,10 +35,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
+use tokio_postgres::{Client, Statement};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weir_pubsub::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
+use weir_db::postgres::{migrate, within, Connector};
+use weir_db::{DbError, Migrations};
+
+use crate::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
 
 use wire::{Encoder, Outbound, Reassembler};
 
@@ -70,29 +73,44 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Why the relay could not start or lost its connection.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The database URL cannot be used.
-    #[error("invalid PostgreSQL URL: {0}")]
-    Url(#[source] tokio_postgres::Error),
     /// The hub already relays elsewhere.
     #[error("the hub already has a relay")]
     HubHasRelay,
-    /// Connecting or a statement took longer than its deadline.
-    #[error("PostgreSQL did not answer within {0:?}")]
-    Timeout(Duration),
-    /// The database failed.
+    /// The database could not be reached, failed, or did not answer in time.
     #[error(transparent)]
-    Database(#[from] tokio_postgres::Error),
+    Database(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for RelayError {
+    fn from(error: tokio_postgres::Error) -> RelayError {
+        RelayError::Database(error.into())
+    }
 }
 
 impl RelayError {
     /// Whether the connection is unusable (else only the statement failed).
     fn lost_connection(&self) -> bool {
         match self {
-            RelayError::Database(error) => error.is_closed(),
-            _ => true,
+            RelayError::Database(error) => error.lost_connection(),
+            RelayError::HubHasRelay => true,
         }
     }
 }
+
+/// The relay's table: what each node's subscribers want, so that other nodes send only
+/// that. A step is never removed or edited: databases count them.
+const MIGRATIONS: Migrations = Migrations {
+    component: "pubsub_relay",
+    steps: &[
+        // 1: each node's interest. `IF NOT EXISTS`: the job store's step 3 made this table
+        // before the relay had migrations of its own.
+        "CREATE TABLE IF NOT EXISTS pubsub_node (
+            node BIGINT PRIMARY KEY,
+            interest TEXT[] NOT NULL,
+            seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );",
+    ],
+};
 
 /// The relay of one node, set on the hub by [`start`]; its counts go to `/metrics`.
 #[derive(Debug)]
@@ -217,17 +235,14 @@ impl Drop for RelayHandle {
     }
 }
 
-/// Starts relaying `hub`'s messages through the PostgreSQL at `url`, whose schema `schema`
-/// holds the `pubsub_node` table (the job store's migrations create it). Connects in the
-/// background, and again after any failure, until [`RelayHandle::stop`].
-pub fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayError> {
-    let mut config: Config = url.parse().map_err(RelayError::Url)?;
-    // A connection that dies without a reset (a NAT's idle timeout, a failover) is
-    // noticed in about a minute instead of the system's two hours.
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
-        .connect_timeout(DEADLINE);
+/// Starts relaying `hub`'s messages through the PostgreSQL at `url`, keeping the relay's
+/// table in `schema` (created and migrated here, so a database that cannot be used is
+/// reported at start). Then connects in the background, and again after any failure,
+/// until [`RelayHandle::stop`].
+pub async fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayError> {
+    let connector = Connector::parse(url)?.in_schema(schema)?;
+    connector.create_schema().await?;
+    migrate(&mut connector.connect().await?, &MIGRATIONS).await?;
     // Both bounded (QUEUE_MESSAGES and QUEUE_BYTES): past them `forward` drops and counts.
     let (outbound, queue) = mpsc::channel(QUEUE_MESSAGES);
     let relay = Arc::new(PostgresRelay::new(outbound));
@@ -238,7 +253,7 @@ pub fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayErro
     let tasks = TaskTracker::new();
     let reload = Arc::new(Notify::new());
     let sender = Sender {
-        config: config.clone(),
+        connector: connector.clone(),
         schema: schema.to_owned(),
         relay: relay.clone(),
         hub: hub.clone(),
@@ -246,23 +261,13 @@ pub fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayErro
         stop: stop.clone(),
     };
     tasks.spawn(sender.run(queue));
-    tasks.spawn(listen(config, relay, hub, reload, stop.clone()));
+    tasks.spawn(listen(connector, relay, hub, reload, stop.clone()));
     Ok(RelayHandle { stop, tasks })
 }
 
 /// The channel on which node `node`'s sender pings its own listener.
 fn ping_channel(node: u64) -> String {
     format!("weir_pubsub_ping_{node:x}")
-}
-
-/// `future`, or [`RelayError::Timeout`] past [`DEADLINE`].
-async fn within<T>(
-    future: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, RelayError> {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .map_err(|_| RelayError::Timeout(DEADLINE))?
-        .map_err(RelayError::from)
 }
 
 /// The sending connection's statements, with the schema in place. Prepared once per
@@ -280,7 +285,9 @@ struct Statements {
 
 impl Statements {
     async fn prepare(client: &Client, schema: &str) -> Result<Statements, RelayError> {
-        let prepare = |sql: String| async move { within(client.prepare(&sql)).await };
+        let prepare = |sql: String| async move {
+            within(client.prepare(&sql)).await.map_err(RelayError::from)
+        };
         Ok(Statements {
             notify_batch: prepare(
                 "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i) ORDER BY i"
@@ -320,8 +327,8 @@ struct Sending {
 }
 
 impl Sending {
-    async fn connect(config: &Config, schema: &str) -> Result<Sending, RelayError> {
-        let client = connect(config, None).await?;
+    async fn connect(connector: &Connector, schema: &str) -> Result<Sending, RelayError> {
+        let client = connector.connect().await?;
         let encoding = within(client.query_one("SHOW server_encoding", &[])).await?;
         let utf8 = encoding
             .try_get::<_, String>(0)
@@ -338,7 +345,7 @@ impl Sending {
 /// The task that owns the sending connection: it sends the queued messages, keeps this
 /// node's interest in the table, reloads the other nodes', and pings its own listener.
 struct Sender {
-    config: Config,
+    connector: Connector,
     schema: String,
     relay: Arc<PostgresRelay>,
     hub: Hub,
@@ -356,7 +363,7 @@ impl Sender {
         let mut sending: Option<Sending> = None;
         loop {
             let Some(connected) = &sending else {
-                match Sending::connect(&self.config, &self.schema).await {
+                match Sending::connect(&self.connector, &self.schema).await {
                     Ok(connected) => {
                         // A fresh connection tells the others this node's interest at once.
                         interest_changes.mark_changed();
@@ -437,7 +444,7 @@ impl Sender {
             }
             Err(error) => {
                 self.relay.count_dropped(messages, "the database failed");
-                Err(error)
+                Err(error.into())
             }
         }
     }
@@ -505,8 +512,8 @@ impl Sender {
                 .client
                 .execute(&sending.statements.notify, &[&channel, &node]),
         )
-        .await
-        .map(drop)
+        .await?;
+        Ok(())
     }
 
     /// Removes this node's row (and any left by nodes gone for an hour), and tells the
@@ -543,44 +550,11 @@ impl Sender {
     }
 }
 
-/// Connects to PostgreSQL. Notifications, when `notifications` is given, are handed to it in
-/// order; the connection ends when the client is dropped or the server goes away.
-async fn connect(
-    config: &Config,
-    notifications: Option<mpsc::Sender<Notification>>,
-) -> Result<Client, RelayError> {
-    let (client, mut connection) = within(config.connect(NoTls)).await?;
-    tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            match message {
-                Ok(AsyncMessage::Notification(notification)) => {
-                    let Some(notifications) = &notifications else {
-                        continue;
-                    };
-                    // Bounded (1,024): waiting here holds back reading the connection, and
-                    // PostgreSQL keeps the notifications in its queue meanwhile. That queue
-                    // is shared by the whole database (8 GB by default), so a listener must
-                    // not stall for long; it only decodes and appends to in-memory logs.
-                    if notifications.send(notification).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::debug!(%error, "pub/sub relay connection ended");
-                    break;
-                }
-            }
-        }
-    });
-    Ok(client)
-}
-
 /// The task that listens for other nodes' messages and interest, and publishes their
 /// messages on `hub`. Listens again after any failure, or when its own sender's pings stop
 /// arriving (a connection that died silently).
 async fn listen(
-    config: Config,
+    connector: Connector,
     relay: Arc<PostgresRelay>,
     hub: Hub,
     reload: Arc<Notify>,
@@ -591,8 +565,11 @@ async fn listen(
     let ping = ping_channel(relay.node);
     let silence = HEARTBEAT * 3;
     loop {
+        // Bounded (1,024): while it is full the connection is not read and PostgreSQL
+        // holds the notifications in its queue, shared by the whole database; handling one
+        // only decodes it and appends to in-memory logs, so it never stays full for long.
         let (sender, mut notifications) = mpsc::channel(1024);
-        let listening = match connect(&config, Some(sender)).await {
+        let listening = match connector.connect_listening(sender).await {
             Ok(client) => within(client.batch_execute(&format!(
                 "LISTEN {MESSAGES}; LISTEN {INTEREST}; LISTEN {ping}"
             )))

@@ -21,9 +21,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::{TopicName, MAX_TOPIC_LEN};
 use base64::prelude::{Engine, BASE64_STANDARD};
 use bytes::Bytes;
-use weir_pubsub::{TopicName, MAX_TOPIC_LEN};
 
 /// PostgreSQL's limit: a notification payload must be shorter than 8,000 bytes.
 const MAX_NOTIFICATION: usize = 7_999;

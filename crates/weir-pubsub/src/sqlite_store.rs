@@ -10,26 +10,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rusqlite::{params, Connection};
-use weir_pubsub::{
-    Append, Retention, StoreError, StoredMessage, StoredTopic, TopicName, TopicStore,
-};
+use weir_db::Migrations;
 
-/// Each entry moves the schema one version up; applied in order, each in a transaction.
-const MIGRATIONS: &[&str] = &[
-    // 1: durable topics.
-    "CREATE TABLE topic (
-        name TEXT PRIMARY KEY,
-        epoch INTEGER NOT NULL,
-        next_offset INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE topic_message (
-        topic TEXT NOT NULL,
-        offset INTEGER NOT NULL,
-        payload BLOB NOT NULL,
-        published_at_ms INTEGER NOT NULL,
-        PRIMARY KEY (topic, offset)
-    ) WITHOUT ROWID;",
-];
+use crate::{Append, Retention, StoreError, StoredMessage, StoredTopic, TopicName, TopicStore};
+
+/// The topic store's schema. A step is never removed or edited: databases count them.
+const MIGRATIONS: Migrations = Migrations {
+    component: "topics",
+    steps: &[
+        // 1: durable topics.
+        "CREATE TABLE topic (
+            name TEXT PRIMARY KEY,
+            epoch INTEGER NOT NULL,
+            next_offset INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE topic_message (
+            topic TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            payload BLOB NOT NULL,
+            published_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (topic, offset)
+        ) WITHOUT ROWID;",
+    ],
+};
 
 /// The SQLite topic store.
 #[derive(Debug)]
@@ -44,7 +47,8 @@ fn failed(error: rusqlite::Error) -> StoreError {
 impl SqliteTopicStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteTopicStore, StoreError> {
-        let db = weir_jobs::sqlite_file::open(path, MIGRATIONS).map_err(StoreError)?;
+        let db = weir_db::sqlite::open(path, &MIGRATIONS)
+            .map_err(|error| StoreError(error.to_string()))?;
         Ok(SqliteTopicStore { db })
     }
 }
