@@ -24,22 +24,17 @@ rounds=${4:-3}
 crawlers=${CRAWLERS:-weir spider scrapy wget wget-per-host}
 crawl_timeout=${CRAWL_TIMEOUT:-900}
 here=bench/crawl
+source bench/common.sh
 
 CPUS=$(nproc)
 SERVER_CPU=0
 CRAWLER_CPU=$(( CPUS > 1 ? 1 : 0 ))
 
 # --- tools -------------------------------------------------------------------------------
-need_apt=()
-command -v wget >/dev/null || need_apt+=(wget)
-command -v curl >/dev/null || need_apt+=(curl)
-[ -x /usr/bin/time ] || need_apt+=(time)
-if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null || true
-fi
-for tool in wget curl taskset python3; do
-    command -v "$tool" >/dev/null || { echo "bench/crawl needs $tool" >&2; exit 1; }
-done
+want wget wget
+want curl curl
+want /usr/bin/time time
+require bench/crawl wget curl taskset python3
 
 # measure OUT CMD...: runs CMD and writes "peak_rss_kb cpu_seconds" of it (and of the
 # children it waited for) to OUT. GNU time when there is one, else Python's wait4.
@@ -89,19 +84,15 @@ fi
 
 # --- the site ----------------------------------------------------------------------------
 work=$(mktemp -d)
-site_pid=
-stop_site() {
-    if [ -n "$site_pid" ]; then kill "$site_pid" 2>/dev/null || true; wait "$site_pid" 2>/dev/null || true; fi
-    site_pid=
-}
-trap 'stop_site; rm -rf "$work"' EXIT
+# The demo site is the benchmark's server: $server_pid, stopped by stop_server.
+trap 'stop_server; rm -rf "$work"' EXIT
 
 taskset -c "$SERVER_CPU" "$WEIR_BIN" demo-site --profile static --pages "$pages" --hosts "$hosts" \
     --port 0 >"$work/bases" 2>"$work/site.log" &
-site_pid=$!
+server_pid=$!
 for _ in $(seq 200); do
     [ "$(wc -l <"$work/bases")" -ge "$hosts" ] && break
-    kill -0 "$site_pid" 2>/dev/null || { cat "$work/site.log" >&2; exit 1; }
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/site.log" >&2; exit 1; }
     sleep 0.05
 done
 mapfile -t bases <"$work/bases"
@@ -155,9 +146,6 @@ print(len(seen), requests, not_logged)
 ' "$pages" "$hosts"
 }
 
-now() { date +%s.%N; }
-field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | tail -n 1; }
-
 # run_crawler NAME: one crawl; leaves "seconds reported_pages" in $work/run and the
 # measurement in $work/usage.
 run_crawler() {
@@ -208,8 +196,6 @@ run_crawler() {
     esac
     echo "$(awk -v a="$began" -v b="$ended" 'BEGIN { printf "%.3f", b - a }') ${reported:-null}" >"$work/run"
 }
-
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A rate secs fetched rss cpu_per_page complete_rounds
 read -r -a order <<<"$crawlers"
@@ -266,4 +252,4 @@ if [[ " $crawlers " == *" weir "* ]]; then
     done
 fi
 echo
-echo "machine: $CPUS cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
+machine

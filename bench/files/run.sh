@@ -27,6 +27,7 @@ tasks=${TASKS:-count sha256 blake3}
 seed=${SEED:-1}
 cache_root=${CACHE_DIR:-/tmp/weir-bench-files}
 here=bench/files
+source bench/common.sh
 # wc counts words by the C locale's isspace, as `weir files` does; in a UTF-8 locale it
 # decodes multibyte characters, slower and not what is compared (the tree is ASCII anyway).
 export LC_ALL=C
@@ -36,12 +37,10 @@ PAR=$CPUS   # xargs -P: as many external processes at once as weir's default --j
 BATCH=256   # xargs -n: files per external process
 
 # --- tools -------------------------------------------------------------------------------
-for tool in python3 find xargs wc sha256sum; do
-    command -v "$tool" >/dev/null || { echo "bench/files needs $tool" >&2; exit 1; }
-done
+require bench/files python3 find xargs wc sha256sum
 if [[ " $tasks " == *" blake3 "* ]] && ! command -v b3sum >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing b3sum (apt-get)..." >&2
-    { apt-get update -qq && apt-get install -y -qq b3sum; } >/dev/null 2>&1 || true
+    want b3sum b3sum 2>/dev/null
 fi
 if [[ " $tasks " == *" blake3 "* ]] && ! command -v b3sum >/dev/null; then
     echo "warning: no b3sum: the blake3 task times weir only, with no external anchor" >&2
@@ -198,7 +197,6 @@ check_task() {
 }
 
 # --- the rounds --------------------------------------------------------------------------
-now() { date +%s.%N; }
 # Children's CPU seconds (user + system), from the shell's own `times`: it covers every
 # process the shell waited for and their descendants (xargs's wc, …). `times` must run in
 # this shell, not in a $(…) subshell, which has no children of its own.
@@ -206,7 +204,6 @@ cpu_of() { tail -n 1 "$1" | awk '{
     total = 0
     for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); total += p[1] * 60 + p[2] }
     printf "%.3f", total }'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "== tree $tree ($origin): $files files in $dirs directories, $mib MiB" \
     "($small of 0-16 KiB, $large of $large_mib MiB), in the page cache"
@@ -258,8 +255,8 @@ for task in $tasks; do
     done
 done
 echo
-# ratio OTHER_SECONDS WEIR_SECONDS: how many times faster weir-async is (< 1: slower).
-ratio() { awk -v other="$1" -v weir="$2" 'BEGIN { printf "%.2fx", (weir > 0 ? other / weir : 0) }'; }
+# `ratio OTHER_SECONDS WEIR_SECONDS` (bench/common.sh): how many times faster weir-async is
+# (< 1: slower).
 echo "speed of weir-async relative to (the other's seconds / weir-async's seconds; > 1 is faster):"
 for task in $tasks; do
     async=${med[$task/weir-async]}

@@ -22,9 +22,8 @@ ROUNDS=${1:-10}
 SECONDS_PER_RUN=${2:-3}
 CONNECTIONS=64
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+source bench/common.sh
+need wrk wrk
 echo "building (release)..." >&2
 cargo build --release -q -p weir-http --example hello
 cargo build --release -q --manifest-path bench/http/hyper-hello/Cargo.toml
@@ -41,16 +40,10 @@ start_server() { # name
   local name=$1 port=${PORT[$1]}
   taskset -c "$SERVER_CPU" "${BIN[$name]}" "127.0.0.1:$port" 2>/dev/null &
   PID[$name]=$!
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "server ${BIN[$name]} did not start" >&2; exit 1
+  wait_port "$port" 5
 }
 
-stop_servers() {
-  for pid in "${PID[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-}
+stop_servers() { stop_pids "${PID[@]}"; }
 trap stop_servers EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -88,8 +81,9 @@ to_ms() { # wrk prints 1.23ms, 456.00us or 1.02s
     else print v }'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-column_median() { awk -v c="$2" 'NF {print $c}' <<<"$1" | median; } # rows column
+# Medians here are median_low: with an even number of rounds, a measured value rather than
+# the mean of the middle two.
+column_median() { awk -v c="$2" 'NF {print $c}' <<<"$1" | median_low; } # rows column
 # The lowest and highest of a column: the spread of the per-round ratios.
 range() { sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo, hi}'; }
 
@@ -128,7 +122,7 @@ for mode in keepalive pipelined; do
   ratios=${ROUND_RATIOS[$mode]}
   printf '%-10s per-round requests/s ratios: %s\n' "$mode" "$ratios"
   printf '%-10s per-round ratio median %s, range %s\n' "$mode" \
-    "$(tr ' ' '\n' <<<"$ratios" | awk NF | median)" "$(tr ' ' '\n' <<<"$ratios" | awk NF | range)"
+    "$(tr ' ' '\n' <<<"$ratios" | awk NF | median_low)" "$(tr ' ' '\n' <<<"$ratios" | awk NF | range)"
 done
 echo
-echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
+machine

@@ -14,22 +14,14 @@ cd "$(dirname "$0")/../.."
 N=${1:-20000}
 CONNECTIONS=8
 
-for tool in valgrind strace; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
-done
+source bench/common.sh
+need valgrind valgrind
+need strace strace
 cargo build --release -q -p weir-http --example hello
 cargo build --release -q --manifest-path bench/http/hyper-hello/Cargo.toml
 declare -A BIN=([weir]=target/release/examples/hello [hyper]=bench/http/hyper-hello/target/release/hyper-hello)
 declare -A PORT=([weir]=7091 [hyper]=7090)
 OUT=$(mktemp -d)
-
-wait_port() {
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "port $1 did not open" >&2; exit 1
-}
 
 # run TOOL SERVER MODE REQUESTS: runs the server under the tool, drives it, stops it (SIGINT).
 run() {
@@ -40,7 +32,7 @@ run() {
     strace) strace -f -c -o "$out" "${BIN[$server]}" "127.0.0.1:${PORT[$server]}" 2>/dev/null & ;;
   esac
   pid=$!
-  wait_port "${PORT[$server]}"
+  wait_port "${PORT[$server]}" 30
   python3 bench/http/drive.py "${PORT[$server]}" "$n" "$mode" "$CONNECTIONS"
   # Under strace the server is strace's child; valgrind runs it in its own process.
   local target=$pid

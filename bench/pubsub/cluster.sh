@@ -21,9 +21,7 @@ subscribers=${3:-100}
 source bench/pubsub/common.sh
 need nats-server nats-server
 need psql postgresql-client
-
-source scripts/postgres.sh
-for pid in $(pgrep -f "$WEIR_TEST_PG_DIR/data"); do taskset -a -cp 0 "$pid" >/dev/null; done
+start_postgres
 
 cargo build -q --release -p weir
 (cd bench/pubsub/load && cargo build -q --release)
@@ -33,7 +31,7 @@ weir=target/release/weir
 work=$(mktemp -d)
 pids=()
 stop_cluster() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    stop_pids "${pids[@]}"
     pids=()
 }
 trap 'stop_cluster; rm -rf "$work"; stop_postgres' EXIT
@@ -52,12 +50,12 @@ start_cluster() {
             done
             subscribe_addr=127.0.0.1:14222; publish_addr=127.0.0.1:14221 ;;
         weir)
-            local database="bench_$(date +%s%N)"
-            psql -q "$WEIR_TEST_DATABASE_URL" -c "CREATE DATABASE $database" >/dev/null
+            local database
+            database=$(fresh_database)
             for node in 1 2; do
                 taskset -c 0 "$weir" serve --worker-threads 1 --http-addr "127.0.0.1:1707$node" \
                     --line-addr "127.0.0.1:1708$node" --data-dir "$work/weir-$node-$RANDOM" \
-                    --database "${WEIR_TEST_DATABASE_URL%/*}/$database" --log-level warn \
+                    --database "$database" --log-level warn \
                     >"$work/weir-$node.log" 2>&1 &
                 pids+=($!)
                 wait_port "1708$node"
@@ -70,7 +68,7 @@ start_cluster() {
 # The relay is at most once: a run that lost deliveries is reported, not averaged in silently.
 check_complete() {
     local delivered expected
-    delivered=$(echo "$1" | field delivered); expected=$(echo "$1" | field expected)
+    delivered=$(echo "$1" | load_field delivered); expected=$(echo "$1" | load_field expected)
     if [ "$delivered" != "$expected" ]; then echo "warning: delivered $delivered of $expected" >&2; fi
 }
 
@@ -84,9 +82,9 @@ for round in $(seq "$rounds"); do
         stop_cluster
         echo "round $round $server: $line"
         check_complete "$line"
-        rates[$server]+="$(echo "$line" | field deliveries_per_sec) "
-        p50s[$server]+="$(echo "$line" | field p50_us) "
-        p99s[$server]+="$(echo "$line" | field p99_us) "
+        rates[$server]+="$(echo "$line" | load_field deliveries_per_sec) "
+        p50s[$server]+="$(echo "$line" | load_field p50_us) "
+        p99s[$server]+="$(echo "$line" | load_field p99_us) "
     done
 done
 echo "== steady across nodes: 2,000 messages/s to $subscribers subscribers for 10 s, $rounds rounds"
@@ -98,8 +96,8 @@ for round in $(seq "$rounds"); do
         stop_cluster
         echo "round $round $server: $line"
         check_complete "$line"
-        steady_p50[$server]+="$(echo "$line" | field p50_us) "
-        steady_p99[$server]+="$(echo "$line" | field p99_us) "
+        steady_p50[$server]+="$(echo "$line" | load_field p50_us) "
+        steady_p99[$server]+="$(echo "$line" | load_field p99_us) "
     done
 done
 
@@ -118,4 +116,4 @@ for server in weir nats; do
 done
 echo "flood ratio weir / nats: $(div "${median_rate[weir]}" "${median_rate[nats]}")"
 echo "steady p99 ratio weir / nats: $(div "${median_steady_p99[weir]}" "${median_steady_p99[nats]}")"
-echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
+machine

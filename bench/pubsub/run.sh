@@ -32,11 +32,6 @@ idle_connections=$(( $(ulimit -n) - 1000 ))
 [ "$idle_connections" -gt 20000 ] && idle_connections=20000
 
 work=$(mktemp -d)
-server_pid=
-stop_server() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    server_pid=
-}
 trap 'stop_server; rm -rf "$work"' EXIT
 
 
@@ -72,9 +67,9 @@ for round in $(seq "$rounds"); do
         line=$(taskset -c 1 "$load" flood "$server" "$addr" 1000 "$messages" 100 500)
         stop_server
         echo "round $round $server: $line"
-        rates[$server]+="$(echo "$line" | field deliveries_per_sec) "
-        p50s[$server]+="$(echo "$line" | field p50_us) "
-        p99s[$server]+="$(echo "$line" | field p99_us) "
+        rates[$server]+="$(echo "$line" | load_field deliveries_per_sec) "
+        p50s[$server]+="$(echo "$line" | load_field p50_us) "
+        p99s[$server]+="$(echo "$line" | load_field p99_us) "
     done
 done
 
@@ -87,8 +82,8 @@ for round in $(seq "$rounds"); do
         line=$(taskset -c 1 "$load" steady "$server" "$addr" 1000 2000 10 100)
         stop_server
         echo "round $round $server: $line"
-        steady_p50[$server]+="$(echo "$line" | field p50_us) "
-        steady_p99[$server]+="$(echo "$line" | field p99_us) "
+        steady_p50[$server]+="$(echo "$line" | load_field p50_us) "
+        steady_p99[$server]+="$(echo "$line" | load_field p99_us) "
     done
 done
 
@@ -99,7 +94,7 @@ for server in redis nats weir weir-sse weir-ws; do
     line=$(taskset -c 1 "$load" idle "$server" "$addr" "$idle_connections" "$server_pid")
     stop_server
     echo "$server: $line"
-    idle[$server]=$(echo "$line" | field kib_per_connection)
+    idle[$server]=$(echo "$line" | load_field kib_per_connection)
 done
 
 echo

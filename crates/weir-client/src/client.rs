@@ -19,16 +19,17 @@ pub enum Error {
     /// The overall deadline passed (while waiting for a slot, a permit or the server).
     #[error("deadline passed after {attempts} attempt(s)")]
     Deadline {
-        /// Attempts started.
+        /// Attempts started, counting the one the deadline cut short (which may still have
+        /// been waiting for its slot or permit).
         attempts: u32,
     },
     /// The last attempt failed in transport (connect, timeout, reset, body).
     #[error("{source} (after {attempts} attempt(s))")]
     Transport {
-        /// The transport error.
+        /// The last attempt's error; earlier failures were retried and are not kept.
         #[source]
         source: reqwest::Error,
-        /// Attempts made.
+        /// Attempts made, the failed last one included.
         attempts: u32,
     },
     /// The request has no host to key limits by, or was otherwise malformed.
@@ -63,12 +64,14 @@ pub struct Response {
 }
 
 impl Response {
-    /// Status code.
+    /// The last attempt's status: once retries run out, a retryable one (408, 429, 5xx) is
+    /// returned here, not as an [`Error`].
     pub fn status(&self) -> StatusCode {
         self.inner.status()
     }
 
-    /// Headers.
+    /// The header fields of the last attempt's response, after any redirects the client
+    /// followed.
     pub fn headers(&self) -> &HeaderMap {
         self.inner.headers()
     }

@@ -159,7 +159,8 @@ struct KeyState {
     key: Box<str>,
     /// The key's hash, kept so that growing the table does not hash every key again.
     hash: u64,
-    /// Theoretical arrival time.
+    /// Theoretical arrival time (module doc), in nanoseconds since the epoch; for a key
+    /// without a quota, the end of a pause set by [`RateLimiter::defer`].
     tat: Nanos,
     /// The key's own quota, if it has one.
     quota: Option<Quota>,

@@ -56,7 +56,7 @@ pub enum CrawlError {
 /// How a crawl ended.
 #[derive(Debug)]
 pub struct Finished {
-    /// Totals.
+    /// The totals, as also written last to the output.
     pub summary: Summary,
     /// What was left to fetch, when the crawl stopped before the end.
     pub frontier: Option<SavedFrontier>,

@@ -42,7 +42,8 @@ pub(crate) struct Answer {
     pub(crate) body: Vec<u8>,
 }
 
-/// A finished fetch.
+/// What a fetch task hands back to the scheduler: the entry, its host's index, and how
+/// it went.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) entry: Entry,

@@ -91,9 +91,10 @@ impl Ord for Queued {
 /// What a host's robots.txt allows.
 #[derive(Debug)]
 pub(crate) enum Robots {
-    /// Not asked yet.
+    /// Not asked yet: robots.txt is queued first when the host is next picked.
     Unknown,
-    /// Being fetched.
+    /// robots.txt is queued or in flight; meanwhile only it (a retry, a redirect) is
+    /// fetched from the host.
     Fetching,
     /// Known: rules, or `None` to allow everything (no robots.txt, or robots off).
     Ready(Option<Box<Robot>>),

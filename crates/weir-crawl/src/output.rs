@@ -33,11 +33,11 @@ impl<W: Write + Send> Output for JsonLines<W> {
 /// Counters a progress display or a job's progress events read while the crawl runs.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Pages fetched.
+    /// Pages fetched (any status), as [`Summary::pages`] counts them.
     pub pages: AtomicU64,
-    /// URLs waiting.
+    /// URLs waiting in the hosts' queues, not counting those in flight.
     pub queued: AtomicU64,
-    /// Requests in flight.
+    /// Fetches running now, robots.txt and sitemaps included.
     pub in_flight: AtomicU64,
     /// URLs given up after errors.
     pub errors: AtomicU64,

@@ -27,7 +27,8 @@ pub struct Record {
     /// Where it ended: the redirect target for a 3xx, else the URL itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub final_url: Option<String>,
-    /// HTTP status.
+    /// The response's status (of the last try, when retried); `None` when the URL was
+    /// skipped or no try got a response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Link depth from a seed.
@@ -44,7 +45,7 @@ pub struct Record {
     /// The body was longer than the size cap.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub truncated: bool,
-    /// `<title>`.
+    /// The `<title>` of an HTML page, whitespace collapsed, cut to 300 characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Links found on the page (before dedupe).
@@ -87,7 +88,7 @@ pub struct Summary {
     pub pages: u64,
     /// Of those, 2xx.
     pub ok: u64,
-    /// Redirects recorded.
+    /// 3xx answers with a `Location`, followed or not (past `max_redirects`).
     pub redirects: u64,
     /// URLs given up after errors.
     pub errors: u64,
@@ -103,7 +104,8 @@ pub struct Summary {
     pub robots_and_sitemaps: u64,
     /// Body bytes read.
     pub bytes: u64,
-    /// Hosts contacted.
+    /// Hosts (with their port, when not the default) that had a URL queued; a crawl that
+    /// stopped early may not have contacted them all.
     pub hosts: u64,
     /// URLs still queued or in flight at the end (saved to the frontier file if asked).
     pub pending: u64,

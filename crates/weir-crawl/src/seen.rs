@@ -43,7 +43,8 @@ impl Hasher for Identity {
 pub enum Seen {
     /// First time: crawl it.
     New,
-    /// Seen before.
+    /// Its fingerprint is already in the set: the URL was met before (crawled, queued or
+    /// skipped), or, very rarely, another URL shares its fingerprint.
     Duplicate,
     /// The set is full: the URL cannot be tracked, so it is not crawled.
     Full,
@@ -88,7 +89,7 @@ impl SeenSet {
         self.set.iter().copied()
     }
 
-    /// URLs seen.
+    /// Fingerprints held: URLs seen, counting those restored from a saved frontier.
     pub fn len(&self) -> usize {
         self.set.len()
     }

@@ -15,6 +15,7 @@
 //! Both share the per-file work ([`process_file`]), which streams: memory per file is one
 //! buffer, whatever the file's size.
 
+mod lock;
 mod options;
 mod process;
 mod report;

@@ -2,7 +2,7 @@
 
 use regex::bytes::Regex;
 
-/// A hash algorithm.
+/// The hash computed of each file; parsed from `blake3` or `sha256`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashKind {
     /// BLAKE3 (what `b3sum` prints).

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// A matching line.
+/// A line that matched the `--grep` pattern, as kept in [`FileReport::matches`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Match {
     /// 1-based line number.
@@ -16,13 +16,15 @@ pub struct Match {
 pub struct FileReport {
     /// The path as given by the walk (non-UTF-8 bytes escaped as `\xNN`).
     pub path: String,
-    /// Newlines.
+    /// `\n` bytes, as `wc -l` counts lines (a last line without one is not counted);
+    /// `None` unless counts were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<u64>,
     /// Runs of non-whitespace bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<u64>,
-    /// Bytes read.
+    /// Bytes read: the file's size as it was read. Set whatever was asked for; `None` only
+    /// in a report of a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     /// The hash, lower-case hex.
@@ -54,7 +56,7 @@ impl FileReport {
 /// Totals over every file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
-    /// Files processed.
+    /// Files processed without an error (those with one count in `errors` instead).
     pub files: u64,
     /// Files (or walk entries) with an error.
     pub errors: u64,

@@ -34,12 +34,13 @@
 use std::collections::{BinaryHeap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::lock::lock;
 use crate::options::Options;
 use crate::process::{process_open, process_until};
 use crate::report::{FileReport, Totals};
@@ -292,14 +293,6 @@ fn next_piece(splitting: &Mutex<VecDeque<Arc<SplitFile>>>) -> Option<(Arc<SplitF
         files.pop_front();
     }
     None
-}
-
-/// Locks `mutex`, poisoned or not: every value behind these locks is whole after any
-/// single statement, so a worker's panic cannot leave one half-written.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -26,10 +26,10 @@ use blake3::hazmat::{
     left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
 };
 
+use crate::lock::lock;
 use crate::options::{HashKind, Options};
 use crate::process::{describe, is_space, report_name, with_buffer, Counter};
 use crate::report::FileReport;
-use crate::run_async::lock;
 
 /// The largest piece. 8 MiB: a 200 MiB file gives 25 pieces, so the last file is shared
 /// out finely, while a piece costs one `pread` loop and no more than a few milliseconds.

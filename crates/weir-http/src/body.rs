@@ -16,7 +16,8 @@ pub enum BodyError {
     /// The body passed the configured (or the caller's) size limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge {
-        /// The limit in bytes.
+        /// The limit that was passed, in bytes: the server's `max_body_bytes`, or the
+        /// smaller one given to [`Body::collect`].
         limit: u64,
     },
     /// The chunked coding was malformed.
@@ -28,7 +29,8 @@ pub enum BodyError {
     /// The client closed the connection before the end of the body.
     #[error("the connection closed before the end of the request body")]
     Incomplete,
-    /// The socket failed.
+    /// Reading the socket failed. Only the error's kind is kept, so that the error stays
+    /// `Clone` and comparable.
     #[error("reading the request body failed: {0}")]
     Io(std::io::ErrorKind),
 }
@@ -46,7 +48,8 @@ impl BodyError {
     }
 }
 
-/// A request body.
+/// The body of a [`Request`](crate::Request): read from the connection's socket, or held in
+/// memory for a request built in a test.
 ///
 /// Bytes arrive as the handler asks for them: a handler can stream a body of any size in
 /// constant memory with [`Body::chunk`], or take it whole with [`Body::collect`] under a limit

@@ -43,48 +43,17 @@ pub(crate) fn with_date_at<R>(now: Instant, f: impl FnOnce(&[u8; DATE_LEN]) -> R
     })
 }
 
-/// Renders seconds since the Unix epoch as an IMF-fixdate (RFC 9110 section 5.6.7).
+/// Renders seconds since the Unix epoch as an IMF-fixdate (RFC 9110 section 5.6.7), through
+/// httpdate (already in the tree for `Retry-After`): the calendar arithmetic is written
+/// once, there.
 pub(crate) fn render_imf_fixdate(unix_seconds: u64) -> [u8; DATE_LEN] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = unix_seconds / 86_400;
-    let secs_of_day = unix_seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-
+    let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix_seconds));
     let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
-    out[0..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    put_two_digits(&mut out[5..7], day);
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    put_two_digits(&mut out[12..14], year / 100);
-    put_two_digits(&mut out[14..16], year % 100);
-    put_two_digits(&mut out[17..19], secs_of_day / 3600);
-    put_two_digits(&mut out[20..22], secs_of_day / 60 % 60);
-    put_two_digits(&mut out[23..25], secs_of_day % 60);
+    // Always 29 bytes for years 1970-9999; a later clock keeps the epoch's text.
+    if let Some(rendered) = text.as_bytes().get(..DATE_LEN) {
+        out.copy_from_slice(rendered);
+    }
     out
-}
-
-fn put_two_digits(out: &mut [u8], value: u64) {
-    out[0] = b'0' + (value / 10 % 10) as u8;
-    out[1] = b'0' + (value % 10) as u8;
-}
-
-/// Year, month (1-12) and day (1-31) of a day count since 1970-01-01, after Howard
-/// Hinnant's `civil_from_days`, restricted to dates after the epoch.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::{Request, Response};
 
-/// Answers requests.
+/// Turns each request into its response. One value serves every connection, hence
+/// `Send + Sync + 'static`.
 ///
 /// The future runs inside the connection's task: requests on one connection are answered in
 /// order, as pipelining requires, and a handler that reads the body reads it straight from

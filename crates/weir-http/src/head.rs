@@ -51,9 +51,9 @@ pub enum BodyFraming {
 pub struct ParsedHead {
     /// Bytes the head occupies, including the empty line that ends it.
     pub head_len: usize,
-    /// The method.
+    /// The method token, as [`Method::from_token`] reads it.
     pub method: Method,
-    /// The version.
+    /// HTTP/1.0 or HTTP/1.1; any other version is [`HeadError::UnsupportedVersion`].
     pub version: Version,
     /// The path of the request-target (origin-form or the path of absolute-form).
     pub path: Range<usize>,
@@ -80,27 +80,27 @@ pub enum HeadError {
     /// The head is longer than `max_head_bytes`.
     #[error("request head exceeds {limit} bytes")]
     HeadTooLarge {
-        /// The limit that was passed.
+        /// The `max_head_bytes` the head exceeded.
         limit: usize,
     },
     /// More header fields than `max_headers`.
     #[error("request has more than {limit} header fields")]
     TooManyHeaders {
-        /// The limit that was passed.
+        /// `max_headers`, capped at [`ServerConfig::MAX_HEADERS_CEILING`].
         limit: usize,
     },
     /// The request-target is longer than `max_target_bytes`.
     #[error("request-target exceeds {limit} bytes")]
     TargetTooLong {
-        /// The limit that was passed.
+        /// The `max_target_bytes` the request-target exceeded.
         limit: usize,
     },
     /// The Content-Length is larger than `max_body_bytes`.
     #[error("request body of {length} bytes exceeds the limit of {limit} bytes")]
     BodyTooLarge {
-        /// The declared length.
+        /// The length the client declared in Content-Length, in bytes.
         length: u64,
-        /// The limit.
+        /// The `max_body_bytes` it exceeds.
         limit: u64,
     },
     /// A transfer coding other than chunked was applied.

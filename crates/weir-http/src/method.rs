@@ -59,7 +59,8 @@ impl Method {
         }
     }
 
-    /// The method token.
+    /// The token as it appears on the request line (`"GET"`); an [`Method::Other`] token as
+    /// sent, case kept.
     pub fn as_str(&self) -> &str {
         match self {
             Method::Get => "GET",

@@ -85,12 +85,14 @@ impl Request {
         ))
     }
 
-    /// The method.
+    /// The method from the request line; a token other than the common ones is
+    /// [`Method::Other`], case kept.
     pub fn method(&self) -> &Method {
         &self.method
     }
 
-    /// The protocol version.
+    /// HTTP/1.0 or HTTP/1.1: a request with any other version is answered 505 before a
+    /// handler sees it.
     pub fn version(&self) -> Version {
         self.version
     }

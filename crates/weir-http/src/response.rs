@@ -39,7 +39,7 @@ impl fmt::Debug for ResponseBody {
     }
 }
 
-/// An HTTP response.
+/// What a handler returns: a status, header fields, and a body held in full or streamed.
 ///
 /// ```
 /// use weir_http::{Response, StatusCode};
@@ -122,7 +122,8 @@ impl Response {
         self
     }
 
-    /// The status code.
+    /// The status code as set. The server sends a 500 instead when an owned header is not
+    /// valid HTTP, or for a 101 without an upgrade request and callback.
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -140,7 +141,8 @@ impl Response {
             .map(|(_, v)| &**v)
     }
 
-    /// The body.
+    /// The body as set ([`ResponseBody::Empty`] until one is given). Whatever it holds, none
+    /// is sent for 1xx, 204 and 304, nor in answer to `HEAD`.
     pub fn body(&self) -> &ResponseBody {
         &self.body
     }

@@ -75,6 +75,42 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The event in the `text/event-stream` format, as one buffer that many streams can
+    /// share (see [`Encoded`]).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.data.len() + 32);
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+/// An event already in the `text/event-stream` format: a stream yields these when one
+/// encoding serves many clients (a pub/sub message sent to every subscriber), and plain
+/// [`Event`]s otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(Bytes);
+
+impl Encoded {
+    /// The encoded event.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl From<Bytes> for Encoded {
+    /// Takes bytes that are a complete event (made by [`Event::to_bytes`]) as they are.
+    fn from(bytes: Bytes) -> Encoded {
+        Encoded(bytes)
+    }
+}
+
+impl From<Event> for Encoded {
+    fn from(event: Event) -> Encoded {
+        Encoded(event.to_bytes())
+    }
+}
+
 fn single_line(text: String) -> String {
     if text.contains(['\r', '\n']) {
         text.replace(['\r', '\n'], "")
@@ -117,7 +153,11 @@ impl<S> SseBody<S> {
     }
 }
 
-impl<S: Stream<Item = Event>> Stream for SseBody<S> {
+impl<S> Stream for SseBody<S>
+where
+    S: Stream,
+    S::Item: Into<Encoded>,
+{
     type Item = Result<Bytes, BoxError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -130,10 +170,8 @@ impl<S: Stream<Item = Event>> Stream for SseBody<S> {
         let mut heartbeat = this.heartbeat.as_pin_mut().expect("set above");
         match this.events.poll_next(cx) {
             Poll::Ready(Some(event)) => {
-                let mut out = BytesMut::with_capacity(event.data.len() + 32);
-                event.encode(&mut out);
                 heartbeat.as_mut().reset(next_beat);
-                return Poll::Ready(Some(Ok(out.freeze())));
+                return Poll::Ready(Some(Ok(event.into().0)));
             }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
@@ -169,7 +207,8 @@ use std::future::Future as _;
 /// ```
 pub fn sse_response<S>(events: S, heartbeat: Duration) -> Response
 where
-    S: Stream<Item = Event> + Send + 'static,
+    S: Stream + Send + 'static,
+    S::Item: Into<Encoded>,
 {
     Response::stream(StatusCode::OK, SseBody::new(events, heartbeat))
         .with_content_type("text/event-stream")

@@ -78,7 +78,7 @@ impl StatusCode {
         (100..=999).contains(&code).then_some(StatusCode(code))
     }
 
-    /// The number.
+    /// The code as a number, always in 100..=999.
     pub fn as_u16(self) -> u16 {
         self.0
     }

@@ -7,13 +7,18 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
 use crate::model::{JobId, Progress};
-use crate::time::Timestamp;
+use crate::protocol::{
+    CompleteBatch, CompleteBatchReply, CompleteRequest, Completion, CompletionOutcome, FailRequest,
+    HeartbeatReply, HeartbeatRequest, LeaseReply, LeaseRequest, ReleaseRequest,
+};
 
 /// Why a request to the server failed.
 #[derive(Debug, Clone, Error)]
@@ -39,69 +44,6 @@ pub enum ClientError {
     /// The answer was not what the protocol says.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
-}
-
-/// A leased job, as a worker receives it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LeasedJob {
-    /// Identifier.
-    pub id: JobId,
-    /// Queue.
-    pub queue: String,
-    /// Handler name.
-    pub kind: String,
-    /// Input.
-    pub payload: Box<RawValue>,
-    /// This attempt's number (1 for the first).
-    pub attempt: u32,
-    /// Attempts allowed.
-    pub max_attempts: u32,
-    /// Time this attempt may take.
-    pub timeout_ms: u64,
-    /// The lease's fencing token: every report carries it.
-    pub fencing_token: i64,
-}
-
-/// The answer to a lease request.
-#[derive(Debug, Deserialize)]
-pub struct LeaseReply {
-    /// Leased jobs (empty when none came within the wait).
-    pub jobs: Vec<LeasedJob>,
-    /// Lease length; heartbeat well within it.
-    pub lease_ttl_ms: u64,
-}
-
-/// One job's completion in a batch (`POST /v1/jobs/complete`).
-#[derive(Debug, Serialize)]
-pub struct Completion {
-    /// The job.
-    pub id: JobId,
-    /// The lease's fencing token.
-    pub token: i64,
-    /// What the handler returned.
-    pub result: Box<RawValue>,
-}
-
-/// One completion's outcome in a batch's answer.
-#[derive(Debug, Deserialize)]
-struct CompletionAnswer {
-    #[serde(default)]
-    ok: bool,
-    #[serde(default)]
-    status: Option<u16>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    lease_lost: bool,
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Deserialize)]
-pub struct HeartbeatReply {
-    /// The job was cancelled: stop and report failure.
-    pub cancel: bool,
-    /// The lease now lasts until then.
-    pub expires_at: Option<Timestamp>,
 }
 
 /// A client of one or more Weir nodes.
@@ -213,12 +155,15 @@ impl Client {
         max: u32,
         wait: Duration,
     ) -> Result<LeaseReply, ClientError> {
-        let body = serde_json::json!({
-            "worker": worker, "queues": queues, "max": max, "wait_ms": wait.as_millis() as u64,
-        });
+        let body = LeaseRequest {
+            worker: worker.to_owned(),
+            queues: Some(queues.to_vec()),
+            max: Some(max),
+            wait_ms: Some(wait.as_millis() as u64),
+        };
         self.call(
             "/v1/lease",
-            Some(body.to_string()),
+            Some(body_text(&body)),
             wait + Duration::from_secs(10),
         )
         .await
@@ -231,8 +176,11 @@ impl Client {
         token: i64,
         progress: Option<&Progress>,
     ) -> Result<HeartbeatReply, ClientError> {
-        let body = serde_json::json!({ "token": token, "progress": progress });
-        self.report(id, "heartbeat", body).await
+        let body = HeartbeatRequest {
+            token,
+            progress: progress.cloned(),
+        };
+        self.report(id, "heartbeat", &body).await
     }
 
     /// `POST /v1/jobs/{id}/complete`.
@@ -242,8 +190,11 @@ impl Client {
         token: i64,
         result: &RawValue,
     ) -> Result<(), ClientError> {
-        let body = serde_json::json!({ "token": token, "result": result });
-        self.report::<serde_json::Value>(id, "complete", body)
+        let body = CompleteRequest {
+            token,
+            result: Some(result.to_owned()),
+        };
+        self.report::<serde_json::Value>(id, "complete", &body)
             .await
             .map(drop)
     }
@@ -254,15 +205,13 @@ impl Client {
         &self,
         completions: &[Completion],
     ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            jobs: Vec<CompletionAnswer>,
-        }
-        let body = serde_json::json!({ "jobs": completions });
-        let answer: Answer = self
+        let body = CompleteBatch {
+            jobs: Cow::Borrowed(completions),
+        };
+        let answer: CompleteBatchReply = self
             .call(
                 "/v1/jobs/complete",
-                Some(body.to_string()),
+                Some(body_text(&body)),
                 Duration::from_secs(10),
             )
             .await?;
@@ -277,8 +226,8 @@ impl Client {
             .jobs
             .into_iter()
             .map(|one| match one {
-                CompletionAnswer { ok: true, .. } => Ok(()),
-                CompletionAnswer {
+                CompletionOutcome { ok: true, .. } => Ok(()),
+                CompletionOutcome {
                     status,
                     error,
                     lease_lost,
@@ -287,7 +236,7 @@ impl Client {
                     // The server names each refusal's status; a conflict if not.
                     status: status.unwrap_or(409),
                     message: error.unwrap_or_else(|| "refused".into()),
-                    lease_lost,
+                    lease_lost: lease_lost.unwrap_or(false),
                 }),
             })
             .collect())
@@ -301,16 +250,19 @@ impl Client {
         error: &str,
         retryable: bool,
     ) -> Result<(), ClientError> {
-        let body = serde_json::json!({ "token": token, "error": error, "retryable": retryable });
-        self.report::<serde_json::Value>(id, "fail", body)
+        let body = FailRequest {
+            token,
+            error: error.to_owned(),
+            retryable,
+        };
+        self.report::<serde_json::Value>(id, "fail", &body)
             .await
             .map(drop)
     }
 
     /// `POST /v1/jobs/{id}/release`.
     pub async fn release(&self, id: JobId, token: i64) -> Result<(), ClientError> {
-        let body = serde_json::json!({ "token": token });
-        self.report::<serde_json::Value>(id, "release", body)
+        self.report::<serde_json::Value>(id, "release", &ReleaseRequest { token })
             .await
             .map(drop)
     }
@@ -319,13 +271,18 @@ impl Client {
         &self,
         id: JobId,
         what: &str,
-        body: serde_json::Value,
+        body: &impl Serialize,
     ) -> Result<T, ClientError> {
         self.call(
             &format!("/v1/jobs/{id}/{what}"),
-            Some(body.to_string()),
+            Some(body_text(body)),
             Duration::from_secs(10),
         )
         .await
     }
+}
+
+/// A request body as JSON text (these types always serialize).
+fn body_text(body: &impl Serialize) -> String {
+    serde_json::to_string(body).expect("a request serializes")
 }

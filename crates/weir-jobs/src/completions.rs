@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::client::{Client, ClientError, Completion};
+use crate::client::{Client, ClientError};
 use crate::model::JobId;
+use crate::protocol::Completion;
 
 /// Most completions in one request (the server takes up to 1,000; a hundred already makes
 /// the request's own cost small per job).

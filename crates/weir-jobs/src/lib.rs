@@ -9,10 +9,12 @@
 pub mod client;
 pub mod completions;
 pub mod cron;
+mod events;
 pub mod lifecycle;
 pub mod model;
 pub mod pace;
 mod postgres;
+pub mod protocol;
 pub mod retention;
 mod row;
 mod service;
@@ -22,11 +24,12 @@ pub mod time;
 pub mod wakeups;
 pub mod worker;
 
+pub use events::{EventSink, EventTopic, JobEvent, JOB_TOPIC_PREFIX, QUEUE_TOPIC_PREFIX};
 pub use lifecycle::{Action, Change, ChangeError, RetryPolicy};
 pub use model::{Enqueued, Job, JobId, JobState, NewJob, Progress};
 pub use postgres::PostgresStore;
 pub use retention::{Pruned, Retention};
-pub use service::{validate, EventSink, JobEvent, Jobs, JobsConfig, JobsError, Schedule};
+pub use service::{validate, validate_queue, Jobs, JobsConfig, JobsError, Schedule};
 pub use sqlite::SqliteStore;
 pub use store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreOptions};
 pub use time::Timestamp;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Most jobs one lease request asks for: the protocol's limit (docs/workers.md).
-pub const MAX_LEASE: usize = 100;
+const MAX_LEASE: usize = crate::protocol::MAX_LEASE as usize;
 
 /// The worker's jobs in hand and their pace.
 #[derive(Debug)]

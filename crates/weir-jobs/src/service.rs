@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use thiserror::Error;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cron::Cron;
+use crate::events::{EventSink, EventTopic, JobEvent};
 use crate::lifecycle::{Action, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::retention::{Pruned, PrunedTotals, Retention};
@@ -57,7 +57,7 @@ impl Default for JobsConfig {
             max_payload: 1 << 20,
             max_batch: 1_000,
             max_lease_wait: Duration::from_secs(60),
-            max_lease: 100,
+            max_lease: crate::protocol::MAX_LEASE,
             lease_recheck: Duration::from_secs(1),
             retention: Retention::default(),
             prune_interval: Duration::from_secs(10),
@@ -89,6 +89,16 @@ pub enum JobsError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// The payload is larger than `jobs.max_payload`.
+    #[error("{field}: {size} bytes exceeds the limit of {limit} bytes (setting jobs.max_payload)")]
+    PayloadTooLarge {
+        /// The field, as named in the API (`payload`, `jobs[3].payload`).
+        field: String,
+        /// The payload's size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The action does not apply (see [`ChangeError`]).
     #[error(transparent)]
     Refused(#[from] ChangeError),
@@ -103,19 +113,6 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> JobsError {
         message: message.into(),
     }
 }
-
-/// A lifecycle event, as published on `jobs.{id}` and `queues.{name}`.
-#[derive(Debug, Serialize)]
-pub struct JobEvent<'a> {
-    /// What happened: `enqueued`, `started`, `progress`, `completed`, `retrying`,
-    /// `cancel_requested`, `cancelled`, `discarded`, `released` or `rescued`.
-    pub event: &'static str,
-    /// The job after the change.
-    pub job: &'a Job,
-}
-
-/// Receives every lifecycle event: (topic, JSON).
-pub type EventSink = Arc<dyn Fn(&str, String) + Send + Sync>;
 
 /// The job service. Clone freely; clones share everything.
 #[derive(Clone)]
@@ -138,25 +135,31 @@ impl fmt::Debug for Jobs {
     }
 }
 
-/// Checks the fields of a job a producer submitted.
-pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
-    let name_ok = |text: &str| {
-        !text.is_empty()
-            && text.len() <= 128
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    };
-    if !name_ok(&job.queue) {
+/// Whether `text` may name a queue or a kind: 1–128 characters of letters, digits, `_`,
+/// `-` and `.` (no space or colon: the store's notifications rely on it).
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Checks a queue's name, named `field` in the error (`queue`, `queues[2]`).
+pub fn validate_queue(queue: &str, field: &str) -> Result<(), JobsError> {
+    if !is_name(queue) {
         return Err(invalid(
-            "queue",
-            format!(
-                "`{}` must be 1–128 characters of letters, digits, _ - .",
-                job.queue
-            ),
+            field,
+            format!("`{queue}` must be 1–128 characters of letters, digits, _ - ."),
         ));
     }
-    if !name_ok(&job.kind) {
+    Ok(())
+}
+
+/// Checks the fields of a job a producer submitted.
+pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
+    validate_queue(&job.queue, "queue")?;
+    if !is_name(&job.kind) {
         return Err(invalid(
             "kind",
             format!(
@@ -180,14 +183,11 @@ pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
         }
     }
     if job.payload.get().len() > config.max_payload {
-        return Err(invalid(
-            "payload",
-            format!(
-                "{} bytes exceeds the limit of {} bytes (setting jobs.max_payload)",
-                job.payload.get().len(),
-                config.max_payload
-            ),
-        ));
+        return Err(JobsError::PayloadTooLarge {
+            field: "payload".into(),
+            size: job.payload.get().len(),
+            limit: config.max_payload,
+        });
     }
     if job.max_attempts == 0 || job.max_attempts > 1_000 {
         return Err(invalid("max_attempts", "must be 1–1000"));
@@ -264,8 +264,8 @@ impl Jobs {
         let Ok(json) = serde_json::to_string(&JobEvent { event, job }) else {
             return;
         };
-        sink(&format!("queues.{}", job.queue), json.clone());
-        sink(&format!("jobs.{}", job.id), json);
+        sink(EventTopic::Queue(&job.queue), json.clone());
+        sink(EventTopic::Job(job.id), json);
     }
 
     /// Validates and enqueues, all or nothing. Each job is validated first; the first bad
@@ -288,6 +288,13 @@ impl Jobs {
             validate(job, &self.config).map_err(|error| match error {
                 JobsError::Invalid { field, message } if batch.len() > 1 => {
                     invalid(format!("jobs[{index}].{field}"), message)
+                }
+                JobsError::PayloadTooLarge { field, size, limit } if batch.len() > 1 => {
+                    JobsError::PayloadTooLarge {
+                        field: format!("jobs[{index}].{field}"),
+                        size,
+                        limit,
+                    }
                 }
                 other => other,
             })?;

@@ -27,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::client::{Client, ClientError, LeaseReply, LeasedJob};
+use crate::client::{Client, ClientError};
 use crate::completions::Completions;
 use crate::model::Progress;
 use crate::pace::Pace;
+use crate::protocol::{LeaseReply, LeasedJob};
 
 /// What a handler returns: the result (JSON) or why it failed.
 pub type HandlerResult = Result<Box<RawValue>, JobFailure>;

@@ -18,20 +18,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::hub::Topic;
-use crate::log::{Message, Retention};
+use crate::log::{Message, Retention, StoredMessage};
+use crate::topic::Topic;
 use crate::{PublishError, TopicName};
-
-/// A message as the store keeps it.
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    /// Its offset in the topic.
-    pub offset: u64,
-    /// The bytes published.
-    pub payload: Bytes,
-    /// When the hub accepted it.
-    pub published_at: SystemTime,
-}
 
 /// A durable topic as loaded at start-up: its epoch, the offset its next message gets, and
 /// the retained tail of its log (consecutive offsets ending at `next_offset - 1`).

@@ -18,6 +18,7 @@
 //! The transports (SSE, WebSocket, the TCP line protocol) live in `weir-chat` and the
 //! `weir` binary.
 
+mod config;
 mod durable;
 mod hub;
 mod log;
@@ -28,13 +29,19 @@ mod presence;
 mod relay;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_store;
+mod state;
+mod subscription;
+mod topic;
+mod types;
 
-pub use durable::{Append, StoreError, StoredMessage, StoredTopic, TopicStore};
-pub use hub::{
-    Event, Hub, HubConfig, PublishError, SlowSubscriber, SlowSubscriberPolicy, StartFrom,
-    SubscribeError, Subscription, TopicInfo,
-};
-pub use log::{Message, Retention, ENCODING_SLOTS};
+pub use config::{HubConfig, SlowSubscriberPolicy};
+pub use durable::{Append, StoreError, StoredTopic, TopicStore};
+pub use hub::Hub;
+pub use log::{Message, Retention, StoredMessage, ENCODING_SLOTS};
 pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN};
 pub use presence::{Presence, PresenceChange};
 pub use relay::{Interest, Relay, RelayStats};
+pub use subscription::Subscription;
+pub use types::{
+    Event, PublishError, SlowSubscriber, StartFrom, StartFromError, SubscribeError, TopicInfo,
+};

@@ -8,8 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::durable::StoredMessage;
 use crate::TopicName;
+
+/// A message as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Its offset in the topic.
+    pub offset: u64,
+    /// The bytes published.
+    pub payload: Bytes,
+    /// When the hub accepted it.
+    pub published_at: SystemTime,
+}
 
 /// A published message as subscribers see it.
 ///
@@ -20,7 +30,7 @@ use crate::TopicName;
 pub struct Message(Arc<MessageParts>);
 
 /// Slots of [`Message::encoded`]: one per wire format a server sends messages in.
-pub const ENCODING_SLOTS: usize = 4;
+pub const ENCODING_SLOTS: usize = 6;
 
 #[derive(Debug)]
 struct MessageParts {

@@ -60,10 +60,10 @@ pub struct Gauges {
     pub rejected: AtomicUsize,
 }
 
-/// A parsed record.
+/// One input line, `id,cents`, once parsed (a line that does not parse is rejected).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Identifier.
+    /// The line's first field; enrichment derives the region from it.
     pub id: u64,
     /// Amount in cents.
     pub cents: i64,

@@ -21,14 +21,14 @@ use futures_core::Stream;
 pub enum WindowKind {
     /// Back-to-back windows of `size`: each item in exactly one.
     Tumbling {
-        /// Window length.
+        /// Window length in event-time units; windows start at multiples of it.
         size: u64,
     },
     /// Windows of `size` starting every `slide`: each item in `size / slide` windows.
     Sliding {
-        /// Window length.
+        /// Window length in event-time units.
         size: u64,
-        /// Distance between window starts.
+        /// Distance between window starts; windows start at multiples of it.
         slide: u64,
     },
     /// Windows that grow while items keep coming less than `gap` apart.
@@ -59,7 +59,8 @@ impl WindowSpec {
         Self::of(WindowKind::Tumbling { size })
     }
 
-    /// Sliding windows.
+    /// Sliding windows of `size` starting every `slide`, no out-of-orderness or lateness
+    /// allowed.
     ///
     /// # Panics
     /// When `size` or `slide` is 0, or `slide > size`.
@@ -71,7 +72,8 @@ impl WindowSpec {
         Self::of(WindowKind::Sliding { size, slide })
     }
 
-    /// Session windows.
+    /// Session windows that close after `gap` without an item, no out-of-orderness or
+    /// lateness allowed.
     ///
     /// # Panics
     /// When `gap` is 0.
@@ -114,9 +116,11 @@ pub enum Firing {
 /// A window's contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window<T> {
-    /// Inclusive start.
+    /// The first event time it covers (inclusive): a multiple of `size` (tumbling) or
+    /// `slide` (sliding), or a session's earliest item.
     pub start: u64,
-    /// Exclusive end.
+    /// The end (exclusive): `start + size`, or a session's latest item plus `gap`. The
+    /// window fires when the watermark reaches it.
     pub end: u64,
     /// The items, in arrival order.
     pub items: Vec<T>,
@@ -127,7 +131,7 @@ pub struct Window<T> {
 /// What a [`Windows`] stream yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowEvent<T> {
-    /// A window fired.
+    /// A window that fired: on time, or again for a late item ([`Window::firing`]).
     Window(Window<T>),
     /// The side output: an item too late for any window it belongs to.
     Late(T),

@@ -4,18 +4,15 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use weir_http::{HttpMetrics, Router, Server};
-
-use crate::config::ServeConfig;
-use crate::dashboard::add_dashboard_routes;
-use crate::jobs::add_job_routes;
-use crate::line::{serve_lines, LineConfig, LineContext};
-use crate::routes::add_operational_routes;
-use crate::topics::add_topic_routes;
-use crate::ws::add_ws_route;
-use weir_jobs::{Jobs, PostgresStore, SqliteStore, Store};
+use weir_chat::line::{serve_lines, LineConfig};
+use weir_chat::{ChatConfig, ChatContext};
+use weir_http::{HttpMetrics, Server};
+use weir_jobs::{EventTopic, Jobs, PostgresStore, SqliteStore, Store};
 use weir_pubsub::sqlite_store::SqliteTopicStore;
 use weir_pubsub::Hub;
+
+use crate::api::router;
+use crate::config::ServeConfig;
 
 /// Why `weir serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,29 +59,6 @@ pub enum ServeError {
 
 /// The PostgreSQL schema of the job store's and the relay's tables.
 const JOBS_SCHEMA: &str = "weir";
-
-/// The routes of the HTTP API. `shutdown` ends waiting lease requests when the server stops.
-pub fn router(
-    config: &ServeConfig,
-    metrics: Arc<HttpMetrics>,
-    hub: Hub,
-    chat: Arc<LineContext>,
-    jobs: Jobs,
-    shutdown: CancellationToken,
-) -> Router {
-    let tokens = Arc::new(config.tokens.clone());
-    let router = add_operational_routes(
-        Router::new(),
-        metrics,
-        hub.clone(),
-        jobs.clone(),
-        tokens.clone(),
-    );
-    let router = add_topic_routes(router, hub, tokens.clone(), config.sse_heartbeat);
-    let router = add_job_routes(router, jobs, tokens, shutdown, config.http.max_body_bytes);
-    let router = add_ws_route(router, chat);
-    add_dashboard_routes(router)
-}
 
 /// The bound listeners of `weir serve`.
 #[derive(Debug)]
@@ -170,15 +144,15 @@ pub async fn open_jobs(config: &ServeConfig, hub: &Hub) -> Result<Jobs, ServeErr
         }
     };
     let events_hub = hub.clone();
-    let events: weir_jobs::EventSink = Arc::new(move |topic: &str, json: String| {
+    let events: weir_jobs::EventSink = Arc::new(move |topic: EventTopic<'_>, json: String| {
         // A topic per queue always; a topic per job only while someone subscribed to it
         // (else one topic per job ever run would pile up). Job events are live
         // notifications: a topic made durable by a broad pattern refuses the synchronous
         // publish, which is logged, not fatal.
-        let published = if topic.starts_with("jobs.") {
-            events_hub.publish_if_exists(topic, json.into()).map(drop)
-        } else {
-            events_hub.publish(topic, json.into()).map(drop)
+        let name = topic.to_string();
+        let published = match topic {
+            EventTopic::Job(_) => events_hub.publish_if_exists(&name, json.into()).map(drop),
+            EventTopic::Queue(_) => events_hub.publish(&name, json.into()).map(drop),
         };
         if let Err(error) = published {
             tracing::debug!(%topic, %error, "job event not published");
@@ -195,13 +169,16 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
     let hub = open_hub(&config)?;
-    let line_config = LineConfig {
+    let chat_config = ChatConfig {
         max_subscriptions: config.max_subscriptions,
-        max_connections: config.line_max_connections,
         tokens: config.tokens.clone(),
+        ..ChatConfig::default()
+    };
+    let line_config = LineConfig {
+        max_connections: config.line_max_connections,
         ..LineConfig::default()
     };
-    let chat = Arc::new(LineContext::new(hub.clone(), line_config, shutdown.clone()));
+    let chat = Arc::new(ChatContext::new(hub.clone(), chat_config, shutdown.clone()));
     let jobs = open_jobs(&config, &hub).await?;
     let relay = match &config.database {
         Some(url) => Some(weir_pubsub::postgres_relay::start(url, JOBS_SCHEMA, hub.clone()).await?),
@@ -229,7 +206,7 @@ pub async fn run(
     let http = Server::new(router, config.http)
         .with_metrics(metrics)
         .serve(listeners.http, shutdown.clone());
-    let line = serve_lines(listeners.line, chat);
+    let line = serve_lines(listeners.line, chat, line_config);
     // Both run in this task until shutdown; `join!` waits for both to drain.
     let (http, line) = tokio::join!(http, line);
     let _ = maintenance.await;

@@ -7,8 +7,8 @@ mod support;
 use support::{http, read_until, start, LineClient};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use weir::auth::Tokens;
 use weir::config::ServeConfig;
+use weir_auth::Tokens;
 
 const PUBLISHER: &str = "publisher-0123456789";
 const READER: &str = "reader-0123456789abc";

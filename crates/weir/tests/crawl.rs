@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use weir::demo_site::{self, Answer, Profile, Site, SiteConfig};
 use weir_crawl::{CrawlConfig, Crawler, JsonLines, Record, SkipReason, StopReason};
+use weir_demo_site::{self as demo_site, Answer, Profile, Site, SiteConfig};
 
 /// A demo site served in this process until the guard drops.
 struct DemoSite {

@@ -8,10 +8,9 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream as StdTcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{http, read_until, DEADLINE};
+use support::{http, read_until, spawn_serve, Process, DEADLINE};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
@@ -99,54 +98,28 @@ async fn a_durable_topic_keeps_its_offsets_history_and_epoch_across_a_restart() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `weir serve` process; killed when dropped.
-struct Process(Child, String);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-// The child is waited for by `Process`'s Drop, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
+/// `weir serve` with `orders.>` durable under `dir`, keeping (and letting a replay read)
+/// everything a burst publishes: then every answered publish can be checked, not only the
+/// newest 1,000.
 fn start_process(dir: &Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--line-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--durable", "orders.>", "--data-dir"])
-        .arg(dir)
-        // Keep, and let a replay read, everything the burst publishes: then every answered
-        // publish can be checked, not only the newest 1,000.
-        .args(["--retention-messages", "1000000", "--lag-limit", "1000000"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("weir logs its address").unwrap();
-        if let Some(at) = line.find("http://") {
-            break line[at + 7..].split('/').next().unwrap().to_string();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Process(child, addr)
+    let dir = dir.to_str().expect("a UTF-8 scratch path");
+    spawn_serve(&[
+        "--durable",
+        "orders.>",
+        "--data-dir",
+        dir,
+        "--retention-messages",
+        "1000000",
+        "--lag-limit",
+        "1000000",
+    ])
 }
 
 #[test]
 fn every_answered_publish_survives_kill_9() {
     let dir = scratch_dir("kill");
     let server = start_process(&dir);
-    let addr = server.1.clone();
+    let addr = server.addr.clone();
     // Publish over one keep-alive connection from another thread, recording every answer,
     // while this thread kills the server partway through.
     let publisher = std::thread::spawn(move || {
@@ -199,8 +172,7 @@ fn every_answered_publish_survives_kill_9() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut server = server;
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.kill_9();
     let answered = publisher.join().unwrap();
     assert!(
         answered.len() > 10,
@@ -210,7 +182,7 @@ fn every_answered_publish_survives_kill_9() {
     assert!(db.exists());
 
     let restarted = start_process(&dir);
-    let mut stream = StdTcpStream::connect(&restarted.1).unwrap();
+    let mut stream = StdTcpStream::connect(&restarted.addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(
         stream,

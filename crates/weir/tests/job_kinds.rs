@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use support::{spawn_worker, start, DEADLINE};
 use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
-use weir::demo_site::{self, Profile, SiteConfig};
+use weir_demo_site::{self as demo_site, Profile, SiteConfig};
 use weir_http::{handler_fn, Request, Response, Server, ServerConfig, StatusCode};
 use weir_jobs::client::Client;
 

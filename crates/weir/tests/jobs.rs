@@ -12,8 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir::config::ServeConfig;
-use weir_jobs::client::{Client, ClientError, Completion};
+use weir_jobs::client::{Client, ClientError};
 use weir_jobs::completions::Completions;
+use weir_jobs::protocol::Completion;
 use weir_jobs::worker::{JobFailure, Registry, Worker, WorkerConfig};
 
 const CALL: Duration = Duration::from_secs(10);
@@ -810,7 +811,7 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
 
 /// Completes `jobs` with `result` through a reporter of its own on `api`, every completion
 /// queued before the reporter first runs (on a one-thread runtime), and waits for it to end.
-async fn complete_through(api: Client, jobs: &[weir_jobs::client::LeasedJob], result: &str) {
+async fn complete_through(api: Client, jobs: &[weir_jobs::protocol::LeasedJob], result: &str) {
     let (completions, reporter) = Completions::start(Arc::new(api));
     let outcomes = futures_util::future::join_all(jobs.iter().map(|job| {
         let result = serde_json::value::RawValue::from_string(result.to_string()).unwrap();

@@ -20,13 +20,13 @@ async fn metrics_name_the_slow_subscriber() {
     std::fs::create_dir_all(&data).unwrap();
     config.data_dir = data.clone();
     let jobs = weir::serve::open_jobs(&config, &hub).await.unwrap();
-    let router = weir::serve::router(
+    let router = weir::api::router(
         &config,
         Arc::new(HttpMetrics::new()),
         hub.clone(),
-        Arc::new(weir::line::LineContext::new(
+        Arc::new(weir_chat::ChatContext::new(
             hub.clone(),
-            weir::line::LineConfig::default(),
+            weir_chat::ChatConfig::default(),
             tokio_util::sync::CancellationToken::new(),
         )),
         jobs.clone(),

@@ -53,14 +53,14 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
     std::fs::create_dir_all(&data).unwrap();
     config.data_dir = data.clone();
     let hub = Hub::new(config.pubsub.clone());
-    let chat = Arc::new(weir::line::LineContext::new(
+    let chat = Arc::new(weir_chat::ChatContext::new(
         hub.clone(),
-        weir::line::LineConfig::default(),
+        weir_chat::ChatConfig::default(),
         tokio_util::sync::CancellationToken::new(),
     ));
     let jobs = weir::serve::open_jobs(&config, &hub).await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let router = weir::serve::router(&config, Arc::new(HttpMetrics::new()), hub, chat, jobs, stop);
+    let router = weir::api::router(&config, Arc::new(HttpMetrics::new()), hub, chat, jobs, stop);
     let _ = std::fs::remove_dir_all(&data);
     let served: BTreeSet<(String, String)> = router
         .routes()

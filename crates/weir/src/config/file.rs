@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, SETTINGS};
+use super::settings::{ConfigError, SETTINGS};
 
 /// A parsed configuration file: dotted keys to values, every key a known setting.
 #[derive(Debug, Clone)]

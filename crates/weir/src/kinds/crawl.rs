@@ -23,6 +23,8 @@ use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
 use crate::config::values::parse_duration;
 
+use super::job_io;
+
 /// Hosts one split crawl gives out.
 const MAX_SPLIT_HOSTS: usize = weir_crawl::MAX_OTHER_HOSTS;
 
@@ -64,7 +66,7 @@ struct CrawlJob {
 const SHAPE: &str = r#"{"urls": ["https://…"], "depth": N, "max_pages": N, "split": false, …}"#;
 
 pub(crate) async fn run(jobs: Arc<weir_jobs::client::Client>, ctx: JobContext) -> HandlerResult {
-    let job: CrawlJob = super::payload(&ctx, SHAPE)?;
+    let job: CrawlJob = job_io::payload(&ctx, SHAPE)?;
     if job.split {
         coordinate(&jobs, &ctx, job).await
     } else {
@@ -151,7 +153,7 @@ async fn crawl(ctx: &JobContext, job: CrawlJob) -> HandlerResult {
     if ctx.cancel.is_cancelled() {
         return Err(JobFailure::retry("stopped before the crawl ended"));
     }
-    super::result(&json!({
+    job_io::result(&json!({
         "summary": finished.summary,
         "out": job.out,
         "other_hosts": finished.other_hosts.iter().map(Url::as_str).collect::<Vec<_>>(),
@@ -286,7 +288,7 @@ async fn coordinate(
         }
         running = still;
     }
-    super::result(&json!({
+    job_io::result(&json!({
         "summary": totals,
         "hosts": owners.into_iter().map(|(host, id)| json!({ "host": host, "job": id })).collect::<Vec<_>>(),
         "failed": failed,

@@ -16,6 +16,8 @@ use serde_json::json;
 use weir_files::{FileReport, HashKind, Options};
 use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
+use super::job_io;
+
 /// Errors kept in the result.
 const ERRORS_IN_RESULT: usize = 100;
 
@@ -39,7 +41,7 @@ const SHAPE: &str =
     r#"{"paths": ["/dir"], "count": true, "hash": "blake3", "grep": "…", "out": "/file.jsonl"}"#;
 
 pub(crate) async fn run(ctx: JobContext) -> HandlerResult {
-    let job: FilesJob = super::payload(&ctx, SHAPE)?;
+    let job: FilesJob = job_io::payload(&ctx, SHAPE)?;
     if job.paths.is_empty() {
         return Err(JobFailure::fatal("paths: give at least one path"));
     }
@@ -118,5 +120,5 @@ pub(crate) async fn run(ctx: JobContext) -> HandlerResult {
     if totals.partial {
         return Err(JobFailure::retry("stopped before every file was processed"));
     }
-    super::result(&json!({ "totals": totals, "errors": errors, "out": job.out }))
+    job_io::result(&json!({ "totals": totals, "errors": errors, "out": job.out }))
 }

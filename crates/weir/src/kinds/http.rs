@@ -17,6 +17,8 @@ use weir_client::reqwest::{self, Method};
 use weir_client::{Client, RequestOptions};
 use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
+use super::job_io;
+
 /// Body bytes kept in the result.
 const BODY_IN_RESULT: usize = 16 * 1024;
 
@@ -39,7 +41,7 @@ const SHAPE: &str =
     r#"{"url": "https://…", "method": "POST", "headers": {…}, "body": "…" or JSON}"#;
 
 pub(crate) async fn run(client: Client, ctx: JobContext) -> HandlerResult {
-    let job: HttpJob = super::payload(&ctx, SHAPE)?;
+    let job: HttpJob = job_io::payload(&ctx, SHAPE)?;
     let idempotent = job.idempotent;
     let request = build(&client, job)?;
     let (method, url) = (request.method().clone(), request.url().clone());
@@ -89,7 +91,7 @@ pub(crate) async fn run(client: Client, ctx: JobContext) -> HandlerResult {
             first_line(&body)
         )));
     }
-    super::result(&json!({
+    job_io::result(&json!({
         "status": code,
         "url": response.url().as_str(),
         "headers": headers,

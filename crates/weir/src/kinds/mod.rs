@@ -5,8 +5,9 @@
 pub(crate) mod crawl;
 pub(crate) mod files;
 pub(crate) mod http;
+mod job_io;
 
-use weir_jobs::worker::{JobContext, JobFailure, Registry};
+use weir_jobs::worker::{JobContext, Registry};
 
 /// Registers the `http`, `crawl` and `files` kinds.
 pub(crate) fn register(
@@ -20,16 +21,4 @@ pub(crate) fn register(
         crawl::run(std::sync::Arc::clone(&jobs), ctx)
     });
     registry.register("files", files::run);
-}
-
-/// Reads a job's payload as `T`; a payload that does not fit is a fatal failure (trying
-/// again cannot fix it).
-fn payload<T: serde::de::DeserializeOwned>(ctx: &JobContext, shape: &str) -> Result<T, JobFailure> {
-    serde_json::from_str(ctx.job.payload.get())
-        .map_err(|error| JobFailure::fatal(format!("payload: {error} (expected {shape})")))
-}
-
-/// A JSON value as a job result.
-fn result(value: &serde_json::Value) -> weir_jobs::worker::HandlerResult {
-    serde_json::value::to_raw_value(value).map_err(|error| JobFailure::fatal(error.to_string()))
 }

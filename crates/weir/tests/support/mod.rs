@@ -220,7 +220,7 @@ pub fn spawn_worker(args: &[&str]) -> Process {
 /// in arrival order.
 pub async fn demo_log(base: &str) -> Vec<(String, f64)> {
     let client = weir_client::Client::builder().build().unwrap();
-    let url = format!("{base}{}", weir::demo_site::LOG_PATH);
+    let url = format!("{base}{}", weir_demo_site::LOG_PATH);
     let text = client
         .http()
         .get(url)

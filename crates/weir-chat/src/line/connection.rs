@@ -1,0 +1,176 @@
+//! One line-protocol connection: lines in, replies and events out, with the connection's
+//! flood limit, idle deadline and write deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{timeout, Instant};
+
+use super::config::LineConfig;
+use super::parse::parse;
+use super::reader::{Line, LineReader};
+use crate::render::{line_bytes, reply_line, Encoding};
+use crate::{ChatContext, Reply, Session, WRITE_BATCH};
+
+/// A reply or event line must reach the client within this, or the connection is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A token bucket: `rate` lines per second on average, `burst` at once.
+#[derive(Debug)]
+struct FloodGate {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+impl FloodGate {
+    fn new(config: &LineConfig) -> FloodGate {
+        FloodGate {
+            tokens: f64::from(config.flood_burst),
+            rate: f64::from(config.flood_rate),
+            burst: f64::from(config.flood_burst),
+            last: Instant::now(),
+            strikes: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.strikes = 0;
+            true
+        } else {
+            self.strikes += 1;
+            false
+        }
+    }
+}
+
+/// Serves one connection; `_slot` is its place under `line.max_connections`, held until
+/// the session ends.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    ctx: Arc<ChatContext>,
+    config: Arc<LineConfig>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let mut reader = LineReader::new(read_half, config.max_line_bytes);
+    let mut out = write_half;
+    let mut gate = FloodGate::new(&config);
+    let access = ctx.tokens().access(None);
+    let shutdown = ctx.shutdown().clone();
+    let mut session = Session::new(
+        id,
+        format!("line {peer}").into(),
+        Encoding::Line,
+        ctx,
+        access,
+    );
+    tracing::debug!("line session opened");
+    let mut pending = vec![line_bytes("+OK weir line protocol; HELP for commands")];
+    // One timer for the connection's life, moved only when it fires early: making a new
+    // one per loop turn cost a timer-wheel insert and removal per delivered batch.
+    let idle = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(idle);
+    let mut last_activity;
+    loop {
+        last_activity = Instant::now();
+        if !pending.is_empty() {
+            if write_lines(&mut out, &pending).await.is_err() {
+                break;
+            }
+            pending.clear();
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = write_lines(&mut out, &[line_bytes("-ERR server shutting down")]).await;
+                break;
+            }
+            // While a write is pending nothing is taken from the subscriptions: a client
+            // that reads slowly falls behind in the hub, and the publisher never waits.
+            batch = session.next_events(WRITE_BATCH) => pending.extend(batch),
+            () = &mut idle => {
+                let quiet_until = last_activity + config.idle_timeout;
+                if Instant::now() < quiet_until {
+                    idle.as_mut().reset(quiet_until);
+                    continue;
+                }
+                let _ = write_lines(&mut out, &[line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))]).await;
+                break;
+            }
+            read = reader.next_line() => match read {
+                Err(_) | Ok(Line::End) => break,
+                Ok(Line::TooLong) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
+                Ok(Line::NotUtf8) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
+                Ok(Line::Text(text)) => {
+                    // Parsed once, here: the flood gate needs the command, and so does the
+                    // session.
+                    let command = parse(&text);
+                    let machine = matches!(&command, Ok(command) if command.is_machine_traffic());
+                    if !machine && !gate.allow() {
+                        if gate.strikes >= config.flood_strikes {
+                            let _ = write_lines(&mut out, &[line_bytes("-ERR disconnected for flooding")]).await;
+                            break;
+                        }
+                        pending.push(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate)));
+                        continue;
+                    }
+                    // Boxed: a command's future (which may wait for the store) would
+                    // otherwise sit inline in every idle connection's task.
+                    let outcome = match command {
+                        Ok(command) => Box::pin(session.handle(command)).await,
+                        Err(error) => {
+                            pending.push(line_bytes(format!("-ERR {}", error.0)));
+                            continue;
+                        }
+                    };
+                    if let Ok(Reply::Quit) = outcome {
+                        let _ = write_lines(&mut out, &[line_bytes("+OK bye")]).await;
+                        break;
+                    }
+                    pending.extend(reply_line(&outcome).map(line_bytes));
+                }
+            },
+        }
+    }
+    Box::pin(session.close()).await;
+    tracing::debug!("line session closed");
+}
+
+/// Writes whole lines (each with its line ending) in one write. No buffer lives between
+/// writes: an idle connection holds none.
+async fn write_lines(out: &mut OwnedWriteHalf, lines: &[Bytes]) -> std::io::Result<()> {
+    let write = async {
+        if let [line] = lines {
+            return out.write_all(line).await;
+        }
+        let mut joined = Vec::with_capacity(lines.iter().map(Bytes::len).sum());
+        for line in lines {
+            joined.extend_from_slice(line);
+        }
+        out.write_all(&joined).await
+    };
+    timeout(WRITE_TIMEOUT, write).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client stopped reading",
+        ))
+    })
+}

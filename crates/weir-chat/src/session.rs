@@ -1,0 +1,258 @@
+//! One client's chat and pub/sub state, whatever the transport: typed commands in, typed
+//! replies out, and the events of its rooms and topics in the transport's encoding.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use weir_auth::Access;
+use weir_pubsub::{Message, PresenceChange, StartFrom, TopicName};
+
+use crate::feed_key::FeedKey;
+use crate::feeds::Feeds;
+use crate::render::Encoding;
+use crate::{ChatContext, ChatError, Command, Reply};
+
+/// One client's session. A transport makes one per connection, feeds it commands with
+/// [`Session::handle`], writes what [`Session::next_events`] yields, and ends it with
+/// [`Session::close`].
+pub struct Session {
+    id: u64,
+    /// The transport and peer address (`line 127.0.0.1:5555`), shared with the
+    /// subscriptions as their label in the slow-subscriber report.
+    peer: Arc<str>,
+    encoding: Encoding,
+    nick: Option<String>,
+    feeds: Feeds,
+    ctx: Arc<ChatContext>,
+    /// The scopes this client holds: all on an open server, none until it authenticates.
+    access: Access,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("nick", &self.nick)
+            .field("feeds", &self.feeds.len())
+            .finish()
+    }
+}
+
+impl Session {
+    /// A session for connection `id` (from [`ChatContext::connection_id`]) whose events
+    /// are written in `encoding`, holding `access`.
+    pub fn new(
+        id: u64,
+        peer: Arc<str>,
+        encoding: Encoding,
+        ctx: Arc<ChatContext>,
+        access: Access,
+    ) -> Self {
+        Self {
+            access,
+            id,
+            peer,
+            encoding,
+            nick: None,
+            feeds: Feeds::default(),
+            ctx,
+        }
+    }
+
+    /// Events ready on this client's subscriptions, up to `max`, in its encoding; waits
+    /// for the next when none is ready. Cancel-safe.
+    pub async fn next_events(&mut self, max: usize) -> Vec<Bytes> {
+        let encoding = self.encoding;
+        poll_fn(|cx| self.feeds.poll_batch(cx, encoding, max)).await
+    }
+
+    /// Runs one command.
+    pub async fn handle(&mut self, command: Command) -> Result<Reply, ChatError> {
+        if let Some(scope) = command.scope() {
+            self.access.require(scope).map_err(ChatError::Denied)?;
+        }
+        match command {
+            Command::Help => Ok(Reply::Help),
+            Command::Quit => Ok(Reply::Quit),
+            Command::Auth(token) => self.authenticate(&token),
+            Command::Nick(_) if !self.access.is_authenticated() => {
+                Err(ChatError::AuthenticateFirst)
+            }
+            Command::Nick(nick) => self.nick(nick),
+            Command::Join(room) => self.join(room).await,
+            Command::Part(room) => self.part(room).await,
+            Command::Say { room, text } => self.say(&room, &text).await,
+            Command::Who(room) => {
+                let nicks = self.ctx.presence.members(&room);
+                Ok(Reply::Members { room, nicks })
+            }
+            Command::Subscribe { pattern, from } => {
+                self.subscribe(&pattern, from)?;
+                Ok(Reply::Subscribed(pattern))
+            }
+            Command::Unsubscribe(pattern) => {
+                if !self.feeds.remove(&FeedKey::Topic(pattern.clone())) {
+                    return Err(ChatError::NotSubscribed(pattern));
+                }
+                Ok(Reply::Unsubscribed(pattern))
+            }
+            Command::Publish { topic, payload } => {
+                let message = self.publish(&topic, payload).await?;
+                Ok(Reply::Published {
+                    topic,
+                    offset: message.offset(),
+                    epoch: message.epoch(),
+                })
+            }
+        }
+    }
+
+    fn authenticate(&mut self, token: &str) -> Result<Reply, ChatError> {
+        if self.ctx.config.tokens.is_open() {
+            return Ok(Reply::Open);
+        }
+        let access = self.ctx.config.tokens.access(Some(token));
+        if !access.is_authenticated() {
+            return Err(ChatError::InvalidToken);
+        }
+        self.access = access;
+        Ok(Reply::Authenticated)
+    }
+
+    /// Refuses one more room or subscription past the per-connection limit.
+    fn check_subscription_limit(&self) -> Result<(), ChatError> {
+        let limit = self.ctx.config.max_subscriptions;
+        if self.feeds.len() >= limit {
+            return Err(ChatError::SubscriptionLimit(limit));
+        }
+        Ok(())
+    }
+
+    /// Subscribes this client to a topic or pattern; its events are forwarded in the
+    /// session's encoding.
+    fn subscribe(&mut self, pattern: &str, start: StartFrom) -> Result<(), ChatError> {
+        let key = FeedKey::Topic(pattern.to_string());
+        if self.feeds.contains(&key) {
+            return Err(ChatError::AlreadySubscribed(pattern.to_string()));
+        }
+        self.check_subscription_limit()?;
+        let subscription = self
+            .ctx
+            .hub
+            .subscribe(pattern, start, self.peer.clone())
+            .map_err(ChatError::Subscribe)?;
+        self.feeds.insert(key, subscription);
+        Ok(())
+    }
+
+    /// Publishes `payload` to `topic`; for a durable topic, once the store has it.
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<Message, ChatError> {
+        self.ctx
+            .hub
+            .publish_wait(topic, payload)
+            .await
+            .map_err(ChatError::Publish)
+    }
+
+    fn nick(&mut self, nick: String) -> Result<Reply, ChatError> {
+        if self.nick.as_deref() == Some(nick.as_str()) {
+            return Ok(Reply::Nick(nick));
+        }
+        if self.feeds.has_rooms() {
+            return Err(ChatError::PartRoomsFirst);
+        }
+        if !self.ctx.nicks.claim(&nick, self.id) {
+            return Err(ChatError::NicknameTaken(nick));
+        }
+        if let Some(old) = self.nick.replace(nick.clone()) {
+            self.ctx.nicks.release(&old, self.id);
+        }
+        Ok(Reply::Nick(nick))
+    }
+
+    fn room_topic(room: &str) -> Option<TopicName> {
+        if room.contains('.') {
+            return None;
+        }
+        TopicName::new(&format!("chat.{room}")).ok()
+    }
+
+    async fn join(&mut self, room: String) -> Result<Reply, ChatError> {
+        let nick = self.nick.clone().ok_or(ChatError::NoNickname)?;
+        let topic = Self::room_topic(&room).ok_or_else(|| ChatError::BadRoom(room.clone()))?;
+        if self.feeds.contains(&FeedKey::Room(room.clone())) {
+            return Ok(Reply::AlreadyIn(room));
+        }
+        self.check_subscription_limit()?;
+        let subscription = self
+            .ctx
+            .hub
+            .subscribe(
+                topic.as_str(),
+                StartFrom::Last(self.ctx.config.history),
+                self.peer.clone(),
+            )
+            .map_err(ChatError::Subscribe)?;
+        self.feeds.insert(FeedKey::Room(room.clone()), subscription);
+        if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
+            let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "").await;
+        }
+        let here = self.ctx.presence.members(&room).len();
+        Ok(Reply::Joined { room, here })
+    }
+
+    async fn part(&mut self, room: String) -> Result<Reply, ChatError> {
+        if !self.feeds.remove(&FeedKey::Room(room.clone())) {
+            return Err(ChatError::NotInRoom(room));
+        }
+        let nick = self.nick.clone().unwrap_or_default();
+        if self.ctx.presence.part(&room, &nick, self.id) == PresenceChange::Left {
+            if let Some(topic) = Self::room_topic(&room) {
+                let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "").await;
+            }
+        }
+        Ok(Reply::Left(room))
+    }
+
+    async fn say(&mut self, room: &str, text: &str) -> Result<Reply, ChatError> {
+        if !self.feeds.contains(&FeedKey::Room(room.to_string())) {
+            return Err(ChatError::SayOutsideRoom(room.to_string()));
+        }
+        let (Some(nick), Some(topic)) = (self.nick.clone(), Self::room_topic(room)) else {
+            return Err(ChatError::NoNickname);
+        };
+        announce(&self.ctx, topic.as_str(), "say", &nick, text)
+            .await
+            .map_err(ChatError::Publish)?;
+        Ok(Reply::Said)
+    }
+
+    /// Leaves everything: rooms are told the user left (if this was their last connection).
+    pub async fn close(mut self) {
+        if let Some(nick) = self.nick.take() {
+            for room in self.ctx.presence.disconnect(&nick, self.id) {
+                if let Some(topic) = Self::room_topic(&room) {
+                    let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "").await;
+                }
+            }
+            self.ctx.nicks.release(&nick, self.id);
+        }
+    }
+}
+
+/// Publishes a chat event (`{"kind","nick","text"}`) on a room's topic.
+async fn announce(
+    ctx: &ChatContext,
+    topic: &str,
+    kind: &str,
+    nick: &str,
+    text: &str,
+) -> Result<(), weir_pubsub::PublishError> {
+    let payload = serde_json::json!({ "kind": kind, "nick": nick, "text": text }).to_string();
+    ctx.hub
+        .publish_wait(topic, payload.into_bytes().into())
+        .await
+        .map(|_| ())
+}

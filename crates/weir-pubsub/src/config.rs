@@ -1,0 +1,66 @@
+//! The hub's settings.
+
+use std::num::NonZeroUsize;
+
+use crate::log::Retention;
+use crate::{TopicName, TopicPattern};
+
+/// What a subscriber does when it falls too far behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowSubscriberPolicy {
+    /// Skip ahead to the newest `lag_limit` messages and say so with [`Event::Lagged`](crate::Event::Lagged).
+    DropOldest,
+    /// End the subscription with [`Event::Disconnected`](crate::Event::Disconnected), as NATS and Redis cut off slow
+    /// consumers; the client reconnects from its last offset and sees a gap notice.
+    Disconnect,
+}
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Retention of topics no rule below matches.
+    pub default_retention: Retention,
+    /// Retention by pattern; the first match wins.
+    pub retention_rules: Vec<(TopicPattern, Retention)>,
+    /// Messages a subscriber may fall behind a topic's newest before its policy applies.
+    /// Default 1,024.
+    pub lag_limit: NonZeroUsize,
+    /// The slow-subscriber policy.
+    pub slow_policy: SlowSubscriberPolicy,
+    /// Topics the hub holds at most; publishing to a new topic past it fails. Default
+    /// 100,000: a bound on memory for names a client chooses.
+    pub max_topics: usize,
+    /// Largest payload in bytes. Default 1 MiB.
+    pub max_payload: usize,
+    /// Subscriptions to one topic, or to one wildcard pattern, held at once; past it a
+    /// subscribe fails with [`SubscribeError::TooManySubscribers`](crate::SubscribeError::TooManySubscribers). Default 100,000.
+    pub max_subscribers_per_topic: usize,
+    /// Topics kept in the store ([`Hub::with_store`](crate::Hub::with_store)) and published with
+    /// [`Hub::publish_wait`](crate::Hub::publish_wait). Default: none.
+    pub durable: Vec<TopicPattern>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            default_retention: Retention::default(),
+            retention_rules: Vec::new(),
+            lag_limit: NonZeroUsize::new(1024).expect("non-zero"),
+            slow_policy: SlowSubscriberPolicy::DropOldest,
+            max_topics: 100_000,
+            max_payload: 1024 * 1024,
+            max_subscribers_per_topic: 100_000,
+            durable: Vec::new(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// The retention of topic `name`: the first rule that matches, else the default.
+    pub(crate) fn retention_for(&self, name: &TopicName) -> Retention {
+        self.retention_rules
+            .iter()
+            .find(|(pattern, _)| pattern.matches(name))
+            .map_or(self.default_retention, |(_, r)| *r)
+    }
+}

@@ -1,0 +1,171 @@
+//! The HTTP transport of the hub: publish with `POST /v1/topics/{topic}`, subscribe with
+//! Server-Sent Events on `GET /v1/topics/{pattern}/events`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use weir_auth::{Scope, Tokens};
+use weir_chat::render::sse_event;
+use weir_http::sse::{sse_response, Encoded as SseEncoded};
+use weir_http::{Method, Request, Response, Router, StatusCode};
+use weir_pubsub::{Hub, PublishError, StartFrom, SubscribeError, Subscription};
+
+use super::error::{read_body, ApiError};
+
+/// Adds the topic routes to `router`.
+/// Publishing needs the `publish` scope, subscribing `subscribe`.
+pub(crate) fn add_topic_routes(
+    router: Router,
+    hub: Hub,
+    tokens: Arc<Tokens>,
+    heartbeat: Duration,
+) -> Router {
+    let (publish_hub, publish_tokens) = (hub.clone(), tokens.clone());
+    let (list_hub, list_tokens) = (hub.clone(), tokens.clone());
+    router
+        .route("/v1/topics", Method::GET, move |req| {
+            let response = match list_tokens.authorize(&req, Scope::Subscribe) {
+                Ok(()) => list(&list_hub),
+                Err(denied) => *denied,
+            };
+            async move { response }
+        })
+        .route("/v1/topics/{topic}", Method::POST, move |req| {
+            // Checked before the body is read: a refused request changes nothing.
+            let allowed = publish_tokens.authorize(&req, Scope::Publish);
+            let hub = publish_hub.clone();
+            async move {
+                match allowed {
+                    Ok(()) => publish(hub, req)
+                        .await
+                        .unwrap_or_else(ApiError::into_response),
+                    Err(denied) => *denied,
+                }
+            }
+        })
+        .route("/v1/topics/{topic}/events", Method::GET, move |req| {
+            let response = match tokens.authorize(&req, Scope::Subscribe) {
+                Ok(()) => subscribe(&hub, &req, heartbeat).unwrap_or_else(ApiError::into_response),
+                Err(denied) => *denied,
+            };
+            async move { response }
+        })
+}
+
+async fn publish(hub: Hub, mut req: Request) -> Result<Response, ApiError> {
+    let topic = req.param_decoded("topic").unwrap_or_default().into_owned();
+    let limit = hub.config().max_payload as u64;
+    let payload = read_body(&mut req, limit, |limit| {
+        format!("payload exceeds the limit of {limit} bytes (setting pubsub.max_payload)")
+    })
+    .await?;
+    match hub.publish_wait(&topic, payload).await {
+        Ok(message) => {
+            let body = serde_json::json!({ "topic": topic, "offset": message.offset(), "epoch": message.epoch() });
+            Ok(Response::json(StatusCode::ACCEPTED, body.to_string()))
+        }
+        Err(error @ PublishError::PayloadTooLarge { .. }) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error.to_string(),
+        )),
+        Err(error @ (PublishError::TooManyTopics(_) | PublishError::Store(_))) => Err(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+        ),
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("topic: {error}"),
+        )),
+    }
+}
+
+/// `GET /v1/topics`: every topic with its offsets and subscribers, sorted by name.
+fn list(hub: &Hub) -> Response {
+    let topics: Vec<serde_json::Value> = hub
+        .topics()
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({
+                "topic": t.name.as_str(),
+                "epoch": t.epoch,
+                "first_offset": t.first_offset,
+                "next_offset": t.next_offset,
+                "subscribers": t.subscribers,
+            })
+        })
+        .collect();
+    Response::json(
+        StatusCode::OK,
+        serde_json::json!({ "topics": topics }).to_string(),
+    )
+}
+
+fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Result<Response, ApiError> {
+    let pattern = req.param_decoded("topic").unwrap_or_default();
+    let wildcard = pattern.contains(['*', '>']);
+    // `Last-Event-ID` (sent by browsers on reconnect) or `?from=` name the last offset seen
+    // or the first wanted; `?from=earliest` replays everything retained. A pattern stream's
+    // ids (`topic:offset`) cannot resume it, so there a Last-Event-ID is ignored.
+    let last_event_id = req.header("last-event-id").filter(|_| !wildcard);
+    let start = match (last_event_id, req.query_param("from")) {
+        (Some(last), _) => match last.trim().parse::<u64>() {
+            Ok(offset) => StartFrom::Offset(offset + 1),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Last-Event-ID must be the offset of the last event seen",
+                ))
+            }
+        },
+        (None, Some(from)) => from.parse::<StartFrom>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "from must be an offset or 'earliest'",
+            )
+        })?,
+        (None, None) => StartFrom::Now,
+    };
+    let label = req
+        .peer_addr()
+        .map_or_else(|| "sse".to_string(), |peer| format!("sse {peer}"));
+    match hub.subscribe(&pattern, start, label) {
+        Ok(subscription) => Ok(sse_response(
+            SseEvents {
+                subscription,
+                wildcard,
+            },
+            heartbeat,
+        )),
+        Err(
+            error @ (SubscribeError::TooManyTopics(_) | SubscribeError::TooManySubscribers { .. }),
+        ) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error.to_string(),
+        )),
+        Err(error) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("topic: {error}"),
+        )),
+    }
+}
+
+/// A subscription as Server-Sent Events, rendered by [`weir_chat::render::sse_event`]
+/// (each message once for all its subscribers).
+struct SseEvents {
+    subscription: Subscription,
+    wildcard: bool,
+}
+
+impl Stream for SseEvents {
+    type Item = SseEncoded;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEncoded>> {
+        let this = self.get_mut();
+        let wildcard = this.wildcard;
+        Pin::new(&mut this.subscription)
+            .poll_next(cx)
+            .map(|event| event.map(|event| sse_event(event, wildcard)))
+    }
+}
