@@ -4,7 +4,7 @@
 
 use weir_http::{Request, Response, StatusCode};
 
-use crate::{Access, Scope, Tokens};
+use crate::{Access, Scope, Tokens, TopicDenied};
 
 impl Tokens {
     /// The access of an HTTP request: its bearer token or `?token=`.
@@ -42,4 +42,16 @@ pub fn denial(access: Access, scope: Scope) -> Response {
     };
     let body = serde_json::json!({ "error": message }).to_string();
     Response::json(status, body).with_header("www-authenticate", "Bearer realm=\"weir\"")
+}
+
+/// The answer to a refused publish or subscription: 401 without a valid token, else 403
+/// saying why.
+pub fn topic_denial(denied: &TopicDenied) -> Response {
+    match denied {
+        TopicDenied::Unauthenticated => denial(Access::NONE, Scope::Subscribe),
+        TopicDenied::MissingScope(_) | TopicDenied::SystemTopic(_) => {
+            let body = serde_json::json!({ "error": denied.to_string() }).to_string();
+            Response::json(StatusCode::FORBIDDEN, body)
+        }
+    }
 }

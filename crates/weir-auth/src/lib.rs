@@ -10,11 +10,15 @@
 //! - [`Scope`] and [`Access`]: what a client may do, as a set of scopes.
 //! - [`Tokens`]: the configured tokens and what a presented one grants.
 //! - [`denial`] and [`Tokens::authorize`]: the same rules applied to an HTTP request.
+//! - [`Access::may_publish`] and [`Access::may_subscribe`]: which topics, system topics
+//!   (`$…`) included.
 
 mod http;
 mod scope;
 mod tokens;
+mod topics;
 
-pub use http::denial;
+pub use http::{denial, topic_denial};
 pub use scope::{Access, Scope};
 pub use tokens::Tokens;
+pub use topics::{TopicDenied, SYSTEM_NAMESPACES};

@@ -16,7 +16,7 @@ pub enum Command {
     Part(String),
     /// Say something in a room the client is in.
     Say {
-        /// The room.
+        /// The room to speak in; the client must have joined it.
         room: String,
         /// What is said.
         text: String,
@@ -34,9 +34,10 @@ pub enum Command {
     Unsubscribe(String),
     /// Publish to a topic.
     Publish {
-        /// The topic.
+        /// The topic to publish to (a name, not a pattern), created on first use.
         topic: String,
-        /// The message.
+        /// The message's bytes, published as given; the hub refuses more than its
+        /// `max_payload`.
         payload: Bytes,
     },
     /// Present an access token.
@@ -48,14 +49,16 @@ pub enum Command {
 }
 
 impl Command {
-    /// The scope the command needs; `None` for those anyone may send.
+    /// The scope the command needs; `None` for those anyone may send, and for publishing
+    /// and subscribing, whose rights depend on the topic (see
+    /// [`Access::may_publish`](weir_auth::Access::may_publish)).
     pub fn scope(&self) -> Option<Scope> {
         match self {
-            Command::Join(_) | Command::Who(_) | Command::Subscribe { .. } => {
-                Some(Scope::Subscribe)
-            }
-            Command::Say { .. } | Command::Publish { .. } => Some(Scope::Publish),
-            Command::Nick(_)
+            Command::Join(_) | Command::Who(_) => Some(Scope::Subscribe),
+            Command::Say { .. } => Some(Scope::Publish),
+            Command::Subscribe { .. }
+            | Command::Publish { .. }
+            | Command::Nick(_)
             | Command::Part(_)
             | Command::Unsubscribe(_)
             | Command::Auth(_)

@@ -56,7 +56,8 @@ impl ChatContext {
         }
     }
 
-    /// A new connection's id.
+    /// An id for a new connection, to pass to [`Session::new`](crate::Session::new): unique
+    /// across transports for the server's life, starting at 1.
     pub fn connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }

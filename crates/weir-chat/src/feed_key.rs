@@ -4,7 +4,7 @@
 /// What a feed is, as the client named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FeedKey {
-    /// A chat room.
+    /// A chat room, by the name the client joined it under (its topic is `$chat.{room}`).
     Room(String),
     /// A topic or pattern.
     Topic(String),

@@ -14,7 +14,7 @@ pub enum Reply {
     Nick(String),
     /// Joined `room`, where `here` users now are.
     Joined {
-        /// The room.
+        /// The room joined, as the client named it.
         room: String,
         /// Users in the room, this one included.
         here: usize,
@@ -25,9 +25,10 @@ pub enum Reply {
     Left(String),
     /// Who is in the room.
     Members {
-        /// The room.
+        /// The room asked about, as the client named it.
         room: String,
-        /// Their nicknames.
+        /// The nicknames present, sorted, each once however many connections it has; empty
+        /// for a room nobody is in.
         nicks: Vec<String>,
     },
     /// Now following the topic or pattern.
@@ -36,7 +37,7 @@ pub enum Reply {
     Unsubscribed(String),
     /// Published at this offset and epoch.
     Published {
-        /// The topic.
+        /// The topic published to, as the client named it.
         topic: String,
         /// The message's offset.
         offset: u64,
@@ -50,7 +51,8 @@ pub enum Reply {
     /// Said in a room: the answer is the chat event itself, which comes back like
     /// everyone else's.
     Said,
-    /// The session ends.
+    /// The client asked to leave (`QUIT`): the transport says `bye`, stops reading and
+    /// ends the session with [`Session::close`](crate::Session::close).
     Quit,
 }
 
@@ -60,6 +62,8 @@ pub enum ChatError {
     /// The client lacks the scope the command needs (the text says which, or that it must
     /// authenticate first).
     Denied(String),
+    /// The topic is a system topic the client may not publish to or subscribe to.
+    SystemTopic(String),
     /// `NICK` before a valid token on a server with tokens.
     AuthenticateFirst,
     /// The token presented is not valid.
@@ -94,6 +98,7 @@ impl fmt::Display for ChatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChatError::Denied(why) => write!(f, "{why}; AUTH <token>"),
+            ChatError::SystemTopic(why) => f.write_str(why),
             ChatError::AuthenticateFirst => {
                 f.write_str("authenticate first: a token is required; AUTH <token>")
             }

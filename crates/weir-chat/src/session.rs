@@ -68,7 +68,8 @@ impl Session {
         poll_fn(|cx| self.feeds.poll_batch(cx, encoding, max)).await
     }
 
-    /// Runs one command.
+    /// Runs one command. One that needs a scope the client lacks ([`Command::scope`]) is
+    /// refused with [`ChatError::Denied`] and changes nothing.
     pub async fn handle(&mut self, command: Command) -> Result<Reply, ChatError> {
         if let Some(scope) = command.scope() {
             self.access.require(scope).map_err(ChatError::Denied)?;
@@ -89,6 +90,7 @@ impl Session {
                 Ok(Reply::Members { room, nicks })
             }
             Command::Subscribe { pattern, from } => {
+                self.access.may_subscribe(&pattern).map_err(denied)?;
                 self.subscribe(&pattern, from)?;
                 Ok(Reply::Subscribed(pattern))
             }
@@ -99,6 +101,7 @@ impl Session {
                 Ok(Reply::Unsubscribed(pattern))
             }
             Command::Publish { topic, payload } => {
+                self.access.may_publish(&topic).map_err(denied)?;
                 let message = self.publish(&topic, payload).await?;
                 Ok(Reply::Published {
                     topic,
@@ -172,11 +175,13 @@ impl Session {
         Ok(Reply::Nick(nick))
     }
 
+    /// A room's topic, `$chat.{room}`: a system topic, so that only the session writes
+    /// there (as `SAY` under the speaker's own nickname) and only members read it.
     fn room_topic(room: &str) -> Option<TopicName> {
         if room.contains('.') {
             return None;
         }
-        TopicName::new(&format!("chat.{room}")).ok()
+        TopicName::new(&format!("{ROOM_TOPIC_PREFIX}{room}")).ok()
     }
 
     async fn join(&mut self, room: String) -> Result<Reply, ChatError> {
@@ -239,6 +244,17 @@ impl Session {
             }
             self.ctx.nicks.release(&nick, self.id);
         }
+    }
+}
+
+/// Rooms' topics start with this.
+pub const ROOM_TOPIC_PREFIX: &str = "$chat.";
+
+/// A refusal to publish or subscribe, as the client is told it.
+fn denied(error: weir_auth::TopicDenied) -> ChatError {
+    match error {
+        weir_auth::TopicDenied::SystemTopic(why) => ChatError::SystemTopic(why),
+        other => ChatError::Denied(other.to_string()),
     }
 }
 

@@ -18,13 +18,13 @@ pub enum DbError {
     /// PostgreSQL refused or failed.
     #[error("{}", PostgresText(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    /// SQLite failed.
+    /// SQLite failed while opening the file, setting it up or applying a migration step.
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was migrated by a newer Weir than this one.
     #[error("{place}: the {component} schema has version {found}, newer than this Weir knows ({known}); use a newer Weir")]
     NewerSchema {
-        /// The file or database.
+        /// Where the schema was found: the SQLite file's path, or `PostgreSQL`.
         place: String,
         /// The component whose schema is newer.
         component: &'static str,

@@ -23,7 +23,8 @@ pub enum Profile {
 pub struct SiteConfig {
     /// Pages across all hosts.
     pub pages: usize,
-    /// Host names: `127.0.0.2` … up to `127.0.0.9`.
+    /// How many hosts, 1–8 ([`Site::new`] clamps it): host `h` is `127.0.0.{h+2}`, so
+    /// `127.0.0.2` up to `127.0.0.9`.
     pub hosts: usize,
     /// Port every host listens on.
     pub port: u16,
@@ -88,7 +89,7 @@ impl Site {
         Site { config }
     }
 
-    /// Settings.
+    /// The settings in force: as given to [`Site::new`], with `hosts` and `pages` clamped.
     pub fn config(&self) -> &SiteConfig {
         &self.config
     }

@@ -39,6 +39,7 @@
 //! | [`Body`] | a request body streamed from the socket to the handler |
 //! | [`Request`], [`Response`] | what a handler receives and returns |
 //! | [`Router`] | paths with `{param}` segments, 404 and 405 with `Allow` |
+//! | [`Edge`] | the checks before a route: `Host` (DNS rebinding), `Origin` (cross-site requests, WebSocket), CORS |
 //! | [`sse`] | Server-Sent Events bodies with heartbeats |
 //! | [`websocket`] | the RFC 6455 upgrade handshake and the upgraded stream |
 //! | [`HttpMetrics`] | counters and a latency histogram in Prometheus text format |
@@ -48,6 +49,7 @@ mod chunked;
 mod config;
 mod conn;
 mod date;
+mod edge;
 mod encode;
 mod error;
 mod handler;
@@ -67,6 +69,7 @@ pub mod websocket;
 pub use body::{Body, BodyError};
 pub use chunked::{Chunk, ChunkedDecoder, ChunkedError, ChunkedLimits};
 pub use config::ServerConfig;
+pub use edge::{Edge, EdgePolicy};
 pub use error::BoxError;
 pub use handler::{handler_fn, Handler, HandlerFn};
 pub use head::{parse_request_head, BodyFraming, HeadError, HeadLimits, ParsedHead, Version};

@@ -56,6 +56,7 @@ status_codes! {
     CONFLICT = 409, "Conflict";
     GONE = 410, "Gone";
     LENGTH_REQUIRED = 411, "Length Required";
+    MISDIRECTED_REQUEST = 421, "Misdirected Request";
     PAYLOAD_TOO_LARGE = 413, "Content Too Large";
     URI_TOO_LONG = 414, "URI Too Long";
     UNSUPPORTED_MEDIA_TYPE = 415, "Unsupported Media Type";

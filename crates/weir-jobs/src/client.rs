@@ -23,18 +23,19 @@ use crate::protocol::{
 /// Why a request to the server failed.
 #[derive(Debug, Clone, Error)]
 pub enum ClientError {
-    /// No server could be reached.
+    /// No server could be reached (or answered 502–504), or the connection broke while an
+    /// answer was read.
     #[error("cannot reach {url}: {reason}")]
     Unreachable {
         /// The last URL tried.
         url: String,
-        /// The transport error.
+        /// Why that URL failed: the transport error, or `status 502` to `status 504`.
         reason: String,
     },
     /// The server answered with an error status.
     #[error("{status}: {message}")]
     Refused {
-        /// HTTP status.
+        /// The HTTP status: any outside 200–299 except 502–504, which count as unreachable.
         status: u16,
         /// The server's `error` message.
         message: String,

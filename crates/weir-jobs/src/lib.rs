@@ -24,7 +24,9 @@ pub mod time;
 pub mod wakeups;
 pub mod worker;
 
-pub use events::{EventSink, EventTopic, JobEvent, JOB_TOPIC_PREFIX, QUEUE_TOPIC_PREFIX};
+pub use events::{
+    EventSink, EventTopic, JobEvent, JobSummary, JOB_TOPIC_PREFIX, QUEUE_TOPIC_PREFIX,
+};
 pub use lifecycle::{Action, Change, ChangeError, RetryPolicy};
 pub use model::{Enqueued, Job, JobId, JobState, NewJob, Progress};
 pub use postgres::PostgresStore;

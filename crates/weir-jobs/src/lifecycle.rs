@@ -70,7 +70,7 @@ impl Action {
 /// One action on one job.
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// The job.
+    /// The job to act on; an id no job has gives [`ChangeError::NotFound`].
     pub id: JobId,
     /// What to do.
     pub action: Action,
@@ -86,24 +86,27 @@ pub enum ChangeError {
     /// on (or finished). The caller must stop working on it.
     #[error("job {id}: the lease with token {token} is over (the job is {state}; its latest lease has token {current})")]
     LeaseLost {
-        /// The job.
+        /// The job whose lease is over.
         id: JobId,
-        /// The token presented.
+        /// The fencing token the request carried. It can equal `current` when the job is no
+        /// longer running (completed already, say).
         token: i64,
         /// The job's current token.
         current: i64,
-        /// The job's state.
+        /// The job's state now: `running` when a later lease holds it, else what it has
+        /// become since (available after a rescue, retrying, completed, …).
         state: JobState,
     },
     /// The action does not apply in the job's state (cancel a completed job, retry a
     /// running one).
     #[error("job {id} is {state}: cannot {action}")]
     WrongState {
-        /// The job.
+        /// The job the action was refused for.
         id: JobId,
-        /// Its state.
+        /// The job's state when refused: `running` for a retry, `completed` or `discarded`
+        /// for a cancel.
         state: JobState,
-        /// The refused action.
+        /// The refused action's name, as [`Action::name`] gives it.
         action: &'static str,
     },
 }
@@ -123,7 +126,8 @@ impl ChangeError {
 pub struct RetryPolicy {
     /// Delay after the first failure (before jitter).
     pub base: Duration,
-    /// Largest delay.
+    /// Largest delay before jitter: the doubling stops here, and jitter can still add up
+    /// to 25%.
     pub cap: Duration,
 }
 

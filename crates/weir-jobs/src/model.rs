@@ -141,7 +141,8 @@ pub struct Lease {
 /// A job, as stored and as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
-    /// Identifier.
+    /// Assigned by the store at enqueue (see [`JobId`]); the job list is ordered and paged
+    /// by it, newest first.
     pub id: JobId,
     /// Queue it waits in.
     pub queue: String,
@@ -151,7 +152,8 @@ pub struct Job {
     pub payload: Box<RawValue>,
     /// Smaller runs first.
     pub priority: i32,
-    /// Lifecycle state.
+    /// The state as stored: stores do not move a scheduled or retrying job to available
+    /// when its `run_at` passes. [`Job::state_at`] gives the state a reader should see.
     pub state: JobState,
     /// Attempts started so far.
     pub attempt: u32,
@@ -169,7 +171,8 @@ pub struct Job {
     pub run_at: Timestamp,
     /// When it was enqueued.
     pub created_at: Timestamp,
-    /// Last change.
+    /// When the store last wrote the job: its enqueue, a lease, any action it accepted
+    /// (heartbeats included) or the rescue of its expired lease.
     pub updated_at: Timestamp,
     /// When it reached a final state.
     pub finished_at: Option<Timestamp>,
@@ -202,7 +205,7 @@ impl Job {
 
 /// The defaults a job gets for what its producer leaves out.
 pub mod defaults {
-    /// Queue name.
+    /// The queue a job goes to when its producer names none.
     pub const QUEUE: &str = "default";
     /// Attempts before discarding (as Oban's default).
     pub const MAX_ATTEMPTS: u32 = 20;
@@ -213,9 +216,11 @@ pub mod defaults {
 /// What a producer submits. `run_at` defaults to now.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// Queue name.
+    /// The queue to wait in: 1–128 ASCII letters, digits, `_`, `-` or `.`. A queue listed
+    /// in `jobs.queue_kinds` takes only the kinds listed for it.
     pub queue: String,
-    /// Handler name.
+    /// Which handler runs it: the kind a worker registered the handler under (same
+    /// characters as `queue`).
     pub kind: String,
     /// Input, verbatim JSON.
     pub payload: Box<RawValue>,
@@ -225,13 +230,14 @@ pub struct NewJob {
     pub run_at: Option<Timestamp>,
     /// Attempts allowed (at least 1).
     pub max_attempts: u32,
-    /// Per-attempt timeout.
+    /// How long one attempt may run, in milliseconds (1 ms to 7 days).
     pub timeout_ms: u64,
     /// Unique key (see [`Job::unique_key`]).
     pub unique_key: Option<String>,
     /// Concurrency key (see [`Job::concurrency_key`]).
     pub concurrency_key: Option<String>,
-    /// Limit for the concurrency key.
+    /// How many jobs of the concurrency key may run at once (at least 1); `None` means 1.
+    /// Only allowed with a `concurrency_key`.
     pub key_limit: Option<u32>,
 }
 

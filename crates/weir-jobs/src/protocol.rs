@@ -25,6 +25,10 @@ pub const MAX_ERROR_TEXT: usize = 8 * 1024;
 pub const MAX_PAGE: u32 = 500;
 /// Jobs in a page of the list when the request does not say.
 pub const DEFAULT_PAGE: u32 = 50;
+/// Deepest nesting of arrays and objects a job's payload may have: serde_json's own limit
+/// for what it parses into values, so every worker that reads the payload can. (A payload
+/// is kept as raw text, which serde_json reads without that limit: 400,000 levels went in.)
+pub const MAX_PAYLOAD_DEPTH: usize = 128;
 /// Bytes a request may hold besides its payload or result (the other fields).
 pub const FIELDS_OVERHEAD: u64 = 64 * 1024;
 
@@ -188,7 +192,7 @@ pub struct CompleteRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Completion {
-    /// The job.
+    /// The job whose handler finished.
     pub id: JobId,
     /// The lease's fencing token.
     pub token: i64,
@@ -213,9 +217,10 @@ pub struct CompleteBatch<'a> {
 /// endpoint would have answered with its error.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CompletionOutcome {
-    /// The job.
+    /// The job this outcome is for.
     pub id: JobId,
-    /// Completed.
+    /// True when the job is now completed. False (left out on the wire) when the completion
+    /// was refused: `status` and `error` say why.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ok: bool,
     /// The refusal's HTTP status.
@@ -232,7 +237,7 @@ pub struct CompletionOutcome {
 /// The answer to a batch of completions: one outcome per completion, in order.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CompleteBatchReply {
-    /// The outcomes.
+    /// One outcome per completion sent, in the same order.
     pub jobs: Vec<CompletionOutcome>,
 }
 

@@ -11,9 +11,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cron::Cron;
-use crate::events::{EventSink, EventTopic, JobEvent};
+use crate::events::{EventSink, EventTopic, JobEvent, JobSummary};
 use crate::lifecycle::{Action, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
+use crate::protocol::MAX_PAYLOAD_DEPTH;
 use crate::retention::{Pruned, PrunedTotals, Retention};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError};
 use crate::time::Timestamp;
@@ -42,7 +43,7 @@ pub struct JobsConfig {
     pub retention: Retention,
     /// How often finished jobs past their retention are looked for and deleted.
     pub prune_interval: Duration,
-    /// Periodic jobs.
+    /// Periodic jobs, looked at every `rescue_interval`; each fires once across the cluster.
     pub schedules: Vec<Schedule>,
     /// The kinds each listed queue accepts; an enqueue of another kind to it is refused.
     /// Queues not listed take any kind.
@@ -72,9 +73,10 @@ impl Default for JobsConfig {
 pub struct Schedule {
     /// Unique name (the key of its slot in the store).
     pub name: String,
-    /// When.
+    /// When `job` is enqueued. A new schedule first fires at its first match after a node
+    /// first sees it; slots missed while no node ran fire once, not once each.
     pub cron: Cron,
-    /// What.
+    /// The job enqueued at each match. Its `run_at` is ignored: each copy is due at once.
     pub job: NewJob,
 }
 
@@ -145,6 +147,32 @@ fn is_name(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// How deeply arrays and objects nest in `json` (valid JSON), without recursion.
+fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Checks a queue's name, named `field` in the error (`queue`, `queues[2]`).
 pub fn validate_queue(queue: &str, field: &str) -> Result<(), JobsError> {
     if !is_name(queue) {
@@ -188,6 +216,12 @@ pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
             size: job.payload.get().len(),
             limit: config.max_payload,
         });
+    }
+    if json_depth(job.payload.get()) > MAX_PAYLOAD_DEPTH {
+        return Err(invalid(
+            "payload",
+            format!("nested deeper than {MAX_PAYLOAD_DEPTH} levels"),
+        ));
     }
     if job.max_attempts == 0 || job.max_attempts > 1_000 {
         return Err(invalid("max_attempts", "must be 1–1000"));
@@ -261,7 +295,10 @@ impl Jobs {
 
     fn publish(&self, event: &'static str, job: &Job) {
         let Some(sink) = &self.events else { return };
-        let Ok(json) = serde_json::to_string(&JobEvent { event, job }) else {
+        let Ok(json) = serde_json::to_string(&JobEvent {
+            event,
+            job: JobSummary::of(job),
+        }) else {
             return;
         };
         sink(EventTopic::Queue(&job.queue), json.clone());
@@ -316,7 +353,8 @@ impl Jobs {
         }
     }
 
-    /// One job.
+    /// The job with `id`; [`ChangeError::NotFound`] (as [`JobsError::Refused`]) when there
+    /// is none.
     pub async fn get(&self, id: JobId) -> Result<Job, JobsError> {
         self.store
             .get(id)

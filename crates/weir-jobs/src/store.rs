@@ -67,18 +67,20 @@ pub struct ListQuery {
     pub state: Option<JobState>,
     /// Only jobs with a smaller id (the previous page's last id).
     pub before: Option<JobId>,
-    /// Page size.
+    /// Most jobs in the page. The store takes it as given; the HTTP API keeps it to
+    /// 1–[`MAX_PAGE`](crate::protocol::MAX_PAGE).
     pub limit: u32,
 }
 
 /// Jobs per queue and state, for the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueCount {
-    /// Queue name.
+    /// The queue counted; a queue with no jobs counted does not appear.
     pub queue: String,
-    /// Stored state.
+    /// The state as a reader sees it at the time of the count: a scheduled or retrying job
+    /// whose time has come counts as available.
     pub state: JobState,
-    /// How many.
+    /// Jobs of `queue` in `state`; never 0 (a state with no jobs is left out).
     pub count: u64,
 }
 
@@ -88,7 +90,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// unfinished job is not inserted; that job is returned with `existing: true`.
     fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> StoreFuture<'_, Vec<Enqueued>>;
 
-    /// One job.
+    /// The job with `id`, or `None` when there is none (never enqueued, or deleted after
+    /// its retention).
     fn get(&self, id: JobId) -> StoreFuture<'_, Option<Job>>;
 
     /// A page of jobs, newest first; `query.state` is matched as shown at `now`.

@@ -151,7 +151,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Wakeups {
-    /// No lease waiting.
+    /// No lease waiting on any queue yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -36,7 +36,8 @@ use crate::protocol::{LeaseReply, LeasedJob};
 /// What a handler returns: the result (JSON) or why it failed.
 pub type HandlerResult = Result<Box<RawValue>, JobFailure>;
 
-/// A failed attempt.
+/// How a handler reports a failed attempt: the server keeps `message` in the job's error
+/// history, and `retryable` says whether the job may run again.
 #[derive(Debug, Clone)]
 pub struct JobFailure {
     /// What went wrong.
@@ -66,7 +67,8 @@ impl JobFailure {
 /// What a handler gets: the job, its cancellation token and a way to report progress.
 #[derive(Debug, Clone)]
 pub struct JobContext {
-    /// The leased job.
+    /// The job as the lease delivered it: its input, attempt number, timeout and the fencing
+    /// token every report carries.
     pub job: Arc<LeasedJob>,
     /// Fires when the job must stop (cancelled, timed out, lease lost, shutdown).
     pub cancel: CancellationToken,
@@ -107,7 +109,7 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// An empty registry.
+    /// A registry with no handlers ([`Registry::with_builtins`] has `echo` and `sleep`).
     pub fn new() -> Registry {
         Registry::default()
     }
@@ -169,7 +171,7 @@ pub struct WorkerConfig {
     pub name: String,
     /// Queues to take jobs from.
     pub queues: Vec<String>,
-    /// Jobs run at once.
+    /// Most jobs running at once, each in a slot of its own; 0 counts as 1.
     pub concurrency: usize,
     /// Most jobs leased ahead of the free slots, queued in the worker (heartbeats keep
     /// their leases) so that a slot that frees starts its next job at once and leases and
@@ -186,7 +188,8 @@ pub struct WorkerConfig {
     pub lease_wait: Duration,
 }
 
-/// The worker runtime.
+/// The worker runtime: leases jobs through a [`Client`], runs them with the
+/// [`Registry`]'s handlers and reports the outcomes (see the module docs).
 #[derive(Debug)]
 pub struct Worker {
     client: Arc<Client>,

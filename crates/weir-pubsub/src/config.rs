@@ -15,7 +15,7 @@ pub enum SlowSubscriberPolicy {
     Disconnect,
 }
 
-/// Hub settings.
+/// The settings a [`Hub`](crate::Hub) is built with; they cannot change while it runs.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// Retention of topics no rule below matches.
@@ -25,7 +25,8 @@ pub struct HubConfig {
     /// Messages a subscriber may fall behind a topic's newest before its policy applies.
     /// Default 1,024.
     pub lag_limit: NonZeroUsize,
-    /// The slow-subscriber policy.
+    /// What happens to a subscriber more than `lag_limit` messages behind. Default
+    /// [`SlowSubscriberPolicy::DropOldest`].
     pub slow_policy: SlowSubscriberPolicy,
     /// Topics the hub holds at most; publishing to a new topic past it fails. Default
     /// 100,000: a bound on memory for names a client chooses.

@@ -26,7 +26,7 @@ use crate::{PublishError, TopicName};
 /// the retained tail of its log (consecutive offsets ending at `next_offset - 1`).
 #[derive(Debug, Clone)]
 pub struct StoredTopic {
-    /// The topic.
+    /// The topic's name, as it was published to.
     pub name: TopicName,
     /// Its epoch, kept across restarts.
     pub epoch: u64,
@@ -39,7 +39,7 @@ pub struct StoredTopic {
 /// One message to write.
 #[derive(Debug, Clone)]
 pub struct Append {
-    /// The topic.
+    /// The durable topic the message was published to.
     pub topic: TopicName,
     /// The topic's epoch (stored with the topic when it is first written).
     pub epoch: u64,

@@ -94,7 +94,7 @@ impl Hub {
         }
     }
 
-    /// The configuration.
+    /// The settings this hub was built with; they do not change while it runs.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
     }

@@ -38,7 +38,7 @@ pub use config::{HubConfig, SlowSubscriberPolicy};
 pub use durable::{Append, StoreError, StoredTopic, TopicStore};
 pub use hub::Hub;
 pub use log::{Message, Retention, StoredMessage, ENCODING_SLOTS};
-pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN};
+pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN, SYSTEM_MARK};
 pub use presence::{Presence, PresenceChange};
 pub use relay::{Interest, Relay, RelayStats};
 pub use subscription::Subscription;

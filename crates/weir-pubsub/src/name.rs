@@ -3,6 +3,11 @@
 //! A topic name is 1 to 200 bytes of dot-separated segments, each made of ASCII letters,
 //! digits, `_`, `-` or `:` (`orders.eu.created`, `chat:lobby`). A pattern may also use `*` for
 //! exactly one segment and `>` for all the remaining ones (last segment only), as NATS does.
+//!
+//! **System topics** start with `$` (`$jobs.42`, `$chat.lobby`): the server's own, which
+//! clients read only with the right to and never publish to (see weir-auth). As in MQTT, a
+//! pattern that starts with a wildcard (`>`, `*.created`) does not match them: a client
+//! that follows everything follows every client topic, not the server's.
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,11 +50,19 @@ impl TopicName {
         Ok(TopicName(name.into()))
     }
 
-    /// The name.
+    /// The name as given to [`TopicName::new`], already checked.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is one of the server's own topics (`$…`).
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with(SYSTEM_MARK)
+    }
 }
+
+/// The first character of a system topic's name.
+pub const SYSTEM_MARK: char = '$';
 
 impl fmt::Display for TopicName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,10 +97,19 @@ impl TopicPattern {
         &self.text
     }
 
-    /// Whether `topic` matches.
+    /// Whether the pattern names system topics (`$…`) only.
+    pub fn is_system(&self) -> bool {
+        self.text.starts_with(SYSTEM_MARK)
+    }
+
+    /// Whether `topic` matches. A pattern whose first segment is a wildcard matches no
+    /// system topic.
     pub fn matches(&self, topic: &TopicName) -> bool {
         if !self.wildcard {
             return *self.text == *topic.0;
+        }
+        if topic.is_system() && !self.is_system() {
+            return false;
         }
         let mut topic_segments = topic.as_str().split('.');
         for segment in self.text.split('.') {
@@ -133,6 +155,11 @@ fn check(name: &str, allow_wildcards: bool) -> Result<bool, NameError> {
             wildcard = true;
             continue;
         }
+        // `$` opens a system topic's first segment, and goes nowhere else.
+        let segment = match segment.strip_prefix(SYSTEM_MARK) {
+            Some(rest) if i == 0 && !rest.is_empty() => rest,
+            _ => segment,
+        };
         if let Some(found) = segment
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':')))
@@ -152,6 +179,26 @@ fn check(name: &str, allow_wildcards: bool) -> Result<bool, NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_topics_start_with_a_dollar_and_leading_wildcards_skip_them() {
+        let jobs = TopicName::new("$jobs.42").unwrap();
+        assert!(jobs.is_system());
+        assert!(!TopicName::new("jobs.42").unwrap().is_system());
+        for bad in ["$", "$.a", "a.$b", "$$jobs", "a$"] {
+            assert!(TopicName::new(bad).is_err(), "{bad}");
+        }
+        let everything = TopicPattern::new(">").unwrap();
+        assert!(
+            !everything.matches(&jobs),
+            "> is every client topic, not the server's"
+        );
+        assert!(!TopicPattern::new("*.42").unwrap().matches(&jobs));
+        assert!(TopicPattern::new("$jobs.>").unwrap().matches(&jobs));
+        assert!(TopicPattern::new("$jobs.*").unwrap().matches(&jobs));
+        assert!(TopicPattern::new("$jobs.42").unwrap().matches(&jobs));
+        assert!(everything.matches(&TopicName::new("jobs.42").unwrap()));
+    }
 
     #[test]
     fn validates_names() {

@@ -27,7 +27,7 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Empty rooms.
+    /// No one in any room.
     pub fn new() -> Self {
         Self::default()
     }

@@ -13,9 +13,9 @@ pub enum PublishError {
     /// The payload is larger than the limit.
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
-        /// The payload's size.
+        /// The payload's size in bytes.
         size: usize,
-        /// The limit.
+        /// The hub's [`HubConfig::max_payload`](crate::HubConfig::max_payload), in bytes.
         limit: usize,
     },
     /// The hub holds its maximum number of topics.
@@ -69,11 +69,12 @@ pub struct StartFromError(pub String);
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A message.
+    /// A message of a followed topic. Each topic's messages come in offset order; a
+    /// wildcard subscription takes its topics in turn.
     Message(Message),
     /// Messages `from..=to` of `topic` are no longer retained: the replay starts after them.
     Gap {
-        /// The topic.
+        /// The topic the messages are missing from.
         topic: TopicName,
         /// The topic's epoch.
         epoch: u64,
@@ -84,15 +85,17 @@ pub enum Event {
     },
     /// This subscriber fell more than the lag limit behind and skipped `missed` messages.
     Lagged {
-        /// The topic.
+        /// The topic this subscriber fell behind on; it goes on with the newest `lag_limit`
+        /// messages still held.
         topic: TopicName,
-        /// Messages skipped.
+        /// How many messages it skipped (at least 1); they are not delivered later.
         missed: u64,
     },
     /// The hub ended this subscription (it was too slow under
     /// [`SlowSubscriberPolicy::Disconnect`](crate::SlowSubscriberPolicy::Disconnect)); the stream ends after this.
     Disconnected {
-        /// Why.
+        /// Why, for people: the topic the subscriber fell behind on, by how many messages,
+        /// and the lag limit.
         reason: String,
     },
 }
@@ -114,7 +117,8 @@ pub enum SubscribeError {
     TooManySubscribers {
         /// The topic or pattern.
         pattern: String,
-        /// The limit.
+        /// The hub's limit of subscribers per topic or pattern
+        /// (`max_subscribers_per_topic` in [`HubConfig`](crate::HubConfig)).
         limit: usize,
     },
 }
@@ -122,9 +126,11 @@ pub enum SubscribeError {
 /// A topic's numbers, for the dashboard and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
-    /// The name.
+    /// The topic these numbers are for.
     pub name: TopicName,
-    /// The current epoch.
+    /// Names this run of the topic's offsets: an in-memory topic gets a new epoch when the
+    /// hub restarts and its offsets start again at 0; a durable topic keeps its epoch. An
+    /// offset from another epoch does not name the same message.
     pub epoch: u64,
     /// The oldest offset held.
     pub first_offset: u64,

@@ -1,5 +1,5 @@
 // The Weir dashboard: a live topic viewer over Server-Sent Events, a chat room over
-// WebSocket, and jobs whose states change live (lifecycle events on the queues.> topics). Plain browser APIs, no build step; served from the binary itself.
+// WebSocket, and jobs whose states change live (lifecycle events on the $queues.> system topics). Plain browser APIs, no build step; served from the binary itself.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -260,10 +260,15 @@ let queuesDirty = false;
 function watchJobs() {
   if (jobEvents) jobEvents.close();
   // Every job's lifecycle on every queue, through one pattern subscription.
-  jobEvents = new EventSource(withToken("/v1/topics/queues.>/events"));
+  jobEvents = new EventSource(withToken("/v1/topics/$queues.>/events"));
   jobEvents.onopen = () => loadJobs();
   jobEvents.onmessage = (event) => {
+    // Events carry no payload, result or error text: a failed attempt's error is read
+    // with the job itself.
     const { job } = JSON.parse(event.data);
+    if (job.failed_attempts > 0 && ["retrying", "discarded"].includes(job.state)) {
+      api(`/v1/jobs/${job.id}`).then((response) => response.ok && response.json()).then((full) => full && showJob(full)).catch(() => {});
+    }
     showJob(job);
     queuesDirty = true;
   };

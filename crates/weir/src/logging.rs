@@ -12,7 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Lines for people.
+    /// Plain text lines for people, coloured only on a terminal and without `NO_COLOR`.
     Human,
     /// One JSON object per line, for log collectors.
     Json,

@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weir_chat::line::{serve_lines, LineConfig};
 use weir_chat::{ChatConfig, ChatContext};
-use weir_http::{HttpMetrics, Server};
+use weir_http::{Edge, HttpMetrics, Server};
 use weir_jobs::{EventTopic, Jobs, PostgresStore, SqliteStore, Store};
 use weir_pubsub::sqlite_store::SqliteTopicStore;
 use weir_pubsub::Hub;
@@ -20,25 +20,25 @@ pub enum ServeError {
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
-        /// The directory.
+        /// The data directory as configured (`data_dir`).
         path: std::path::PathBuf,
-        /// The cause.
+        /// Why creating it, or one of its parents, failed.
         source: std::io::Error,
     },
-    /// The HTTP address could not be bound.
+    /// The HTTP or the line-protocol address could not be bound.
     #[error("cannot listen on {addr}: {source} (is another weir running? choose another with --http-addr)")]
     Bind {
-        /// The address.
+        /// The address that failed: `http.addr`, or `line.addr` (bound second).
         addr: std::net::SocketAddr,
-        /// The cause.
+        /// Why binding failed (most often: the address is in use).
         source: std::io::Error,
     },
     /// The store of durable topics could not be opened or loaded.
     #[error("cannot open the topic store {path}: {source}")]
     Store {
-        /// The database file.
+        /// The SQLite file of durable topics: `weir.db` in the data directory.
         path: std::path::PathBuf,
-        /// The cause.
+        /// Why the file could not be opened, or its topics loaded.
         source: weir_pubsub::StoreError,
     },
     /// The job store could not be opened.
@@ -46,7 +46,8 @@ pub enum ServeError {
     JobStore {
         /// The SQLite file, or "PostgreSQL".
         location: String,
-        /// The cause.
+        /// Why the store could not be opened (a database that cannot be reached or migrated,
+        /// say).
         source: weir_jobs::StoreError,
     },
     /// The pub/sub relay between nodes could not start.
@@ -203,7 +204,7 @@ pub async fn run(
         data_dir = %config.data_dir.display(),
         "weir is serving HTTP on http://{local}/"
     );
-    let http = Server::new(router, config.http)
+    let http = Server::new(Edge::new(router, config.edge.clone()), config.http)
         .with_metrics(metrics)
         .serve(listeners.http, shutdown.clone());
     let line = serve_lines(listeners.line, chat, line_config);

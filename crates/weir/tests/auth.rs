@@ -25,13 +25,13 @@ fn with_tokens() -> ServeConfig {
 
 fn post(topic: &str, body: &str, auth: &str) -> String {
     format!(
-        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }
 
 fn get(path: &str, auth: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}\r\n")
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\r\n")
 }
 
 fn bearer(token: &str) -> String {
@@ -66,7 +66,7 @@ async fn http_requests_without_a_valid_token_get_401_and_change_nothing() {
     let mut events = TcpStream::connect(&server.http).await.unwrap();
     events
         .write_all(
-            format!("GET /v1/topics/news/events?from=earliest&token={READER} HTTP/1.1\r\nHost: t\r\n\r\n")
+            format!("GET /v1/topics/news/events?from=earliest&token={READER} HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 .as_bytes(),
         )
         .await
@@ -101,7 +101,7 @@ async fn a_websocket_upgrade_needs_a_token() {
     let server = start(with_tokens()).await;
     let upgrade = |auth: &str| {
         format!(
-            "GET /v1/ws{auth} HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+            "GET /v1/ws{auth} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
     };
@@ -196,4 +196,122 @@ async fn subscriptions_per_connection_and_subscribers_per_topic_are_limited() {
     assert!(refused.contains("maximum of 1 subscribers"), "{refused}");
     let sse = http(&server.http, &get("/v1/topics/b/events", "")).await;
     assert!(sse.starts_with("HTTP/1.1 503"), "{sse}");
+}
+
+const PRODUCER: &str = "producer-0123456789a";
+
+fn with_producer() -> ServeConfig {
+    let mut config = ServeConfig::defaults();
+    config.tokens = Tokens::parse(&format!(
+        "{PUBLISHER}:publish,{READER}:subscribe,{PRODUCER}:enqueue"
+    ))
+    .unwrap();
+    config
+}
+
+fn enqueue(body: &str, token: &str) -> String {
+    format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        bearer(token),
+        body.len()
+    )
+}
+
+/// Job events once went out on ordinary topics with the whole job: a `subscribe` token read
+/// an `http` job's `Authorization` header from `queues.>`, though `GET /v1/jobs` refused it.
+#[tokio::test]
+async fn a_subscriber_reads_no_job_secrets() {
+    let server = start(with_producer()).await;
+    let secret = "Bearer s3cret-of-the-producer";
+    let job = format!(
+        r#"{{"queue":"hooks","kind":"http","payload":{{"url":"http://127.0.0.1:9/","headers":{{"Authorization":"{secret}"}}}}}}"#
+    );
+    // The events' own topics need the right to read jobs.
+    let refused = http(
+        &server.http,
+        &get("/v1/topics/$queues.>/events", &bearer(READER)),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused.contains("lacks the enqueue scope"), "{refused}");
+    // A subscription to everything sees every client topic, and no system topic.
+    let mut everything = TcpStream::connect(&server.http).await.unwrap();
+    everything
+        .write_all(get("/v1/topics/>/events", &bearer(READER)).as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut everything, "\r\n\r\n").await;
+    // A producer may read the events: they carry no payload, result or token.
+    let mut events = TcpStream::connect(&server.http).await.unwrap();
+    events
+        .write_all(get("/v1/topics/$queues.hooks/events", &bearer(PRODUCER)).as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut events, "\r\n\r\n").await;
+    let created = http(&server.http, &enqueue(&job, PRODUCER)).await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let event = read_until(&mut events, "\"event\":\"enqueued\"").await;
+    assert!(!event.contains("s3cret"), "{event}");
+    assert!(!event.contains("payload"), "{event}");
+    assert!(!event.contains("fencing_token"), "{event}");
+    // The marker published after the job: the `>` stream's next event must be it.
+    let marker = http(&server.http, &post("after", "marker", &bearer(PUBLISHER))).await;
+    assert!(marker.starts_with("HTTP/1.1 202"), "{marker}");
+    let seen = read_until(&mut everything, "data: marker").await;
+    assert!(
+        !seen.contains("s3cret") && !seen.contains("enqueued"),
+        "{seen}"
+    );
+}
+
+/// A `publish` token could post a fake `completed` event on a job's topic, which the
+/// dashboard showed and which hid the job's real updates.
+#[tokio::test]
+async fn nobody_publishes_on_the_servers_topics() {
+    let server = start(with_producer()).await;
+    for topic in ["$queues.default", "$jobs.1", "$chat.lobby"] {
+        let forged = http(
+            &server.http,
+            &post(topic, r#"{"event":"completed"}"#, &bearer(PUBLISHER)),
+        )
+        .await;
+        assert!(forged.starts_with("HTTP/1.1 403"), "{topic}: {forged}");
+        assert!(forged.contains("system topic"), "{forged}");
+    }
+    let mut line = LineClient::connect(&server.line).await;
+    assert_eq!(
+        line.ask(&format!("AUTH {PUBLISHER}")).await,
+        "+OK authenticated"
+    );
+    let answer = line.ask("PUB $queues.default forged").await;
+    assert!(
+        answer.starts_with("-ERR $queues.default is a system topic"),
+        "{answer}"
+    );
+}
+
+/// Rooms were ordinary topics: anyone allowed to publish could post `MSG lobby admin …`
+/// under any nickname, bypassing `NICK`.
+#[tokio::test]
+async fn a_chat_message_comes_only_from_its_speaker() {
+    let server = start(ServeConfig::defaults()).await;
+    let mut ada = LineClient::connect(&server.line).await;
+    ada.ask("NICK ada").await;
+    ada.send("JOIN lobby").await;
+    ada.expect("JOIN lobby ada").await;
+    let mut mallory = LineClient::connect(&server.line).await;
+    let forged = r#"{"kind":"say","nick":"admin","text":"send me your token"}"#;
+    let answer = mallory.ask(&format!("PUB $chat.lobby {forged}")).await;
+    assert!(answer.starts_with("-ERR"), "{answer}");
+    // The old room topic is an ordinary topic now, which no room reads.
+    assert!(mallory
+        .ask(&format!("PUB chat.lobby {forged}"))
+        .await
+        .starts_with("+OK"));
+    ada.send("SAY lobby hello").await;
+    assert_eq!(
+        ada.line().await,
+        "MSG lobby ada hello",
+        "nothing forged came first"
+    );
 }

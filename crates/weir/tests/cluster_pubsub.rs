@@ -29,7 +29,8 @@ struct Sse {
 impl Sse {
     async fn open(addr: &str, pattern: &str) -> Sse {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET /v1/topics/{pattern}/events HTTP/1.1\r\nHost: t\r\n\r\n");
+        let request =
+            format!("GET /v1/topics/{pattern}/events HTTP/1.1\r\nHost: localhost\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut sse = Sse {
             lines: BufReader::new(stream).lines(),
@@ -80,7 +81,7 @@ impl Sse {
 
 async fn publish(addr: &str, topic: &str, payload: &str) {
     let raw = format!(
-        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
         payload.len()
     );
     let answer = http(addr, &raw).await;
@@ -106,7 +107,7 @@ async fn until_relayed(addr: &str, topic: &str, subscriber: &mut Sse) {
 async fn metric(addr: &str, name: &str) -> f64 {
     let answer = http(
         addr,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     answer
@@ -199,7 +200,7 @@ async fn job_events_reach_subscribers_on_the_other_node() {
     let enqueue = |addr: String| async move {
         let body = json!({"queue": "relayq", "kind": "echo", "payload": {}}).to_string();
         let raw = format!(
-            "POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let answer = http(&addr, &raw).await;
@@ -209,8 +210,11 @@ async fn job_events_reach_subscribers_on_the_other_node() {
             .unwrap()
     };
     // The queue's events, subscribed on B, for a job enqueued on A.
-    let mut queue_on_b = Sse::open(&b, "queues.relayq").await;
-    until_relayed(&a, "queues.relayq", &mut queue_on_b).await;
+    // Clients cannot publish warm-up messages on a system topic: a client topic subscribed
+    // beside it shows when A knows what B wants (B announces all it wants at once).
+    let mut queue_on_b = Sse::open(&b, "$queues.relayq").await;
+    let mut ready_on_b = Sse::open(&b, "relay.ready").await;
+    until_relayed(&a, "relay.ready", &mut ready_on_b).await;
     let id = enqueue(a.clone()).await;
     let event: Value = serde_json::from_str(&queue_on_b.next_real().await).unwrap();
     assert_eq!(
@@ -220,18 +224,18 @@ async fn job_events_reach_subscribers_on_the_other_node() {
     // A job's own topic exists only where someone subscribed: here on B alone. Its events
     // still cross from A, where the change is made. (B announces all it wants at once, so
     // once A relays the marker topic, A knows of the job's topic too.)
-    let topic = format!("jobs.{id}");
+    let topic = format!("$jobs.{id}");
     let mut job_on_b = Sse::open(&b, &topic).await;
     let mut marker_on_b = Sse::open(&b, "relay.marker").await;
     until_relayed(&a, "relay.marker", &mut marker_on_b).await;
     let topics = http(
         &a,
-        "GET /v1/topics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /v1/topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(!topics.contains(&format!("\"{topic}\"")), "{topics}");
     let raw = format!(
-        "POST /v1/jobs/{id}/cancel HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST /v1/jobs/{id}/cancel HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     let answer = http(&a, &raw).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

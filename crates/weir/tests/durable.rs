@@ -42,7 +42,7 @@ async fn serve(config: ServeConfig) -> (String, CancellationToken, tokio::task::
 
 fn post(topic: &str, body: &str) -> String {
     format!(
-        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/topics/{topic} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }
@@ -76,7 +76,9 @@ async fn a_durable_topic_keeps_its_offsets_history_and_epoch_across_a_restart() 
     let (addr, _shutdown, _running) = serve(durable_config(&dir)).await;
     let mut events = tokio::net::TcpStream::connect(&addr).await.unwrap();
     events
-        .write_all(b"GET /v1/topics/orders.new/events?from=earliest HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(
+            b"GET /v1/topics/orders.new/events?from=earliest HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        )
         .await
         .unwrap();
     let seen = read_until(&mut events, "data: third").await;
@@ -132,7 +134,7 @@ fn every_answered_publish_survives_kill_9() {
         for i in 0..100_000u32 {
             let body = format!("order-{i}");
             let request = format!(
-                "POST /v1/topics/orders.burst HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                "POST /v1/topics/orders.burst HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
             if stream.write_all(request.as_bytes()).is_err() {
@@ -186,7 +188,7 @@ fn every_answered_publish_survives_kill_9() {
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(
         stream,
-        "GET /v1/topics/orders.burst/events?from=earliest HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET /v1/topics/orders.burst/events?from=earliest HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     .unwrap();
     let (last_offset, last_body) = answered.last().unwrap().clone();

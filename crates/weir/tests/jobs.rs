@@ -355,7 +355,7 @@ async fn lifecycle_events_are_published_on_the_job_and_queue_topics() {
     let api = client(&server.http);
     let mut events = TcpStream::connect(&server.http).await.unwrap();
     events
-        .write_all(b"GET /v1/topics/queues.events/events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(b"GET /v1/topics/$queues.events/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     read_until(&mut events, "\r\n\r\n").await;

@@ -221,7 +221,7 @@ async fn a_cluster_finishes_every_job_while_workers_and_a_node_are_killed() {
     );
 }
 
-/// Collects (job id, event, the event's JSON) from a node's `queues.cluster` stream until
+/// Collects (job id, event, the event's JSON) from a node's `$queues.cluster` stream until
 /// finished.
 struct EventWatcher {
     task: tokio::task::JoinHandle<Vec<(i64, String, String)>>,
@@ -242,7 +242,7 @@ async fn support_events(addr: &str) -> EventWatcher {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /v1/topics/queues.cluster/events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(b"GET /v1/topics/$queues.cluster/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

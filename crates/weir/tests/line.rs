@@ -88,7 +88,7 @@ async fn pub_sub_from_an_offset_and_across_transports() {
     // Published over HTTP, received on the line protocol.
     let mut http = TcpStream::connect(&server.http).await.unwrap();
     http.write_all(
-        b"POST /v1/topics/news HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nfrom\nhttp!",
+        b"POST /v1/topics/news HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nfrom\nhttp!",
     )
     .await
     .unwrap();
@@ -209,4 +209,35 @@ async fn a_silent_client_is_told_and_disconnected_after_the_idle_timeout() {
         None,
         "then the connection closes"
     );
+}
+
+/// A web page can make a browser send an HTTP request to the line protocol's port (a form
+/// posted to `http://127.0.0.1:7071/`); its body must not run as commands.
+#[tokio::test]
+async fn an_http_request_on_the_line_port_runs_nothing_and_is_closed() {
+    let server = start(ServeConfig::defaults()).await;
+    let mut watcher = Client::connect(&server.line).await;
+    assert_eq!(watcher.ask("SUB news").await, "+OK subscribed to news");
+    let mut attacker = TcpStream::connect(&server.line).await.unwrap();
+    let body = "PUB news forged\r\n";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:7071\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    attacker.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let read = tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_string(&mut attacker, &mut answer),
+    )
+    .await
+    .expect("the connection is closed");
+    assert!(read.is_ok(), "{read:?}");
+    assert!(
+        answer.contains("-ERR this is Weir's line protocol, not HTTP; closing"),
+        "{answer}"
+    );
+    // Nothing was published: the next message on `news` is the watcher's own, at offset 0.
+    assert_eq!(watcher.ask("PUB news real").await, "+OK news offset 0");
+    assert_eq!(watcher.line().await, "EVENT news 0 real");
 }

@@ -15,7 +15,7 @@ use weir::config::ServeConfig;
 async fn publish(addr: &str, topic: &str, body: &str) -> String {
     http(
         addr,
-        &format!("POST /v1/topics/{topic} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        &format!("POST /v1/topics/{topic} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
     )
     .await
 }
@@ -24,7 +24,7 @@ async fn publish(addr: &str, topic: &str, body: &str) -> String {
 async fn read_events(addr: &str, path: &str, extra: &str, until: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n").as_bytes())
         .await
         .unwrap();
     read_until(&mut stream, until).await
@@ -122,7 +122,7 @@ async fn bad_input_gets_clear_errors() {
     assert!(bad_name.contains("topic"), "{bad_name}");
     let bad_from = http(
         addr,
-        "GET /v1/topics/t/events?from=soon HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /v1/topics/t/events?from=soon HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(bad_from.starts_with("HTTP/1.1 400"), "{bad_from}");

@@ -39,7 +39,7 @@ impl Ws {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream
             .write_all(
-                b"GET /v1/ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                b"GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
             )
             .await
@@ -131,9 +131,11 @@ async fn subscribe_publish_and_receive_over_websocket() {
 
     // Published over HTTP, received over the WebSocket.
     let mut http = TcpStream::connect(&addr).await.unwrap();
-    http.write_all(b"POST /v1/topics/news HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nfrom")
-        .await
-        .unwrap();
+    http.write_all(
+        b"POST /v1/topics/news HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nfrom",
+    )
+    .await
+    .unwrap();
     let message = ws.json().await;
     assert_eq!(
         (message["payload"].as_str(), message["offset"].as_u64()),
@@ -294,4 +296,70 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
         waited >= Duration::from_secs(15 * 60) && waited < Duration::from_secs(16 * 60),
         "closed after {waited:?}"
     );
+}
+
+/// A client that stops reading was held for good, its frames queued in the server: the
+/// WebSocket had no write deadline. Now, as on the line protocol, a write that cannot go
+/// out within 10 s closes the connection, and its subscription is given back.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go() {
+    let (http, _guard) = start().await;
+    let mut stalled = Ws::connect(&http).await;
+    stalled.send(r#"{"op":"subscribe","topic":"flood"}"#).await;
+    let subscribers = |http: String| async move {
+        let answer = support_http(
+            &http,
+            "GET /v1/topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        let topics: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        topics["topics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["topic"] == "flood")
+            .and_then(|t| t["subscribers"].as_u64())
+            .unwrap_or(0)
+    };
+    let started = tokio::time::Instant::now();
+    while subscribers(http.clone()).await == 0 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the subscription never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 32 MiB of messages: far more than the socket buffers on both sides hold, so the
+    // server's writes block while the client reads nothing.
+    let payload = "x".repeat(64 * 1024);
+    let mut publisher = TcpStream::connect(&http).await.unwrap();
+    for _ in 0..512 {
+        let request = format!(
+            "POST /v1/topics/flood HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        publisher.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 256];
+        let _ = tokio::time::timeout(DEADLINE, publisher.read(&mut head)).await;
+    }
+    // The write deadline is 10 s; the subscription goes when the connection is closed.
+    let gone_by = tokio::time::Instant::now() + Duration::from_secs(10) + DEADLINE;
+    while subscribers(http.clone()).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < gone_by,
+            "a client that reads nothing still holds its subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stalled);
+}
+
+/// One request over its own connection; the whole answer.
+async fn support_http(addr: &str, raw: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
 }

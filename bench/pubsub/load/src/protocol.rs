@@ -49,11 +49,11 @@ pub async fn subscribe(protocol: Protocol, addr: &str) -> io::Result<(TcpStream,
     let (request, confirmation): (Vec<u8>, &[u8]) = match protocol {
         Protocol::Weir => (format!("SUB {TOPIC}\r\n").into_bytes(), b"+OK subscribed"),
         Protocol::WeirSse => (
-            format!("GET /v1/topics/{TOPIC}/events HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes(),
+            format!("GET /v1/topics/{TOPIC}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes(),
             b"\r\n\r\n",
         ),
         Protocol::WeirWs => {
-            let mut request = b"GET /v1/ws HTTP/1.1\r\nHost: bench\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_vec();
+            let mut request = b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_vec();
             request.extend(masked_text_frame(&format!(
                 "{{\"op\":\"subscribe\",\"topic\":\"{TOPIC}\"}}"
             )));

@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
 
 use super::config::LineConfig;
-use super::parse::parse;
+use super::parse::{looks_like_http, parse};
 use super::reader::{Line, LineReader};
 use crate::render::{line_bytes, reply_line, Encoding};
 use crate::{ChatContext, Reply, Session, WRITE_BATCH};
@@ -119,6 +119,11 @@ pub(crate) async fn run(
                 Err(_) | Ok(Line::End) => break,
                 Ok(Line::TooLong) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
                 Ok(Line::NotUtf8) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
+                Ok(Line::Text(text)) if looks_like_http(&text) => {
+                    tracing::warn!("an HTTP request on the line protocol's port; closing");
+                    let _ = write_lines(&mut out, &[line_bytes("-ERR this is Weir's line protocol, not HTTP; closing")]).await;
+                    break;
+                }
                 Ok(Line::Text(text)) => {
                     // Parsed once, here: the flood gate needs the command, and so does the
                     // session.

@@ -74,6 +74,27 @@ pub(crate) fn parse(line: &str) -> Result<Command, ParseError> {
     }
 }
 
+/// Whether `line` is a piece of an HTTP request: a request line (`POST / HTTP/1.1`) or a
+/// header (`Host: 127.0.0.1:7071`). A browser can be made to send an HTTP request to this
+/// port (a form posted to `http://127.0.0.1:7071/`), whose body would otherwise run as
+/// commands; no command looks like either (a verb has no colon, and none ends in
+/// `HTTP/1.x`), so such a connection is closed before anything runs, as Redis does.
+pub(crate) fn looks_like_http(line: &str) -> bool {
+    let line = line.trim_end_matches('\r');
+    let mut words = line.split(' ');
+    let request_line = matches!(
+        (words.next(), words.next(), words.next(), words.next()),
+        (Some(method), Some(_target), Some(version), None)
+            if !method.is_empty()
+                && method.bytes().all(|b| b.is_ascii_uppercase())
+                && version.starts_with("HTTP/")
+    );
+    let header = line.split_once(':').is_some_and(|(name, _)| {
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    request_line || header
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +129,29 @@ mod tests {
             parse("AUTH secret-token"),
             Ok(Command::Auth("secret-token".into()))
         );
+    }
+
+    #[test]
+    fn http_is_recognised_and_commands_are_not() {
+        for http in [
+            "POST / HTTP/1.1",
+            "GET /v1/topics HTTP/1.0\r",
+            "Host: 127.0.0.1:7071",
+            "Content-Type: text/plain",
+            "origin: http://evil.example",
+        ] {
+            assert!(looks_like_http(http), "{http}");
+        }
+        for command in [
+            "PUB news a: b",
+            "SAY lobby GET / HTTP/1.1",
+            "NICK ada",
+            "SUB orders.* earliest",
+            "AUTH abc:def",
+            "HELP",
+        ] {
+            assert!(!looks_like_http(command), "{command}");
+        }
     }
 
     #[test]

@@ -105,10 +105,22 @@ pub(crate) async fn read_body(
 }
 
 /// The request's body as JSON of type `T`, up to `limit` bytes.
+///
+/// A body that says it is something else than JSON gets 415 before it is read: a web page
+/// can send `text/plain` (or a form) to any address without asking the browser's leave, but
+/// not `application/json`. A body without a type is read as JSON.
 pub(crate) async fn read_json<T: for<'de> serde::Deserialize<'de>>(
     req: &mut Request,
     limit: u64,
 ) -> Result<T, ApiError> {
+    if let Some(media) = req.header("content-type") {
+        if !is_json(media) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("the body must be JSON (Content-Type: application/json), not {media:?}"),
+            ));
+        }
+    }
     let body = read_body(req, limit, |limit| {
         format!("request body exceeds {limit} bytes")
     })
@@ -119,4 +131,38 @@ pub(crate) async fn read_json<T: for<'de> serde::Deserialize<'de>>(
             format!("invalid JSON body: {error}"),
         )
     })
+}
+
+/// Whether a `Content-Type` names JSON: `application/json`, or a `+json` type, with any
+/// parameters.
+fn is_json(media: &str) -> bool {
+    let essence = media.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .get(essence.len().saturating_sub(5)..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_media_types() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+        ] {
+            assert!(is_json(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "json",
+        ] {
+            assert!(!is_json(other), "{other}");
+        }
+    }
 }

@@ -135,13 +135,68 @@ async fn render_jobs(jobs: &Jobs, text: &mut String) {
         "# HELP weir_jobs_leases_waiting Lease requests on this node waiting for a job, by queue."
     );
     let _ = writeln!(text, "# TYPE weir_jobs_leases_waiting gauge");
-    for (queue, waiting) in jobs.waiting_leases_by_queue() {
+    let waiting = jobs.waiting_leases_by_queue();
+    let waiting = if waiting.len() > MAX_QUEUE_LABELS {
+        let mut sorted = waiting;
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let other: usize = sorted[MAX_QUEUE_LABELS..].iter().map(|(_, n)| n).sum();
+        sorted.truncate(MAX_QUEUE_LABELS);
+        sorted.push((OTHER_QUEUES.to_string(), other));
+        sorted
+    } else {
+        waiting
+    };
+    for (queue, waiting) in waiting {
         let _ = writeln!(
             text,
             "weir_jobs_leases_waiting{{queue=\"{}\"}} {waiting}",
             escape_label(&queue)
         );
     }
+}
+
+/// Queues named in a metric's labels at most; the rest are summed under [`OTHER_QUEUES`].
+/// Queue names come from whoever enqueues, and every label value is a time series a
+/// Prometheus server keeps: 100 bounds what a careless or hostile producer can cost it.
+const MAX_QUEUE_LABELS: usize = 100;
+/// The label value of the queues past [`MAX_QUEUE_LABELS`]: parentheses are not allowed in
+/// queue names, so it is never a queue's own.
+const OTHER_QUEUES: &str = "(other)";
+
+/// `counts` with at most [`MAX_QUEUE_LABELS`] queues, those with the most jobs, and the
+/// others' counts summed per state under [`OTHER_QUEUES`].
+fn bounded_queues(counts: Vec<QueueCount>) -> Vec<QueueCount> {
+    let mut totals: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for count in &counts {
+        *totals.entry(count.queue.as_str()).or_default() += count.count;
+    }
+    if totals.len() <= MAX_QUEUE_LABELS {
+        return counts;
+    }
+    let mut ranked: Vec<(&str, u64)> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let named: std::collections::HashSet<String> = ranked[..MAX_QUEUE_LABELS]
+        .iter()
+        .map(|(queue, _)| (*queue).to_owned())
+        .collect();
+    let mut other: std::collections::BTreeMap<&'static str, QueueCount> = Default::default();
+    let mut bounded = Vec::new();
+    for count in counts {
+        if named.contains(&count.queue) {
+            bounded.push(count);
+        } else {
+            other
+                .entry(count.state.as_str())
+                .or_insert_with(|| QueueCount {
+                    queue: OTHER_QUEUES.to_owned(),
+                    state: count.state,
+                    count: 0,
+                })
+                .count += count.count;
+        }
+    }
+    bounded.extend(other.into_values());
+    bounded
 }
 
 /// The job counts `counts` reads, or `weir_jobs_scrape_ok 0` when it fails or passes its
@@ -165,7 +220,7 @@ async fn render_job_counts(
                 "# HELP weir_jobs Unfinished jobs by queue and state: scheduled, available, retrying, running (a due scheduled or retrying job counts as available; all nodes, from the store)."
             );
             let _ = writeln!(text, "# TYPE weir_jobs gauge");
-            for count in counts {
+            for count in bounded_queues(counts) {
                 let _ = writeln!(
                     text,
                     "weir_jobs{{queue=\"{}\",state=\"{}\"}} {}",

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use weir_auth::{Scope, Tokens};
+use weir_auth::{Scope, Tokens, TopicDenied};
 use weir_chat::render::sse_event;
 use weir_http::sse::{sse_response, Encoded as SseEncoded};
 use weir_http::{Method, Request, Response, Router, StatusCode};
@@ -28,14 +28,23 @@ pub(crate) fn add_topic_routes(
     router
         .route("/v1/topics", Method::GET, move |req| {
             let response = match list_tokens.authorize(&req, Scope::Subscribe) {
-                Ok(()) => list(&list_hub),
+                // System topics' names say which queues, jobs and rooms exist: the
+                // operator's (admin) view only.
+                Ok(()) => list(
+                    &list_hub,
+                    list_tokens.request_access(&req).allows(Scope::Admin),
+                ),
                 Err(denied) => *denied,
             };
             async move { response }
         })
         .route("/v1/topics/{topic}", Method::POST, move |req| {
             // Checked before the body is read: a refused request changes nothing.
-            let allowed = publish_tokens.authorize(&req, Scope::Publish);
+            let topic = req.param_decoded("topic").unwrap_or_default();
+            let allowed = publish_tokens
+                .request_access(&req)
+                .may_publish(&topic)
+                .map_err(topic_denial);
             let hub = publish_hub.clone();
             async move {
                 match allowed {
@@ -47,12 +56,22 @@ pub(crate) fn add_topic_routes(
             }
         })
         .route("/v1/topics/{topic}/events", Method::GET, move |req| {
-            let response = match tokens.authorize(&req, Scope::Subscribe) {
+            let pattern = req.param_decoded("topic").unwrap_or_default();
+            let allowed = tokens
+                .request_access(&req)
+                .may_subscribe(&pattern)
+                .map_err(topic_denial);
+            let response = match allowed {
                 Ok(()) => subscribe(&hub, &req, heartbeat).unwrap_or_else(ApiError::into_response),
                 Err(denied) => *denied,
             };
             async move { response }
         })
+}
+
+/// [`topic_denial`](weir_auth::topic_denial), boxed as routes hand refusals on.
+fn topic_denial(denied: TopicDenied) -> Box<Response> {
+    Box::new(weir_auth::topic_denial(&denied))
 }
 
 async fn publish(hub: Hub, mut req: Request) -> Result<Response, ApiError> {
@@ -81,11 +100,13 @@ async fn publish(hub: Hub, mut req: Request) -> Result<Response, ApiError> {
     }
 }
 
-/// `GET /v1/topics`: every topic with its offsets and subscribers, sorted by name.
-fn list(hub: &Hub) -> Response {
+/// `GET /v1/topics`: every topic with its offsets and subscribers, sorted by name; system
+/// topics only for `with_system`.
+fn list(hub: &Hub, with_system: bool) -> Response {
     let topics: Vec<serde_json::Value> = hub
         .topics()
         .into_iter()
+        .filter(|t| with_system || !t.name.is_system())
         .map(|t| {
             serde_json::json!({
                 "topic": t.name.as_str(),
@@ -110,9 +131,16 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Result<Response, 
     // ids (`topic:offset`) cannot resume it, so there a Last-Event-ID is ignored.
     let last_event_id = req.header("last-event-id").filter(|_| !wildcard);
     let start = match (last_event_id, req.query_param("from")) {
-        (Some(last), _) => match last.trim().parse::<u64>() {
-            Ok(offset) => StartFrom::Offset(offset + 1),
-            Err(_) => {
+        // The next offset after the last seen; the largest offset has none (adding one wrapped
+        // around to 0 and replayed everything).
+        (Some(last), _) => match last
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|o| o.checked_add(1))
+        {
+            Some(offset) => StartFrom::Offset(offset),
+            None => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "Last-Event-ID must be the offset of the last event seen",

@@ -30,6 +30,10 @@ use weir_http::{Method, Request, Router};
 const MAX_MESSAGE: usize = 64 * 1024;
 /// A connection silent both ways for this long is closed.
 const IDLE: Duration = Duration::from_secs(15 * 60);
+/// Frames must reach the client within this, or the connection is closed: a client that
+/// stops reading would otherwise hold its queued frames (and its task) for ever. The line
+/// protocol's rule.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Adds `GET /v1/ws`.
 ///
@@ -74,6 +78,7 @@ async fn session(upgraded: Upgraded, chat: Arc<ChatContext>, label: String, acce
     let idle = tokio::time::sleep(IDLE);
     tokio::pin!(idle);
     let mut last_activity;
+    let mut stalled = false;
     loop {
         last_activity = tokio::time::Instant::now();
         let mut out: Vec<Utf8Bytes> = Vec::new();
@@ -105,20 +110,29 @@ async fn session(upgraded: Upgraded, chat: Arc<ChatContext>, label: String, acce
             },
         }
         // Queue every frame, then flush once: many frames per write under load.
-        let mut sent = Ok(());
-        for text in out {
-            if sent.is_ok() {
-                sent = socket.feed(Frame::Text(text)).await;
+        let write = async {
+            for text in out {
+                socket.feed(Frame::Text(text)).await?;
             }
-        }
-        if sent.and(socket.flush().await).is_err() {
-            break;
+            socket.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(timeout = ?WRITE_TIMEOUT, "WebSocket client stopped reading; closing");
+                stalled = true;
+                break;
+            }
         }
     }
     Box::pin(session.close()).await;
-    // Flushes the close reply tungstenite queued, then closes (the sink close, not the
+    // No close handshake with a client that does not read: it would wait too. Else this
+    // flushes the close reply tungstenite queued, then closes (the sink close, not the
     // inherent one that would send a second close frame).
-    let _ = SinkExt::close(&mut socket).await;
+    if !stalled {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, SinkExt::close(&mut socket)).await;
+    }
 }
 
 /// An encoded event as frame text. Events are rendered from strings, so

@@ -16,7 +16,7 @@ use weir_crawl::{CrawlConfig, Crawler, JsonLines, Progress, SavedFrontier, StopR
 use super::process::{stop_then_exit, EXIT_INTERRUPTED, EXIT_USAGE};
 use crate::config::values::{parse_duration, parse_size};
 
-/// `weir crawl`.
+/// The `weir crawl` subcommand: its flags, help and examples.
 pub(super) fn command() -> Command {
     let value = |name: &'static str, value_name: &'static str, help: &'static str| {
         Arg::new(name).long(name).value_name(value_name).help(help)

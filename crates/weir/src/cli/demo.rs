@@ -10,7 +10,7 @@ use super::process::{shutdown_on_signal, EXIT_USAGE};
 use crate::config::values::parse_duration;
 use crate::logging::{self, LogFormat};
 
-/// `weir demo-site`.
+/// The `weir demo-site` subcommand: its flags, help and examples.
 pub(super) fn command() -> Command {
     Command::new("demo-site")
         .about("Serve a synthetic multi-host site on loopback, for crawler tests, demos and benchmarks")

@@ -14,7 +14,7 @@ use weir_files::{FileReport, HashKind, Options, Totals};
 
 use super::process::{stop_then_exit, EXIT_INTERRUPTED, EXIT_USAGE};
 
-/// `weir files`.
+/// The `weir files` subcommand: its flags, help and examples.
 pub(super) fn command() -> Command {
     let flag = |name: &'static str, help: &'static str| {
         Arg::new(name)

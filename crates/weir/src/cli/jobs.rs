@@ -10,7 +10,8 @@ use weir_jobs::client::{Client, ClientError};
 use super::server::{client, runtime, server_args, usage};
 use crate::config::values::parse_duration;
 
-/// `weir jobs`.
+/// The `weir jobs` subcommand: `submit`, `get`, `list`, `cancel` and `retry`, with the
+/// server flags every client command takes.
 pub(super) fn command() -> Command {
     let id = || {
         Arg::new("id")

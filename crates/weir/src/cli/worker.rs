@@ -18,7 +18,8 @@ use crate::logging::{self, LogFormat};
 /// queue hides.
 const PREFETCH_WITHIN: Duration = Duration::from_millis(100);
 
-/// `weir worker`.
+/// The `weir worker` subcommand: the server flags every client command takes, its own
+/// flags, help and examples.
 pub(super) fn command() -> Command {
     server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep, http, crawl, files)"))
         .after_help(

@@ -16,7 +16,7 @@ impl ConfigFile {
     /// The default file, `weir.toml` in the working directory, read only when present.
     pub const DEFAULT_PATH: &'static str = "weir.toml";
 
-    /// Reads and checks a file.
+    /// Reads and checks the file at `path`: it must be TOML whose every key is a setting.
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::File {
             path: path.to_path_buf(),

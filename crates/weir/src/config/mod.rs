@@ -22,8 +22,8 @@ use weir_http::ServerConfig;
 pub use file::ConfigFile;
 pub use settings::{ConfigError, Setting, Source, SETTINGS};
 use values::{
-    parse_count, parse_duration, parse_keep, parse_queue_kinds, parse_queue_limits,
-    parse_retention_rules, parse_schedules, parse_size, parse_socket_addr,
+    parse_count, parse_duration, parse_host_list, parse_keep, parse_origin_list, parse_queue_kinds,
+    parse_queue_limits, parse_retention_rules, parse_schedules, parse_size, parse_socket_addr,
 };
 
 use weir_auth::Tokens;
@@ -40,9 +40,10 @@ pub struct ServeConfig {
     pub line_addr: SocketAddr,
     /// Line-protocol connections served at once.
     pub line_max_connections: usize,
-    /// Data directory.
+    /// Where state is kept, created if missing: `jobs.db` when no `database` is set, and
+    /// `weir.db` when a topic is durable.
     pub data_dir: PathBuf,
-    /// Log format.
+    /// How log lines are written to standard error: for people, or JSON for collectors.
     pub log_format: LogFormat,
     /// Log filter directives, already checked to parse.
     pub log_filter: String,
@@ -52,6 +53,8 @@ pub struct ServeConfig {
     pub http: ServerConfig,
     /// Heartbeat interval of Server-Sent Events streams.
     pub sse_heartbeat: Duration,
+    /// Which hosts and browser origins may use the HTTP API.
+    pub edge: weir_http::EdgePolicy,
     /// The pub/sub hub's limits and retention.
     pub pubsub: weir_pubsub::HubConfig,
     /// Topics and rooms one connection may follow at once.
@@ -159,6 +162,8 @@ impl<'a> Layers<'a> {
         let body_read_timeout = r.get("http.body_read_timeout", positive_duration);
         let write_timeout = r.get("http.write_timeout", positive_duration);
         let sse_heartbeat = r.get("http.sse_heartbeat", positive_duration);
+        let allowed_hosts = r.get("http.allowed_hosts", parse_host_list);
+        let cors_origins = r.get("http.cors_origins", parse_origin_list);
         let drain_timeout = r.get("shutdown.drain_timeout", parse_duration);
         let max_payload = r.get("pubsub.max_payload", size(1));
         let retention_messages = r.get("pubsub.retention_messages", count(0, 10_000_000));
@@ -251,6 +256,10 @@ impl<'a> Layers<'a> {
                     ..defaults
                 },
                 sse_heartbeat: sse_heartbeat?,
+                edge: weir_http::EdgePolicy {
+                    allowed_hosts: allowed_hosts?,
+                    cors_origins: cors_origins?,
+                },
                 pubsub: weir_pubsub::HubConfig {
                     default_retention: weir_pubsub::Retention {
                         max_messages: retention_messages? as usize,

@@ -11,7 +11,7 @@ pub struct Setting {
     pub key: &'static str,
     /// The long flag, without `--`.
     pub flag: &'static str,
-    /// The environment variable.
+    /// The environment variable (`WEIR_…`), used when the flag is not given.
     pub env: &'static str,
     /// The default, in the same syntax as a user would write it.
     pub default: &'static str,
@@ -39,6 +39,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "http.body_read_timeout", flag: "body-read-timeout", env: "WEIR_HTTP_BODY_READ_TIMEOUT", default: "30s", help: "Time one read of a request body may wait; slower gets 408" },
     Setting { key: "http.write_timeout", flag: "write-timeout", env: "WEIR_HTTP_WRITE_TIMEOUT", default: "30s", help: "Time one write of a response may wait for the client before the connection is closed" },
     Setting { key: "http.sse_heartbeat", flag: "sse-heartbeat", env: "WEIR_HTTP_SSE_HEARTBEAT", default: "15s", help: "Interval of keep-alive comments on quiet Server-Sent Events streams" },
+    Setting { key: "http.allowed_hosts", flag: "allowed-hosts", env: "WEIR_HTTP_ALLOWED_HOSTS", default: "", help: "Host names the HTTP API answers to besides IP addresses and localhost (against DNS rebinding), comma-separated; * for any. Others get 421" },
+    Setting { key: "http.cors_origins", flag: "cors-origins", env: "WEIR_HTTP_CORS_ORIGINS", default: "", help: "Origins of browser apps allowed to use the API (CORS, state-changing requests, WebSocket), comma-separated, e.g. https://app.example.com; * for any. None: Weir's own pages only" },
     Setting { key: "pubsub.max_payload", flag: "max-payload", env: "WEIR_PUBSUB_MAX_PAYLOAD", default: "1MiB", help: "Largest message a client may publish; larger gets 413" },
     Setting { key: "pubsub.retention_messages", flag: "retention-messages", env: "WEIR_PUBSUB_RETENTION_MESSAGES", default: "1000", help: "Messages each topic keeps for replay (0: live only)" },
     Setting { key: "pubsub.retention_age", flag: "retention-age", env: "WEIR_PUBSUB_RETENTION_AGE", default: "1h", help: "Age past which a message is no longer replayed" },
@@ -74,11 +76,11 @@ impl Setting {
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A command-line flag.
+    /// The command-line flag the value was given with (its long name, without `--`).
     Flag(&'static str),
-    /// An environment variable.
+    /// The environment variable the value was read from.
     Env(&'static str),
-    /// The configuration file.
+    /// The configuration file the value was read from.
     File(PathBuf),
     /// The built-in default.
     Default,
@@ -113,17 +115,18 @@ pub enum ConfigError {
     /// The configuration file cannot be read or is not valid TOML.
     #[error("configuration file {path}: {message}")]
     File {
-        /// The file.
+        /// The configuration file: the one given with `--config` (or `WEIR_CONFIG`), else
+        /// `weir.toml`.
         path: PathBuf,
-        /// What is wrong.
+        /// What is wrong, worded to follow the path (`cannot be read: …`, `is not valid TOML: …`).
         message: String,
     },
     /// The configuration file has a key that is not a setting.
     #[error("configuration file {path}: unknown key {key:?}; known keys: {known}")]
     UnknownKey {
-        /// The file.
+        /// The configuration file that has the key.
         path: PathBuf,
-        /// The unknown key.
+        /// The key, dotted as in [`Setting::key`] (`[http] adress` is `http.adress`).
         key: String,
         /// The keys that exist.
         known: String,

@@ -187,6 +187,50 @@ fn parse_schedule(entry: &str) -> Result<weir_jobs::Schedule, String> {
     Ok(weir_jobs::Schedule { name, cron, job })
 }
 
+/// `http.allowed_hosts`: host names separated by commas, or `*`.
+pub fn parse_host_list(text: &str) -> Result<Vec<String>, String> {
+    let allowed = "host names separated by commas, such as weir.internal,weir.example.com, or *";
+    text.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|host| {
+            let well_formed = host == "*"
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            well_formed
+                .then(|| host.to_ascii_lowercase())
+                .ok_or_else(|| allowed.to_string())
+        })
+        .collect()
+}
+
+/// `http.cors_origins`: origins (`scheme://host[:port]`, no path) separated by commas, or `*`.
+pub fn parse_origin_list(text: &str) -> Result<Vec<String>, String> {
+    let allowed =
+        "origins separated by commas, such as https://app.example.com,http://localhost:5173, or *";
+    text.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            if origin == "*" {
+                return Ok(origin.to_string());
+            }
+            let rest = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .ok_or_else(|| allowed.to_string())?;
+            let well_formed = !rest.is_empty()
+                && rest.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
+                });
+            well_formed
+                .then(|| origin.to_ascii_lowercase())
+                .ok_or_else(|| allowed.to_string())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +342,22 @@ mod tests {
         ] {
             let error = parse_schedules(bad).unwrap_err();
             assert!(error.contains(needle), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn host_and_origin_lists() {
+        assert_eq!(
+            parse_host_list(" Weir.Internal , * ").unwrap(),
+            ["weir.internal", "*"]
+        );
+        assert!(parse_host_list("weir.internal/admin").is_err());
+        assert_eq!(
+            parse_origin_list("https://App.example.com,http://localhost:5173").unwrap(),
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        for bad in ["app.example.com", "https://app.example.com/path", "ftp://x"] {
+            assert!(parse_origin_list(bad).is_err(), "{bad}");
         }
     }
 }

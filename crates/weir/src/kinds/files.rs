@@ -18,7 +18,8 @@ use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
 use super::job_io;
 
-/// Errors kept in the result.
+/// Most unreadable files the job's result lists, the first ones met; `out`, when given,
+/// has them all.
 const ERRORS_IN_RESULT: usize = 100;
 
 #[derive(Debug, Deserialize)]
