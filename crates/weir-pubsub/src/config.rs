@@ -33,6 +33,17 @@ pub struct HubConfig {
     pub max_topics: usize,
     /// Largest payload in bytes. Default 1 MiB.
     pub max_payload: usize,
+    /// Bytes one topic retains at most (payloads and a fixed cost per message); past it
+    /// the oldest go, whatever the count retention says. Default 64 MiB.
+    pub max_topic_bytes: usize,
+    /// Bytes every topic together retains at most; past it the oldest messages of all
+    /// topics go first (down to nine tenths of it), so one busy topic cannot take the
+    /// memory of a quiet one's last messages unless they are older. Default 512 MiB.
+    pub max_retained_bytes: usize,
+    /// A topic with no subscriber and no retained message is let go after this long
+    /// without a message (its name and offsets go; a new one starts a new epoch). Default
+    /// 60 s.
+    pub topic_idle: std::time::Duration,
     /// Subscriptions to one topic, or to one wildcard pattern, held at once; past it a
     /// subscribe fails with [`SubscribeError::TooManySubscribers`](crate::SubscribeError::TooManySubscribers). Default 100,000.
     pub max_subscribers_per_topic: usize,
@@ -50,6 +61,9 @@ impl Default for HubConfig {
             slow_policy: SlowSubscriberPolicy::DropOldest,
             max_topics: 100_000,
             max_payload: 1024 * 1024,
+            max_topic_bytes: 64 << 20,
+            max_retained_bytes: 512 << 20,
+            topic_idle: std::time::Duration::from_secs(60),
             max_subscribers_per_topic: 100_000,
             durable: Vec::new(),
         }

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::durable::{StoreError, TopicStore, Writer};
-use crate::log::{Message, TopicLog};
+use crate::log::{LogLimits, Message, TopicLog};
 use crate::relay::{Interest, Relay, RelayStats};
 use crate::state::{Discovered, HubInner};
 use crate::subscription::{SubscriberSlot, Subscription};
 use crate::topic::Topic;
+use crate::upkeep::{self, Upkeep};
 use crate::{
     HubConfig, PublishError, SlowSubscriber, StartFrom, SubscribeError, TopicInfo, TopicName,
     TopicPattern,
@@ -56,16 +57,9 @@ impl Hub {
         let hub = Self::build(config, Some(Writer::start(store)));
         let mut topics = hub.inner.topics.write().unwrap_or_else(|e| e.into_inner());
         for topic in stored {
-            let retention = hub.inner.config.retention_for(&topic.name);
-            let mut log = TopicLog::new(topic.epoch, retention, hub.inner.config.lag_limit.get());
+            let mut log = TopicLog::new(topic.epoch, hub.log_limits(&topic.name));
             log.restore(&topic.name, topic.next_offset, topic.messages);
-            topics.insert(
-                topic.name.clone(),
-                Arc::new(Topic {
-                    name: topic.name,
-                    log: RwLock::new(log),
-                }),
-            );
+            topics.insert(topic.name.clone(), Arc::new(Topic::new(topic.name, log)));
         }
         drop(topics);
         Ok(hub)
@@ -90,8 +84,37 @@ impl Hub {
                 writer,
                 epoch_base,
                 epochs_issued: AtomicU64::new(0),
+                retained_bytes: Arc::default(),
+                budget_pass: Mutex::new(()),
             }),
         }
+    }
+
+    /// The bounds of topic `name`'s log.
+    fn log_limits(&self, name: &TopicName) -> LogLimits {
+        let config = &self.inner.config;
+        LogLimits {
+            retention: config.retention_for(name),
+            lag_limit: config.lag_limit.get(),
+            max_bytes: config.max_topic_bytes,
+            retained: Arc::clone(&self.inner.retained_bytes),
+        }
+    }
+
+    /// Bytes every topic retains now, as the byte limits count them.
+    pub fn retained_bytes(&self) -> usize {
+        self.inner.retained_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Housekeeping, to run every few seconds: drops messages past their age retention,
+    /// brings the retained bytes under the budget, and lets go of idle topics (no
+    /// subscriber, nothing retained, no message for `topic_idle`).
+    pub fn upkeep(&self) -> Upkeep {
+        let now = SystemTime::now();
+        let expired = upkeep::drop_expired(&self.inner, now);
+        upkeep::enforce_budget(&self.inner);
+        let removed = upkeep::remove_idle(&self.inner, now, |name| self.is_durable(name));
+        Upkeep { expired, removed }
     }
 
     /// The settings this hub was built with; they do not change while it runs.
@@ -284,20 +307,31 @@ impl Hub {
         payload: Bytes,
         forward: Forward,
     ) -> Result<Message, PublishError> {
-        let topic = self.topic(name)?;
         let copy = (forward == Forward::Yes).then(|| payload.clone());
-        let mut log = topic.log_mut();
-        let (message, waiters) = log.append(&topic.name, payload, SystemTime::now());
-        if let Some(copy) = copy {
-            // Under the log's lock, so that two publishers' messages leave for other nodes
-            // in the order this node's log took them (forwarding never blocks).
-            self.forward(name, &copy, false);
+        loop {
+            let topic = self.topic(name)?;
+            let mut log = topic.log_mut();
+            // Let go between the lookup and the lock: the next lookup makes it anew.
+            if topic.is_removed() {
+                continue;
+            }
+            let (message, waiters) = log.append(&topic.name, payload, SystemTime::now());
+            if let Some(copy) = copy {
+                // Under the log's lock, so that two publishers' messages leave for other
+                // nodes in the order this node's log took them (forwarding never blocks).
+                self.forward(name, &copy, false);
+            }
+            drop(log);
+            for waiter in waiters {
+                waiter.wake();
+            }
+            if self.inner.retained_bytes.load(Ordering::Relaxed)
+                > self.inner.config.max_retained_bytes
+            {
+                upkeep::enforce_budget(&self.inner);
+            }
+            return Ok(message);
         }
-        drop(log);
-        for waiter in waiters {
-            waiter.wake();
-        }
-        Ok(message)
     }
 
     fn topic(&self, name: &TopicName) -> Result<Arc<Topic>, PublishError> {
@@ -315,16 +349,23 @@ impl Hub {
             return Ok(topic.clone());
         }
         if topics.len() >= self.inner.config.max_topics {
-            return Err(PublishError::TooManyTopics(self.inner.config.max_topics));
+            // Idle topics make room before a new one is refused.
+            drop(topics);
+            upkeep::remove_idle(&self.inner, SystemTime::now(), |name| self.is_durable(name));
+            topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(topic) = topics.get(name) {
+                return Ok(topic.clone());
+            }
+            if topics.len() >= self.inner.config.max_topics {
+                return Err(PublishError::TooManyTopics(self.inner.config.max_topics));
+            }
         }
-        let config = &self.inner.config;
-        let retention = config.retention_for(name);
         let epoch =
             self.inner.epoch_base + self.inner.epochs_issued.fetch_add(1, Ordering::Relaxed);
-        let topic = Arc::new(Topic {
-            name: name.clone(),
-            log: RwLock::new(TopicLog::new(epoch, retention, config.lag_limit.get())),
-        });
+        let topic = Arc::new(Topic::new(
+            name.clone(),
+            TopicLog::new(epoch, self.log_limits(name)),
+        ));
         topics.insert(name.clone(), topic.clone());
         drop(topics);
         // Tell the wildcard subscriptions that match; forget the ones that ended.

@@ -33,6 +33,7 @@ mod state;
 mod subscription;
 mod topic;
 mod types;
+mod upkeep;
 
 pub use config::{HubConfig, SlowSubscriberPolicy};
 pub use durable::{Append, StoreError, StoredTopic, TopicStore};
@@ -45,3 +46,4 @@ pub use subscription::Subscription;
 pub use types::{
     Event, PublishError, SlowSubscriber, StartFrom, StartFromError, SubscribeError, TopicInfo,
 };
+pub use upkeep::Upkeep;

@@ -1,7 +1,7 @@
 //! One topic's offset log: a ring of recent messages, its epoch, and who waits on it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
@@ -155,10 +155,23 @@ pub(crate) struct TopicLog {
     /// Ring size: the retention, or the subscriber lag limit if larger, so that a live
     /// subscriber can always read what it is allowed to lag behind.
     window: usize,
+    /// What `entries` cost (see [`message_cost`]), and the most they may: past it the
+    /// oldest go, whatever the count.
+    bytes: usize,
+    max_bytes: usize,
+    /// Every log's `bytes` together, for the hub's budget.
+    retained: Arc<AtomicUsize>,
     /// Its own lock, so that readers holding the log's read lock can register: a reader
     /// checks for news and registers under one read lock, and an append (under the write
     /// lock) takes the list, so no wake-up falls between the two.
     waiters: Mutex<Vec<Arc<SubWaker>>>,
+}
+
+impl Drop for TopicLog {
+    /// A log let go gives its bytes back to the hub's budget.
+    fn drop(&mut self) {
+        self.retained.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// What a read at a subscriber's cursor found.
@@ -172,18 +185,80 @@ pub(crate) enum ReadAt {
     Overwritten,
 }
 
+/// Bytes a retained message costs besides its payload: its `Arc`'d parts (name, offsets,
+/// time, the encoding slots) and its place in the ring, rounded up.
+pub(crate) const MESSAGE_OVERHEAD: usize = 320;
+
+/// What a retained message of `payload` bytes costs, as the byte limits count it.
+pub(crate) fn message_cost(payload: usize) -> usize {
+    payload.saturating_add(MESSAGE_OVERHEAD)
+}
+
+/// How a log is bounded: by count (its retention, or the lag limit if larger), and by bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct LogLimits {
+    pub(crate) retention: Retention,
+    pub(crate) lag_limit: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) retained: Arc<AtomicUsize>,
+}
+
 impl TopicLog {
-    pub(crate) fn new(epoch: u64, retention: Retention, lag_limit: usize) -> Self {
-        let window = retention.max_messages.max(lag_limit).max(1);
+    pub(crate) fn new(epoch: u64, limits: LogLimits) -> Self {
+        let window = limits.retention.max_messages.max(limits.lag_limit).max(1);
         Self {
             epoch,
             entries: VecDeque::new(),
             first: 0,
             next: 0,
-            retention,
+            retention: limits.retention,
             window,
+            bytes: 0,
+            max_bytes: limits.max_bytes,
+            retained: limits.retained,
             waiters: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Drops the oldest message, if any; false when the log holds none.
+    pub(crate) fn evict_oldest(&mut self) -> bool {
+        let Some(oldest) = self.entries.pop_front() else {
+            return false;
+        };
+        let cost = message_cost(oldest.payload().len());
+        self.bytes -= cost;
+        self.retained.fetch_sub(cost, Ordering::Relaxed);
+        self.first += 1;
+        true
+    }
+
+    /// When the oldest message held was published.
+    pub(crate) fn oldest_at(&self) -> Option<SystemTime> {
+        self.entries.front().map(Message::published_at)
+    }
+
+    /// When the newest message held was published.
+    pub(crate) fn newest_at(&self) -> Option<SystemTime> {
+        self.entries.back().map(Message::published_at)
+    }
+
+    /// Drops the messages past their age retention (a subscriber that far behind has
+    /// lagged, and is told so when it reads); returns how many.
+    pub(crate) fn drop_expired(&mut self, now: SystemTime) -> usize {
+        let mut dropped = 0;
+        while self.oldest_at().is_some_and(|at| {
+            now.duration_since(at)
+                .is_ok_and(|age| age > self.retention.max_age)
+        }) {
+            self.evict_oldest();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Messages held.
+    pub(crate) fn held(&self) -> usize {
+        self.entries.len()
     }
 
     /// Appends a message and returns it with the waiters to wake (outside the lock).
@@ -201,11 +276,16 @@ impl TopicLog {
             published_at: now,
             encodings: Default::default(),
         }));
+        let cost = message_cost(message.payload().len());
         self.entries.push_back(message.clone());
+        self.bytes += cost;
+        self.retained.fetch_add(cost, Ordering::Relaxed);
         self.next += 1;
-        if self.entries.len() > self.window {
-            self.entries.pop_front();
-            self.first += 1;
+        // The newest message always stays: a subscriber is never left with nothing to read.
+        while self.entries.len() > self.window
+            || (self.bytes > self.max_bytes && self.entries.len() > 1)
+        {
+            self.evict_oldest();
         }
         let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
         (message, waiters)
@@ -231,6 +311,16 @@ impl TopicLog {
             .collect();
         self.next = next;
         self.first = next - self.entries.len() as u64;
+        let cost: usize = self
+            .entries
+            .iter()
+            .map(|m| message_cost(m.payload().len()))
+            .sum();
+        self.bytes += cost;
+        self.retained.fetch_add(cost, Ordering::Relaxed);
+        while self.bytes > self.max_bytes && self.entries.len() > 1 {
+            self.evict_oldest();
+        }
     }
 
     /// The oldest offset a replay may start from now: within the count and age retention.

@@ -2,7 +2,7 @@
 //! the wildcard registrations, the subscriber counts and the slow-subscriber report.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use tokio::sync::watch;
@@ -45,4 +45,8 @@ pub(crate) struct HubInner {
     pub(crate) writer: Option<Writer>,
     pub(crate) epoch_base: u64,
     pub(crate) epochs_issued: AtomicU64,
+    /// Bytes every topic's log retains (see [`crate::HubConfig::max_retained_bytes`]).
+    pub(crate) retained_bytes: Arc<AtomicUsize>,
+    /// Held by the one pass that brings the retained bytes back under the budget.
+    pub(crate) budget_pass: Mutex<()>,
 }

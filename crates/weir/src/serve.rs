@@ -190,6 +190,7 @@ pub async fn run(
         let stop = shutdown.clone();
         async move { jobs.maintain(stop).await }
     });
+    let hub_upkeep = tokio::spawn(hub_upkeep(hub.clone(), shutdown.clone()));
     let router = router(
         &config,
         metrics.clone(),
@@ -211,6 +212,7 @@ pub async fn run(
     // Both run in this task until shutdown; `join!` waits for both to drain.
     let (http, line) = tokio::join!(http, line);
     let _ = maintenance.await;
+    let _ = hub_upkeep.await;
     // Last: what was published while the server drained still reaches the other nodes.
     if let Some(relay) = relay {
         relay.stop().await;
@@ -218,4 +220,24 @@ pub async fn run(
     http?;
     line?;
     Ok(())
+}
+
+/// How often the hub drops expired messages, keeps its byte budget and lets idle topics go:
+/// a fraction of the shortest idle time worth setting, and cheap (a pass over the topics).
+const HUB_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the hub's upkeep until `stop`.
+async fn hub_upkeep(hub: Hub, stop: CancellationToken) {
+    let mut every = tokio::time::interval(HUB_UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let done = hub.upkeep();
+        if done != weir_pubsub::Upkeep::default() {
+            tracing::debug!(expired = done.expired, removed = done.removed, "hub upkeep");
+        }
+    }
 }

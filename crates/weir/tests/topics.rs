@@ -143,3 +143,116 @@ async fn percent_escaped_topics_and_patterns_are_decoded() {
     .await;
     assert!(seen.contains("id: orders.eu:0"), "{seen}");
 }
+
+/// The offsets a topic still holds, from `GET /v1/topics`: (first, next).
+async fn held(addr: &str, topic: &str) -> Option<(u64, u64)> {
+    let answer = http(
+        addr,
+        "GET /v1/topics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let body = answer.split("\r\n\r\n").nth(1)?;
+    let list: serde_json::Value = serde_json::from_str(body).ok()?;
+    list["topics"].as_array()?.iter().find_map(|t| {
+        (t["topic"] == topic).then(|| {
+            (
+                t["first_offset"].as_u64().unwrap(),
+                t["next_offset"].as_u64().unwrap(),
+            )
+        })
+    })
+}
+
+/// `weir_pubsub_retained_bytes` from `/metrics`.
+async fn retained_bytes(addr: &str) -> u64 {
+    let metrics = http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("weir_pubsub_retained_bytes "))
+        .and_then(|n| n.parse().ok())
+        .expect("the gauge is there")
+}
+
+/// Retention was by count and age only: 150 publishes of 1 MiB took the server from 15 MB
+/// to 170 MB, and one topic could hold a GiB. Bytes bound it now, per topic and overall,
+/// and the oldest messages of all topics go first.
+#[tokio::test]
+async fn retained_messages_are_bounded_by_bytes_oldest_first() {
+    let mut config = ServeConfig::defaults();
+    config.pubsub.max_topic_bytes = 4 << 20;
+    config.pubsub.max_retained_bytes = 8 << 20;
+    let server = start(config).await;
+    let addr = server.http.as_str();
+    let mib = "x".repeat(1 << 20);
+    for _ in 0..20 {
+        let answer = publish(addr, "big", &mib).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 202"),
+            "a publish is never refused for it"
+        );
+    }
+    let (first, next) = held(addr, "big").await.unwrap();
+    assert_eq!(next, 20);
+    assert_eq!(
+        next - first,
+        3,
+        "4 MiB hold three 1 MiB messages and their overhead"
+    );
+    assert!(retained_bytes(addr).await <= 4 << 20);
+    // Two more topics, published after: together past 8 MiB, so the oldest (big's) go.
+    for topic in ["later", "latest"] {
+        for _ in 0..3 {
+            publish(addr, topic, &mib).await;
+        }
+    }
+    let retained = retained_bytes(addr).await;
+    assert!(retained <= 8 << 20, "{retained}");
+    let (first, next) = held(addr, "big").await.unwrap();
+    assert!(
+        next - first < 3,
+        "the oldest messages went first: big holds {}",
+        next - first
+    );
+    assert_eq!(held(addr, "latest").await, Some((0, 3)), "the newest stay");
+    // A replay from the start says what it missed.
+    let events = read_events(addr, "/v1/topics/big/events?from=0", "", "event: gap").await;
+    assert!(events.contains("\"from\":0"), "{events}");
+}
+
+/// Topics never went away, and subscribing creates them: a subscribe-only client filled
+/// `--max-topics 40`, after which every publish to a new topic got 503, for good.
+#[tokio::test]
+async fn a_client_that_subscribed_to_many_names_does_not_hold_them_for_good() {
+    let mut config = ServeConfig::defaults();
+    config.pubsub.max_topics = 40;
+    config.pubsub.topic_idle = Duration::from_millis(200);
+    let server = start(config).await;
+    let mut hoarder = support::LineClient::connect(&server.line).await;
+    for i in 0..40 {
+        assert_eq!(
+            hoarder.ask(&format!("SUB name{i}")).await,
+            format!("+OK subscribed to name{i}")
+        );
+    }
+    let full = publish(&server.http, "fresh", "hello").await;
+    assert!(full.starts_with("HTTP/1.1 503"), "{full}");
+    drop(hoarder);
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    loop {
+        let answer = publish(&server.http, "fresh", "hello").await;
+        if answer.starts_with("HTTP/1.1 202") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle topics never made room: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A topic with a subscriber or a retained message stays.
+    assert!(held(&server.http, "fresh").await.is_some());
+}

@@ -59,6 +59,12 @@ fn render_pubsub(hub: &Hub, text: &mut String) {
     let _ = writeln!(text, "# HELP weir_pubsub_topics Topics held by the hub.");
     let _ = writeln!(text, "# TYPE weir_pubsub_topics gauge");
     let _ = writeln!(text, "weir_pubsub_topics {}", topics.len());
+    let _ = writeln!(
+        text,
+        "# HELP weir_pubsub_retained_bytes Bytes the topics retain for replay (payloads and a fixed cost per message), against pubsub.max_retained_bytes."
+    );
+    let _ = writeln!(text, "# TYPE weir_pubsub_retained_bytes gauge");
+    let _ = writeln!(text, "weir_pubsub_retained_bytes {}", hub.retained_bytes());
     let published: u64 = topics.iter().map(|t| t.next_offset).sum();
     let _ = writeln!(
         text,

@@ -166,6 +166,9 @@ impl<'a> Layers<'a> {
         let cors_origins = r.get("http.cors_origins", parse_origin_list);
         let drain_timeout = r.get("shutdown.drain_timeout", parse_duration);
         let max_payload = r.get("pubsub.max_payload", size(1));
+        let max_topic_bytes = r.get("pubsub.max_topic_bytes", size(1024));
+        let max_retained_bytes = r.get("pubsub.max_retained_bytes", size(1024));
+        let topic_idle = r.get("pubsub.topic_idle", positive_duration);
         let retention_messages = r.get("pubsub.retention_messages", count(0, 10_000_000));
         let retention_age = r.get("pubsub.retention_age", parse_duration);
         let lag_limit = r.get("pubsub.lag_limit", count(1, 1_000_000));
@@ -270,6 +273,9 @@ impl<'a> Layers<'a> {
                     slow_policy: slow_policy?,
                     max_topics: max_topics? as usize,
                     max_payload: usize::try_from(max_payload?).unwrap_or(usize::MAX),
+                    max_topic_bytes: usize::try_from(max_topic_bytes?).unwrap_or(usize::MAX),
+                    max_retained_bytes: usize::try_from(max_retained_bytes?).unwrap_or(usize::MAX),
+                    topic_idle: topic_idle?,
                     max_subscribers_per_topic: max_subscribers? as usize,
                     durable: durable?,
                 },
