@@ -50,7 +50,8 @@ start_server() {
             rm -rf "$work/weir-data"
             taskset -c 0 "$weir" serve --worker-threads 1 --http-addr 127.0.0.1:17070 \
                 --line-addr 127.0.0.1:17071 --data-dir "$work/weir-data" --log-level warn \
-                --max-connections 30000 --line-max-connections 30000 >"$work/weir.log" 2>&1 &
+                --max-connections 30000 --line-max-connections 30000 \
+                --max-connections-per-address 0 --line-max-connections-per-address 0 >"$work/weir.log" 2>&1 &
             server_pid=$!
             if [ "$1" = weir ]; then addr=127.0.0.1:17071; else addr=127.0.0.1:17070; fi ;;
     esac

@@ -61,6 +61,11 @@ impl Session {
         }
     }
 
+    /// Whether the client holds any scope: always on an open server, after `AUTH` else.
+    pub fn is_authenticated(&self) -> bool {
+        self.access.is_authenticated()
+    }
+
     /// Events ready on this client's subscriptions, up to `max`, in its encoding; waits
     /// for the next when none is ready. Cancel-safe.
     pub async fn next_events(&mut self, max: usize) -> Vec<Bytes> {

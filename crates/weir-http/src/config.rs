@@ -47,6 +47,18 @@ pub struct ServerConfig {
     /// Time that in-flight requests get to finish after shutdown starts; then the remaining
     /// connections are closed. Default 10 s.
     pub drain_timeout: Duration,
+    /// Connections one client address may hold at once; 0 for no limit. Past it a new
+    /// connection from that address is closed at once, so one client cannot take every
+    /// slot. Default 1,000: a tenth of the default `max_connections`. Behind a proxy on
+    /// the same machine every client shares its address: raise it (or set 0) there.
+    pub max_connections_per_address: usize,
+    /// Connections accepted past `max_connections` for the paths in `reserved_paths` only
+    /// (health checks and metrics), one request each: a server full of long-lived streams
+    /// still answers its operator. Other requests on them get 503. Default 4.
+    pub reserved_connections: usize,
+    /// The paths that reserved connections serve. Default none (then no connection is
+    /// reserved).
+    pub reserved_paths: Vec<String>,
 }
 
 impl ServerConfig {
@@ -79,6 +91,9 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            max_connections_per_address: 1_000,
+            reserved_connections: 4,
+            reserved_paths: Vec::new(),
         }
     }
 }

@@ -91,6 +91,7 @@ pub(crate) async fn serve_connection<H: Handler>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     ctx: Arc<ConnContext<H>>,
+    reserved: bool,
 ) -> Option<UpgradedSession> {
     let _open = ctx.metrics.connection_opened();
     let io = Arc::new(Mutex::new(ConnIo::new(
@@ -165,6 +166,30 @@ pub(crate) async fn serve_connection<H: Handler>(
             (Body::empty(), Some(guard))
         };
         let request = Request::new(head, parsed, Some(peer), body);
+        // A connection past the limit serves one request, on the operator's paths only.
+        if reserved {
+            exchange.keep_alive = false;
+            if !ctx
+                .config
+                .reserved_paths
+                .iter()
+                .any(|path| path == request.path())
+            {
+                drop(request);
+                let busy = Response::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{\"error\":\"the server is at its connection limit\"}",
+                )
+                .with_header("retry-after", "1");
+                let mut guard = match kept {
+                    Some(guard) => guard,
+                    None => take_back(&io, &ctx.config).await?,
+                };
+                let _ = respond_and_close(&mut guard, &ctx, busy).await;
+                linger_close(guard).await;
+                return None;
+            }
+        }
         // A handler may panic while it makes its future (a router runs the route's closure
         // then), not only when the future is polled: both become a 500.
         let (outcome, held) = match catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request))) {

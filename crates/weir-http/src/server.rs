@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::conn::{serve_connection, ConnContext};
-use crate::{Handler, HttpMetrics, ServerConfig};
+use crate::{ConnectionsPerAddress, Handler, HttpMetrics, ServerConfig};
 
 /// After an accept error that is not about one connection (out of file descriptors, say),
 /// the loop pauses this long instead of spinning on the error.
@@ -58,6 +58,13 @@ impl<H: Handler> Server<H> {
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
         let local = listener.local_addr()?;
         let slots = Arc::new(Semaphore::new(self.config.max_connections.get()));
+        // Places past the limit for the operator's paths (health, metrics), one request each.
+        let reserved = Arc::new(Semaphore::new(if self.config.reserved_paths.is_empty() {
+            0
+        } else {
+            self.config.reserved_connections
+        }));
+        let per_address = ConnectionsPerAddress::new(self.config.max_connections_per_address);
         let connections = TaskTracker::new();
         // Cancelled when the drain deadline passes: every connection task stops at its next
         // await point.
@@ -73,10 +80,11 @@ impl<H: Handler> Server<H> {
 
         loop {
             // Take a slot before accepting: past the limit, clients wait in the backlog.
-            let slot = tokio::select! {
+            let (slot, is_reserved) = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                slot = slots.clone().acquire_owned() => (slot.expect("the semaphore is never closed"), false),
+                slot = reserved.clone().acquire_owned() => (slot.expect("the semaphore is never closed"), true),
             };
             let (stream, peer) = tokio::select! {
                 biased;
@@ -92,6 +100,10 @@ impl<H: Handler> Server<H> {
                 },
             };
             // Small responses must not wait for Nagle's algorithm.
+            let Some(address_slot) = per_address.claim(peer.ip()) else {
+                tracing::debug!(%peer, limit = per_address.limit(), "too many connections from one address; closed");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let ctx = ctx.clone();
             let force_close = force_close.clone();
@@ -100,7 +112,7 @@ impl<H: Handler> Server<H> {
             connections.spawn(
                 async move {
                     let upgraded = tokio::select! {
-                        upgraded = serve_connection(stream, peer, ctx) => upgraded,
+                        upgraded = serve_connection(stream, peer, ctx, is_reserved) => upgraded,
                         _ = force_close.cancelled() => {
                             tracing::debug!("closed at the drain deadline");
                             None
@@ -112,6 +124,7 @@ impl<H: Handler> Server<H> {
                         tracker.spawn(
                             async move {
                                 let _slot = slot;
+                                let _address_slot = address_slot;
                                 let _open = open;
                                 tokio::select! {
                                     _ = session => {}

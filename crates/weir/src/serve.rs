@@ -177,6 +177,8 @@ pub async fn run(
     };
     let line_config = LineConfig {
         max_connections: config.line_max_connections,
+        max_connections_per_address: config.line_max_connections_per_address,
+        auth_timeout: config.line_auth_timeout,
         ..LineConfig::default()
     };
     let chat = Arc::new(ChatContext::new(hub.clone(), chat_config, shutdown.clone()));

@@ -20,6 +20,12 @@ pub struct LineConfig {
     pub max_connections: usize,
     /// Time a client may stay silent before it is disconnected. 15 minutes.
     pub idle_timeout: Duration,
+    /// Connections one client address may hold at once (0: no limit); past it a new one
+    /// is told and closed. 1,000: a tenth of `max_connections`.
+    pub max_connections_per_address: usize,
+    /// With tokens set, time a connection has to `AUTH` before it is closed: a client that
+    /// never authenticates holds no slot for long. 10 s.
+    pub auth_timeout: Duration,
 }
 
 impl Default for LineConfig {
@@ -31,6 +37,8 @@ impl Default for LineConfig {
             flood_strikes: 20,
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(15 * 60),
+            max_connections_per_address: 1_000,
+            auth_timeout: Duration::from_secs(10),
         }
     }
 }

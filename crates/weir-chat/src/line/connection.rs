@@ -11,6 +11,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout, Instant};
+use weir_http::AddressSlot;
 
 use super::config::LineConfig;
 use super::parse::{looks_like_http, parse};
@@ -58,15 +59,15 @@ impl FloodGate {
     }
 }
 
-/// Serves one connection; `_slot` is its place under `line.max_connections`, held until
-/// the session ends.
+/// Serves one connection; `_places` are its places under `line.max_connections` and its
+/// address's limit, held until the session ends.
 pub(crate) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
     ctx: Arc<ChatContext>,
     config: Arc<LineConfig>,
-    _slot: OwnedSemaphorePermit,
+    _places: (OwnedSemaphorePermit, AddressSlot),
 ) {
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
@@ -74,6 +75,8 @@ pub(crate) async fn run(
     let mut out = write_half;
     let mut gate = FloodGate::new(&config);
     let access = ctx.tokens().access(None);
+    // With tokens set, a connection must authenticate within `auth_timeout`.
+    let auth_deadline = (!access.is_authenticated()).then(|| Instant::now() + config.auth_timeout);
     let shutdown = ctx.shutdown().clone();
     let mut session = Session::new(
         id,
@@ -101,6 +104,15 @@ pub(crate) async fn run(
             biased;
             _ = shutdown.cancelled() => {
                 let _ = write_lines(&mut out, &[line_bytes("-ERR server shutting down")]).await;
+                break;
+            }
+            () = async {
+                match auth_deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            }, if !session.is_authenticated() => {
+                let _ = write_lines(&mut out, &[line_bytes(format!("-ERR no AUTH within {:?}; closing", config.auth_timeout))]).await;
                 break;
             }
             // While a write is pending nothing is taken from the subscriptions: a client

@@ -22,6 +22,8 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use weir_http::ConnectionsPerAddress;
+
 use crate::ChatContext;
 
 /// Serves the line protocol on `listener` until the context's shutdown; then tells every
@@ -36,6 +38,7 @@ pub async fn serve_lines(
     let local = listener.local_addr()?;
     tracing::info!(%local, "weir line protocol on {local} (try: nc {} {})", local.ip(), local.port());
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let per_address = ConnectionsPerAddress::new(config.max_connections_per_address);
     let sessions = TaskTracker::new();
     loop {
         let slot = tokio::select! {
@@ -53,15 +56,34 @@ pub async fn serve_lines(
                 }
             },
         };
+        let Some(address_slot) = per_address.claim(peer.ip()) else {
+            tracing::debug!(%peer, "too many line connections from one address; closed");
+            refuse(stream, config.max_connections_per_address);
+            continue;
+        };
         let id = ctx.connection_id();
         // Spawned as it is, with no `async` block around it: a wrapper would keep its own
         // copies of the arguments beside the session, for every connection's life.
         sessions.spawn(
-            connection::run(stream, peer, id, ctx.clone(), config.clone(), slot)
-                .instrument(tracing::info_span!("line.conn", %peer, conn = id)),
+            connection::run(
+                stream,
+                peer,
+                id,
+                ctx.clone(),
+                config.clone(),
+                (slot, address_slot),
+            )
+            .instrument(tracing::info_span!("line.conn", %peer, conn = id)),
         );
     }
     sessions.close();
     sessions.wait().await;
     Ok(())
+}
+
+/// Tells a connection past its address's limit why it is closed, without waiting for it.
+fn refuse(stream: tokio::net::TcpStream, limit: usize) {
+    let line = format!("-ERR too many connections from your address (limit {limit}); closing\r\n");
+    // Best effort and never blocking: a fresh socket's send buffer takes one line.
+    let _ = stream.try_write(line.as_bytes());
 }

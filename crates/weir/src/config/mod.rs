@@ -38,6 +38,10 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     /// Address of the line-protocol listener.
     pub line_addr: SocketAddr,
+    /// Line-protocol connections one client address may hold (0: no limit).
+    pub line_max_connections_per_address: usize,
+    /// With tokens set, time a line-protocol connection has to authenticate.
+    pub line_auth_timeout: Duration,
     /// Line-protocol connections served at once.
     pub line_max_connections: usize,
     /// Where state is kept, created if missing: `jobs.db` when no `database` is set, and
@@ -135,6 +139,9 @@ impl<'a> Layers<'a> {
         let http_addr = r.get("http.addr", parse_socket_addr);
         let line_addr = r.get("line.addr", parse_socket_addr);
         let line_max_connections = r.get("line.max_connections", count(1, 1_000_000));
+        let line_per_address = r.get("line.max_connections_per_address", count(0, 1_000_000));
+        let line_auth_timeout = r.get("line.auth_timeout", positive_duration);
+        let http_per_address = r.get("http.max_connections_per_address", count(0, 1_000_000));
         let data_dir = r.get("data_dir", |t| {
             if t.trim().is_empty() {
                 Err("a directory path".to_string())
@@ -241,6 +248,8 @@ impl<'a> Layers<'a> {
                 http_addr: http_addr?,
                 line_addr: line_addr?,
                 line_max_connections: line_max_connections? as usize,
+                line_max_connections_per_address: line_per_address? as usize,
+                line_auth_timeout: line_auth_timeout?,
                 data_dir: data_dir?,
                 log_format: log_format?,
                 log_filter: log_filter?,
@@ -256,6 +265,10 @@ impl<'a> Layers<'a> {
                     body_read_timeout: body_read_timeout?,
                     write_timeout: write_timeout?,
                     drain_timeout: drain_timeout?,
+                    max_connections_per_address: http_per_address? as usize,
+                    // Health checks and metrics are answered even when every connection is
+                    // taken by long-lived streams.
+                    reserved_paths: vec!["/healthz".into(), "/metrics".into()],
                     ..defaults
                 },
                 sse_heartbeat: sse_heartbeat?,
