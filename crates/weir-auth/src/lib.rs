@@ -8,17 +8,21 @@
 //! the scope gets 403.
 
 //! - [`Scope`] and [`Access`]: what a client may do, as a set of scopes.
-//! - [`Tokens`]: the configured tokens and what a presented one grants.
+//! - [`Tokens`]: the configured tokens and what a presented one grants, with
+//!   [`SignedTokens`] for tokens a backend signs (JWT, HS256 or ES256) with an expiry and
+//!   the topics they reach.
 //! - [`denial`] and [`Tokens::authorize`]: the same rules applied to an HTTP request.
 //! - [`Access::may_publish`] and [`Access::may_subscribe`]: which topics, system topics
 //!   (`$…`) included.
 
 mod http;
 mod scope;
+mod signed;
 mod tokens;
 mod topics;
 
-pub use http::{denial, topic_denial};
-pub use scope::{Access, Scope};
+pub use http::{denial, topic_denial, unauthenticated};
+pub use scope::{Access, Scope, TopicRights};
+pub use signed::{expired, SignedTokens, MIN_SECRET_BYTES};
 pub use tokens::Tokens;
 pub use topics::{TopicDenied, SYSTEM_NAMESPACES};

@@ -2,27 +2,43 @@
 
 use std::fmt;
 
-use crate::{Access, Scope};
+use std::sync::Arc;
 
-/// The configured tokens (setting `auth.tokens`). Empty means open access.
-#[derive(Clone, Default, PartialEq, Eq)]
+use weir_pubsub::TopicPattern;
+
+use crate::{Access, Scope, SignedTokens, TopicRights};
+
+/// The configured tokens (setting `auth.tokens`), and the key of signed tokens when one is
+/// set (`auth.jwt_secret`, `auth.jwt_public_key`). None of either means open access.
+#[derive(Clone, Default)]
 pub struct Tokens {
     entries: Vec<(String, Access)>,
+    signed: Option<Arc<SignedTokens>>,
 }
+
+impl PartialEq for Tokens {
+    fn eq(&self, other: &Tokens) -> bool {
+        self.entries == other.entries && self.signed.is_some() == other.signed.is_some()
+    }
+}
+
+impl Eq for Tokens {}
 
 /// Shortest token accepted: 16 characters of the 66 allowed are about 96 bits.
 const MIN_TOKEN_CHARS: usize = 16;
 
 impl Tokens {
     /// What `parse` accepts, for error messages and docs.
-    pub const SYNTAX: &'static str = "TOKEN:SCOPES[,TOKEN:SCOPES...] where TOKEN is at least 16 characters of A-Z a-z 0-9 - . _ ~ and SCOPES is publish, subscribe, enqueue, work or admin, joined by +";
+    pub const SYNTAX: &'static str = "TOKEN:SCOPES[,TOKEN:SCOPES...] where TOKEN is at least 16 characters of A-Z a-z 0-9 - . _ ~ and SCOPES is publish, subscribe, enqueue, work or admin, joined by +; publish and subscribe may name the topics they reach, publish:PATTERN|PATTERN (e.g. subscribe:chat.>|news)";
 
-    /// Parses `TOKEN:scope+scope,TOKEN:scope`; an empty text means no tokens.
+    /// Parses `TOKEN:scope+scope,TOKEN:scope:pattern|pattern`; an empty text means no
+    /// tokens.
     pub fn parse(text: &str) -> Result<Tokens, String> {
-        let mut entries = Vec::new();
+        let mut entries: Vec<(String, Access)> = Vec::new();
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            // A token has no colon; topic patterns may (`chat:lobby`).
             let (secret, scopes) = entry
-                .rsplit_once(':')
+                .split_once(':')
                 .ok_or_else(|| Self::SYNTAX.to_string())?;
             let well_formed = secret.chars().count() >= MIN_TOKEN_CHARS
                 && secret
@@ -31,49 +47,108 @@ impl Tokens {
             if !well_formed {
                 return Err(Self::SYNTAX.to_string());
             }
-            let mut access = Access::NONE;
-            for name in scopes.split('+') {
-                let scope = Scope::ALL
-                    .into_iter()
-                    .find(|s| s.name() == name.trim())
-                    .ok_or_else(|| Self::SYNTAX.to_string())?;
-                access.0 |= scope.bit();
+            if entries.iter().any(|(listed, _)| listed == secret) {
+                return Err("a token is listed twice; give each token one entry".to_string());
             }
-            entries.push((secret.to_string(), access));
+            entries.push((secret.to_string(), parse_scopes(scopes)?));
         }
-        Ok(Tokens { entries })
+        Ok(Tokens {
+            entries,
+            signed: None,
+        })
+    }
+
+    /// These tokens, and also the signed tokens `signed` verifies.
+    pub fn with_signed(mut self, signed: SignedTokens) -> Tokens {
+        self.signed = Some(Arc::new(signed));
+        self
     }
 
     /// True when no token is configured: everyone has every scope.
     pub fn is_open(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.signed.is_none()
     }
 
-    /// What `presented` grants: everything on an open server, nothing for an unknown token.
+    /// What `presented` grants: everything on an open server, nothing for an unknown or
+    /// expired token.
     pub fn access(&self, presented: Option<&str>) -> Access {
+        self.check(presented).unwrap_or(Access::NONE)
+    }
+
+    /// What `presented` grants, or why it grants nothing (said to the client).
+    pub fn check(&self, presented: Option<&str>) -> Result<Access, String> {
         if self.is_open() {
-            return Access::ALL;
+            return Ok(Access::ALL);
         }
         let Some(presented) = presented else {
-            return Access::NONE;
+            return Err("a token is required".to_string());
         };
         // Compare against every entry in time independent of where they differ, so the
         // response time does not reveal how much of a guess was right.
-        let mut granted = Access::NONE;
+        let mut granted = None;
         for (secret, access) in &self.entries {
             if constant_time_eq(secret.as_bytes(), presented.as_bytes()) {
-                granted.0 |= access.0;
+                granted = Some(access.clone());
             }
         }
-        granted
+        if let Some(access) = granted {
+            return Ok(access);
+        }
+        match &self.signed {
+            Some(signed) if presented.matches('.').count() == 2 => signed.verify(presented),
+            _ => Err("invalid token".to_string()),
+        }
     }
+}
+
+/// `publish+subscribe:chat.>|news+enqueue`: the scopes of a token's entry, topic scopes
+/// with the patterns they reach.
+fn parse_scopes(text: &str) -> Result<Access, String> {
+    let mut scopes = Vec::new();
+    let mut rights = TopicRights::default();
+    let mut limited = false;
+    for item in text.split('+') {
+        let (name, patterns) = match item.trim().split_once(':') {
+            Some((name, patterns)) => (name, Some(patterns)),
+            None => (item.trim(), None),
+        };
+        let scope = Scope::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| Tokens::SYNTAX.to_string())?;
+        scopes.push(scope);
+        let Some(patterns) = patterns else { continue };
+        let patterns = patterns
+            .split('|')
+            .map(|p| TopicPattern::new(p.trim()).map_err(|e| format!("{e} (in a token's scopes)")))
+            .collect::<Result<Vec<_>, _>>()?;
+        limited = true;
+        match scope {
+            Scope::Publish => rights.publish = Some(patterns),
+            Scope::Subscribe => rights.subscribe = Some(patterns),
+            other => {
+                return Err(format!(
+                    "the {other} scope takes no topics; only publish and subscribe do"
+                ))
+            }
+        }
+    }
+    Ok(Access::new(&scopes, limited.then_some(rights), None))
 }
 
 /// Tokens are secrets: debug output shows their scopes only.
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.entries.iter().map(|(_, access)| access))
+        f.debug_struct("Tokens")
+            .field(
+                "entries",
+                &self
+                    .entries
+                    .iter()
+                    .map(|(_, access)| access)
+                    .collect::<Vec<_>>(),
+            )
+            .field("signed", &self.signed.is_some())
             .finish()
     }
 }

@@ -11,6 +11,8 @@
 //! A pattern that starts with a wildcard never matches a system topic (weir-pubsub), so
 //! `subscribe` to `>` is every client topic and nothing more.
 
+use weir_pubsub::TopicPattern;
+
 use crate::{Access, Scope};
 
 /// The system namespaces and the scope that reads each; `None`: no direct subscription.
@@ -31,6 +33,8 @@ pub enum TopicDenied {
     /// The topic is a system topic this way of access does not reach (403 over HTTP); the
     /// text says why.
     SystemTopic(String),
+    /// The token's scope is limited to topics that do not include this one (403).
+    OutsideRights(String),
 }
 
 impl std::fmt::Display for TopicDenied {
@@ -38,27 +42,28 @@ impl std::fmt::Display for TopicDenied {
         match self {
             TopicDenied::Unauthenticated => f.write_str("authenticate first: a token is required"),
             TopicDenied::MissingScope(scope) => write!(f, "this token lacks the {scope} scope"),
-            TopicDenied::SystemTopic(why) => f.write_str(why),
+            TopicDenied::SystemTopic(why) | TopicDenied::OutsideRights(why) => f.write_str(why),
         }
     }
 }
 
 impl Access {
     /// Whether this client may publish to `topic`.
-    pub fn may_publish(self, topic: &str) -> Result<(), TopicDenied> {
+    pub fn may_publish(&self, topic: &str) -> Result<(), TopicDenied> {
         self.require_scope(Scope::Publish)?;
         if topic.starts_with('$') {
             return Err(TopicDenied::SystemTopic(format!(
                 "{topic} is a system topic ($…): only the server publishes there"
             )));
         }
-        Ok(())
+        self.reaches(Scope::Publish, topic)
     }
 
     /// Whether this client may subscribe to `pattern` (a topic or a wildcard pattern).
-    pub fn may_subscribe(self, pattern: &str) -> Result<(), TopicDenied> {
+    pub fn may_subscribe(&self, pattern: &str) -> Result<(), TopicDenied> {
         if !pattern.starts_with('$') {
-            return self.require_scope(Scope::Subscribe);
+            self.require_scope(Scope::Subscribe)?;
+            return self.reaches(Scope::Subscribe, pattern);
         }
         let namespace = SYSTEM_NAMESPACES
             .iter()
@@ -74,7 +79,43 @@ impl Access {
         }
     }
 
-    fn require_scope(self, scope: Scope) -> Result<(), TopicDenied> {
+    /// Whether this client may join the room whose topic is `room_topic` (`$chat.{room}`).
+    pub fn may_join(&self, room_topic: &str) -> Result<(), TopicDenied> {
+        self.require_scope(Scope::Subscribe)?;
+        self.reaches(Scope::Subscribe, room_topic)
+    }
+
+    /// Whether this client may speak in the room whose topic is `room_topic`.
+    pub fn may_say(&self, room_topic: &str) -> Result<(), TopicDenied> {
+        self.require_scope(Scope::Publish)?;
+        self.reaches(Scope::Publish, room_topic)
+    }
+
+    /// Whether the topic patterns `scope` is limited to (if any) cover `pattern`. A name
+    /// that is not a valid pattern is let through: the hub refuses it with its own error.
+    fn reaches(&self, scope: Scope, pattern: &str) -> Result<(), TopicDenied> {
+        let Some(rights) = &self.rights else {
+            return Ok(());
+        };
+        let allowed = match scope {
+            Scope::Publish => &rights.publish,
+            _ => &rights.subscribe,
+        };
+        let Some(allowed) = allowed else {
+            return Ok(());
+        };
+        let Ok(wanted) = TopicPattern::new(pattern) else {
+            return Ok(());
+        };
+        if allowed.iter().any(|right| right.covers(&wanted)) {
+            return Ok(());
+        }
+        Err(TopicDenied::OutsideRights(format!(
+            "this token's {scope} scope does not reach {pattern}"
+        )))
+    }
+
+    fn require_scope(&self, scope: Scope) -> Result<(), TopicDenied> {
         if self.allows(scope) {
             Ok(())
         } else if self.is_authenticated() {
@@ -111,6 +152,24 @@ mod tests {
         assert_eq!(
             Access::NONE.may_publish("news"),
             Err(TopicDenied::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn topic_rights_limit_publish_and_subscribe_to_their_patterns() {
+        let limited = access("publish:orders.*+subscribe:chat.>|news|$chat.lobby");
+        assert!(limited.may_publish("orders.new").is_ok());
+        assert!(limited.may_publish("orders.eu.new").is_err());
+        assert!(limited.may_publish("news").is_err());
+        assert!(limited.may_subscribe("chat.a.b").is_ok());
+        assert!(limited.may_subscribe("chat.>").is_ok());
+        assert!(limited.may_subscribe(">").is_err(), "wider than the rights");
+        assert!(limited.may_subscribe("news").is_ok());
+        assert!(limited.may_join("$chat.lobby").is_ok());
+        assert!(limited.may_join("$chat.staff").is_err());
+        assert!(
+            limited.may_say("$chat.lobby").is_err(),
+            "publish reaches orders.* only"
         );
     }
 

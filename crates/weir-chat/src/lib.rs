@@ -28,7 +28,7 @@ pub use command::Command;
 pub use context::{ChatConfig, ChatContext};
 pub use nicknames::{check_nickname, MAX_NICK_CHARS};
 pub use reply::{ChatError, Reply};
-pub use session::{Session, ROOM_TOPIC_PREFIX};
+pub use session::{until_expired, Session, ROOM_TOPIC_PREFIX};
 
 /// Events written at most per write by a transport: many per system call under load,
 /// bounded so that commands are still read between batches.

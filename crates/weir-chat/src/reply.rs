@@ -66,8 +66,8 @@ pub enum ChatError {
     SystemTopic(String),
     /// `NICK` before a valid token on a server with tokens.
     AuthenticateFirst,
-    /// The token presented is not valid.
-    InvalidToken,
+    /// The token presented grants nothing; the text says why (invalid, expired…).
+    InvalidToken(String),
     /// A nickname that breaks the rules.
     BadNickname(String),
     /// Another connection has this nickname.
@@ -102,7 +102,7 @@ impl fmt::Display for ChatError {
             ChatError::AuthenticateFirst => {
                 f.write_str("authenticate first: a token is required; AUTH <token>")
             }
-            ChatError::InvalidToken => f.write_str("invalid token"),
+            ChatError::InvalidToken(why) => f.write_str(why),
             ChatError::BadNickname(why) => f.write_str(why),
             ChatError::NicknameTaken(nick) => write!(f, "nickname {nick} is taken"),
             ChatError::PartRoomsFirst => {

@@ -61,6 +61,12 @@ impl Session {
         }
     }
 
+    /// When the client's access ends (a signed token's expiry): the transport ends the
+    /// session then.
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        self.access.expires_at()
+    }
+
     /// Whether the client holds any scope: always on an open server, after `AUTH` else.
     pub fn is_authenticated(&self) -> bool {
         self.access.is_authenticated()
@@ -121,12 +127,14 @@ impl Session {
         if self.ctx.config.tokens.is_open() {
             return Ok(Reply::Open);
         }
-        let access = self.ctx.config.tokens.access(Some(token));
-        if !access.is_authenticated() {
-            return Err(ChatError::InvalidToken);
+        match self.ctx.config.tokens.check(Some(token)) {
+            Ok(access) if access.is_authenticated() => {
+                self.access = access;
+                Ok(Reply::Authenticated)
+            }
+            Ok(_) => Err(ChatError::InvalidToken("the token grants no scope".into())),
+            Err(why) => Err(ChatError::InvalidToken(why)),
         }
-        self.access = access;
-        Ok(Reply::Authenticated)
     }
 
     /// Refuses one more room or subscription past the per-connection limit.
@@ -192,6 +200,7 @@ impl Session {
     async fn join(&mut self, room: String) -> Result<Reply, ChatError> {
         let nick = self.nick.clone().ok_or(ChatError::NoNickname)?;
         let topic = Self::room_topic(&room).ok_or_else(|| ChatError::BadRoom(room.clone()))?;
+        self.access.may_join(topic.as_str()).map_err(denied)?;
         if self.feeds.contains(&FeedKey::Room(room.clone())) {
             return Ok(Reply::AlreadyIn(room));
         }
@@ -233,6 +242,7 @@ impl Session {
         let (Some(nick), Some(topic)) = (self.nick.clone(), Self::room_topic(room)) else {
             return Err(ChatError::NoNickname);
         };
+        self.access.may_say(topic.as_str()).map_err(denied)?;
         announce(&self.ctx, topic.as_str(), "say", &nick, text)
             .await
             .map_err(ChatError::Publish)?;
@@ -276,4 +286,18 @@ async fn announce(
         .publish_wait(topic, payload.into_bytes().into())
         .await
         .map(|_| ())
+}
+
+/// Sleeps until `expires_at` (a signed token's expiry, from [`Session::expires_at`]), or
+/// for ever without one: a transport ends the session when this returns.
+pub async fn until_expired(expires_at: Option<std::time::SystemTime>) {
+    match expires_at {
+        Some(at) => {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
 }

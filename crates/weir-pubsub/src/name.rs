@@ -131,6 +131,29 @@ impl TopicPattern {
     }
 }
 
+impl TopicPattern {
+    /// Whether every topic `other` matches is one this pattern matches too (a right on
+    /// `orders.>` covers a subscription to `orders.eu.*`, not one to `orders`).
+    pub fn covers(&self, other: &TopicPattern) -> bool {
+        if self.is_system() != other.is_system() {
+            return false;
+        }
+        let mut mine = self.text.split('.');
+        let mut theirs = other.text.split('.');
+        loop {
+            match (mine.next(), theirs.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some(_), Some(">")) => return false,
+                (Some("*"), Some(_)) => {}
+                (Some(_), Some("*")) => return false,
+                (Some(a), Some(b)) if a == b => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
 impl fmt::Display for TopicPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -198,6 +221,30 @@ mod tests {
         assert!(TopicPattern::new("$jobs.*").unwrap().matches(&jobs));
         assert!(TopicPattern::new("$jobs.42").unwrap().matches(&jobs));
         assert!(everything.matches(&TopicName::new("jobs.42").unwrap()));
+    }
+
+    #[test]
+    fn a_pattern_covers_what_it_matches_and_no_more() {
+        let covers = |a: &str, b: &str| {
+            TopicPattern::new(a)
+                .unwrap()
+                .covers(&TopicPattern::new(b).unwrap())
+        };
+        assert!(covers("orders.>", "orders.eu.*"));
+        assert!(covers("orders.>", "orders.eu"));
+        assert!(covers("orders.*", "orders.eu"));
+        assert!(covers("orders.*", "orders.*"));
+        assert!(covers("*.eu", "orders.eu"));
+        assert!(covers(">", "a.b.c"));
+        assert!(!covers("orders.>", "orders"));
+        assert!(!covers("orders.*", "orders.>"));
+        assert!(!covers("orders.*", "orders.eu.x"));
+        assert!(!covers("orders.eu", "orders.*"));
+        assert!(
+            !covers(">", "$chat.lobby"),
+            "a leading wildcard never reaches system topics"
+        );
+        assert!(covers("$chat.>", "$chat.lobby"));
     }
 
     #[test]

@@ -315,3 +315,112 @@ async fn a_chat_message_comes_only_from_its_speaker() {
         "nothing forged came first"
     );
 }
+
+/// A token limited to topic patterns: `publish:orders.*` and `subscribe:chat.>|news`.
+#[tokio::test]
+async fn a_token_reaches_only_its_topic_patterns() {
+    const LIMITED: &str = "limited-0123456789ab";
+    let mut config = ServeConfig::defaults();
+    config.tokens =
+        Tokens::parse(&format!("{LIMITED}:publish:orders.*+subscribe:chat.>|news")).unwrap();
+    let server = start(config).await;
+    let ok = http(&server.http, &post("orders.new", "1", &bearer(LIMITED))).await;
+    assert!(ok.starts_with("HTTP/1.1 202"), "{ok}");
+    let outside = http(&server.http, &post("news", "1", &bearer(LIMITED))).await;
+    assert!(outside.starts_with("HTTP/1.1 403"), "{outside}");
+    assert!(outside.contains("does not reach news"), "{outside}");
+    let wide = http(&server.http, &get("/v1/topics/>/events", &bearer(LIMITED))).await;
+    assert!(
+        wide.starts_with("HTTP/1.1 403"),
+        "wider than its rights: {wide}"
+    );
+    let mut line = LineClient::connect(&server.line).await;
+    assert_eq!(
+        line.ask(&format!("AUTH {LIMITED}")).await,
+        "+OK authenticated"
+    );
+    assert_eq!(
+        line.ask("SUB chat.eu.>").await,
+        "+OK subscribed to chat.eu.>"
+    );
+    assert!(line.ask("SUB orders.*").await.starts_with("-ERR"));
+    assert!(line.ask("PUB news x").await.starts_with("-ERR"));
+}
+
+const JWT_SECRET: &str = "a-backend-secret-of-32-bytes-or-more!";
+
+/// A token an application's backend signs for one user, valid for `seconds`.
+fn signed(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn in_seconds(seconds: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + seconds
+}
+
+fn with_signed_tokens() -> ServeConfig {
+    let mut config = ServeConfig::defaults();
+    config.tokens = Tokens::parse("")
+        .unwrap()
+        .with_signed(weir_auth::SignedTokens::hs256(JWT_SECRET.as_bytes()).unwrap());
+    config
+}
+
+/// Signed tokens are checked on every transport, and a session ends, with a reason, when
+/// its token expires.
+#[tokio::test]
+async fn signed_tokens_are_checked_everywhere_and_end_their_sessions_at_expiry() {
+    let server = start(with_signed_tokens()).await;
+    let token = signed(serde_json::json!({
+        "sub": "user-1", "exp": in_seconds(2), "scope": "publish subscribe", "publish": ["news"]
+    }));
+    let ok = http(&server.http, &post("news", "hi", &bearer(&token))).await;
+    assert!(ok.starts_with("HTTP/1.1 202"), "{ok}");
+    let outside = http(&server.http, &post("orders", "hi", &bearer(&token))).await;
+    assert!(outside.starts_with("HTTP/1.1 403"), "{outside}");
+    // A stream, a line session and a WebSocket, all on the same token.
+    let mut sse = TcpStream::connect(&server.http).await.unwrap();
+    sse.write_all(get(&format!("/v1/topics/news/events?token={token}"), "").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut sse, "\r\n\r\n").await;
+    let mut line = LineClient::connect(&server.line).await;
+    assert_eq!(
+        line.ask(&format!("AUTH {token}")).await,
+        "+OK authenticated"
+    );
+    let mut ws = TcpStream::connect(&server.http).await.unwrap();
+    ws.write_all(
+        format!(
+            "GET /v1/ws?token={token} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    read_until(&mut ws, "\r\n\r\n").await;
+    // At expiry each ends, saying why.
+    let ended = read_until(&mut sse, "token expired").await;
+    assert!(ended.contains("event: disconnected"), "{ended}");
+    assert_eq!(line.line().await, "-ERR token expired; closing");
+    let closed = read_until(&mut ws, "token expired").await;
+    assert!(closed.contains("disconnected"), "{closed}");
+    // And the expired token opens nothing new.
+    let late = http(&server.http, &post("news", "late", &bearer(&token))).await;
+    assert!(late.starts_with("HTTP/1.1 401"), "{late}");
+    assert!(late.contains("the token expired"), "{late}");
+    let mut again = LineClient::connect(&server.line).await;
+    assert_eq!(
+        again.ask(&format!("AUTH {token}")).await,
+        "-ERR the token expired"
+    );
+}

@@ -17,7 +17,7 @@ use super::config::LineConfig;
 use super::parse::{looks_like_http, parse};
 use super::reader::{Line, LineReader};
 use crate::render::{line_bytes, reply_line, Encoding};
-use crate::{ChatContext, Reply, Session, WRITE_BATCH};
+use crate::{until_expired, ChatContext, Reply, Session, WRITE_BATCH};
 
 /// A reply or event line must reach the client within this, or the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,6 +75,10 @@ pub(crate) async fn run(
     let mut out = write_half;
     let mut gate = FloodGate::new(&config);
     let access = ctx.tokens().access(None);
+    // A signed token's session ends when the token does; `AUTH` may bring a new one.
+    let mut expiry = access.expires_at();
+    let expired = until_expired(expiry);
+    tokio::pin!(expired);
     // With tokens set, a connection must authenticate within `auth_timeout`.
     let auth_deadline = (!access.is_authenticated()).then(|| Instant::now() + config.auth_timeout);
     let shutdown = ctx.shutdown().clone();
@@ -104,6 +108,10 @@ pub(crate) async fn run(
             biased;
             _ = shutdown.cancelled() => {
                 let _ = write_lines(&mut out, &[line_bytes("-ERR server shutting down")]).await;
+                break;
+            }
+            () = &mut expired => {
+                let _ = write_lines(&mut out, &[line_bytes("-ERR token expired; closing")]).await;
                 break;
             }
             () = async {
@@ -161,6 +169,11 @@ pub(crate) async fn run(
                     if let Ok(Reply::Quit) = outcome {
                         let _ = write_lines(&mut out, &[line_bytes("+OK bye")]).await;
                         break;
+                    }
+                    if session.expires_at() != expiry {
+                        // A new token: its own expiry from now on.
+                        expiry = session.expires_at();
+                        expired.set(until_expired(expiry));
                     }
                     pending.extend(reply_line(&outcome).map(line_bytes));
                 }

@@ -1,17 +1,18 @@
 //! The HTTP transport of the hub: publish with `POST /v1/topics/{topic}`, subscribe with
 //! Server-Sent Events on `GET /v1/topics/{pattern}/events`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_core::Stream;
-use weir_auth::{Scope, Tokens, TopicDenied};
+use weir_auth::{unauthenticated, Scope, Tokens, TopicDenied};
 use weir_chat::render::sse_event;
 use weir_http::sse::{sse_response, Encoded as SseEncoded};
 use weir_http::{Method, Request, Response, Router, StatusCode};
-use weir_pubsub::{Hub, PublishError, StartFrom, SubscribeError, Subscription};
+use weir_pubsub::{Event, Hub, PublishError, StartFrom, SubscribeError, Subscription};
 
 use super::error::{read_body, ApiError};
 
@@ -41,10 +42,10 @@ pub(crate) fn add_topic_routes(
         .route("/v1/topics/{topic}", Method::POST, move |req| {
             // Checked before the body is read: a refused request changes nothing.
             let topic = req.param_decoded("topic").unwrap_or_default();
-            let allowed = publish_tokens
-                .request_access(&req)
-                .may_publish(&topic)
-                .map_err(topic_denial);
+            let allowed = match publish_tokens.request_check(&req) {
+                Ok(access) => access.may_publish(&topic).map_err(topic_denial),
+                Err(why) => Err(Box::new(unauthenticated(&why))),
+            };
             let hub = publish_hub.clone();
             async move {
                 match allowed {
@@ -57,13 +58,13 @@ pub(crate) fn add_topic_routes(
         })
         .route("/v1/topics/{topic}/events", Method::GET, move |req| {
             let pattern = req.param_decoded("topic").unwrap_or_default();
-            let allowed = tokens
-                .request_access(&req)
-                .may_subscribe(&pattern)
-                .map_err(topic_denial);
-            let response = match allowed {
-                Ok(()) => subscribe(&hub, &req, heartbeat).unwrap_or_else(ApiError::into_response),
-                Err(denied) => *denied,
+            let response = match tokens.request_check(&req) {
+                Ok(access) => match access.may_subscribe(&pattern) {
+                    Ok(()) => subscribe(&hub, &req, heartbeat, access.expires_at())
+                        .unwrap_or_else(ApiError::into_response),
+                    Err(denied) => *topic_denial(denied),
+                },
+                Err(why) => unauthenticated(&why),
             };
             async move { response }
         })
@@ -123,7 +124,12 @@ fn list(hub: &Hub, with_system: bool) -> Response {
     )
 }
 
-fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Result<Response, ApiError> {
+fn subscribe(
+    hub: &Hub,
+    req: &Request,
+    heartbeat: Duration,
+    expires_at: Option<SystemTime>,
+) -> Result<Response, ApiError> {
     let pattern = req.param_decoded("topic").unwrap_or_default();
     let wildcard = pattern.contains(['*', '>']);
     // `Last-Event-ID` (sent by browsers on reconnect) or `?from=` name the last offset seen
@@ -163,6 +169,11 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Result<Response, 
             SseEvents {
                 subscription,
                 wildcard,
+                expiry: expires_at.map(|at| {
+                    let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                    Box::pin(tokio::time::sleep(left))
+                }),
+                ended: false,
             },
             heartbeat,
         )),
@@ -180,10 +191,13 @@ fn subscribe(hub: &Hub, req: &Request, heartbeat: Duration) -> Result<Response, 
 }
 
 /// A subscription as Server-Sent Events, rendered by [`weir_chat::render::sse_event`]
-/// (each message once for all its subscribers).
+/// (each message once for all its subscribers). With a signed token, the stream ends at
+/// the token's expiry with a `disconnected` event saying so.
 struct SseEvents {
     subscription: Subscription,
     wildcard: bool,
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+    ended: bool,
 }
 
 impl Stream for SseEvents {
@@ -191,6 +205,18 @@ impl Stream for SseEvents {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEncoded>> {
         let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(expiry) = &mut this.expiry {
+            if expiry.as_mut().poll(cx).is_ready() {
+                this.ended = true;
+                let reason = Event::Disconnected {
+                    reason: "token expired".into(),
+                };
+                return Poll::Ready(Some(sse_event(reason, this.wildcard)));
+            }
+        }
         let wildcard = this.wildcard;
         Pin::new(&mut this.subscription)
             .poll_next(cx)

@@ -18,10 +18,10 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::WebSocketStream;
-use weir_auth::{denial, Access, Scope};
+use weir_auth::{denial, unauthenticated, Access, Scope};
 use weir_chat::json::parse_frame;
 use weir_chat::render::{error_json, reply_json, Encoding};
-use weir_chat::{ChatContext, Session, WRITE_BATCH};
+use weir_chat::{until_expired, ChatContext, Session, WRITE_BATCH};
 use weir_http::websocket::{upgrade, Upgraded};
 use weir_http::{Method, Request, Router};
 
@@ -43,10 +43,11 @@ pub(crate) fn add_ws_route(router: Router, chat: Arc<ChatContext>) -> Router {
     router.route("/v1/ws", Method::GET, move |req: Request| {
         let chat = chat.clone();
         async move {
-            let access = chat.tokens().request_access(&req);
-            if !access.is_authenticated() {
-                return denial(access, Scope::Subscribe);
-            }
+            let access = match chat.tokens().request_check(&req) {
+                Ok(access) if access.is_authenticated() => access,
+                Ok(access) => return denial(&access, Scope::Subscribe),
+                Err(why) => return unauthenticated(&why),
+            };
             let label = req
                 .peer_addr()
                 .map_or_else(|| "ws".to_string(), |peer| format!("ws {peer}"));
@@ -79,10 +80,19 @@ async fn session(upgraded: Upgraded, chat: Arc<ChatContext>, label: String, acce
     tokio::pin!(idle);
     let mut last_activity;
     let mut stalled = false;
+    // A signed token's session ends when the token does.
+    let expiry = until_expired(session.expires_at());
+    tokio::pin!(expiry);
     loop {
         last_activity = tokio::time::Instant::now();
         let mut out: Vec<Utf8Bytes> = Vec::new();
         tokio::select! {
+            () = &mut expiry => {
+                let _ = socket.feed(Frame::Text(r#"{"type":"disconnected","reason":"token expired"}"#.into())).await;
+                let close = CloseFrame { code: CloseCode::Policy, reason: "token expired".into() };
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Frame::Close(Some(close)))).await;
+                break;
+            }
             () = &mut idle => {
                 let quiet_until = last_activity + IDLE;
                 if tokio::time::Instant::now() < quiet_until {

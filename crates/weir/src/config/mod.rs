@@ -26,7 +26,7 @@ use values::{
     parse_queue_limits, parse_retention_rules, parse_schedules, parse_size, parse_socket_addr,
 };
 
-use weir_auth::Tokens;
+use weir_auth::{SignedTokens, Tokens};
 
 use crate::logging::parse_filter;
 pub use crate::logging::LogFormat;
@@ -201,7 +201,34 @@ impl<'a> Layers<'a> {
         });
         let max_subscribers = r.get("pubsub.max_subscribers", count(1, 100_000_000));
         let max_subscriptions = r.get("pubsub.max_subscriptions", count(1, 1_000_000));
-        let tokens = r.get("auth.tokens", Tokens::parse);
+        let listed = r.get("auth.tokens", Tokens::parse);
+        let jwt_secret = r.get("auth.jwt_secret", |t| {
+            (!t.is_empty())
+                .then(|| SignedTokens::hs256(t.as_bytes()))
+                .transpose()
+        });
+        let jwt_public_key = r.get("auth.jwt_public_key", |t| {
+            (!t.trim().is_empty())
+                .then(|| {
+                    let pem = std::fs::read(t.trim())
+                        .map_err(|error| format!("a readable PEM file ({error})"))?;
+                    SignedTokens::es256(&pem)
+                })
+                .transpose()
+        });
+        let tokens = match (listed, jwt_secret, jwt_public_key) {
+            (Some(listed), Some(None), Some(None)) => Some(listed),
+            (Some(listed), Some(Some(signed)), Some(None))
+            | (Some(listed), Some(None), Some(Some(signed))) => Some(listed.with_signed(signed)),
+            (Some(_), Some(Some(_)), Some(Some(_))) => {
+                r.refuse(
+                    "auth.jwt_public_key",
+                    "empty while auth.jwt_secret is set: signed tokens use one key".to_string(),
+                );
+                None
+            }
+            _ => None,
+        };
         let database = r.get("database", |t| match t.trim() {
             "" => Ok(None),
             url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {

@@ -58,6 +58,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "pubsub.max_subscribers", flag: "max-subscribers", env: "WEIR_PUBSUB_MAX_SUBSCRIBERS", default: "100000", help: "Subscribers one topic (or one wildcard pattern) may have; past it a subscribe is refused" },
     Setting { key: "pubsub.max_subscriptions", flag: "max-subscriptions", env: "WEIR_PUBSUB_MAX_SUBSCRIPTIONS", default: "128", help: "Topics and rooms one WebSocket or line-protocol connection may follow at once; past it a subscribe or join is refused" },
     Setting { key: "auth.tokens", flag: "tokens", env: "WEIR_AUTH_TOKENS", default: "", help: "Access tokens with scopes: TOKEN:SCOPES[,...], scopes publish, subscribe, enqueue, work, admin joined by +. None: open access, loopback only" },
+    Setting { key: "auth.jwt_secret", flag: "jwt-secret", env: "WEIR_AUTH_JWT_SECRET", default: "", help: "Secret (at least 32 bytes) of HS256 tokens an application's backend signs for its users, with an expiry (exp), scopes (scope) and topic patterns (publish, subscribe)" },
+    Setting { key: "auth.jwt_public_key", flag: "jwt-public-key", env: "WEIR_AUTH_JWT_PUBLIC_KEY", default: "", help: "PEM file of the P-256 public key that checks ES256 tokens an application's backend signs (instead of auth.jwt_secret)" },
     Setting { key: "database", flag: "database", env: "WEIR_DATABASE", default: "", help: "PostgreSQL URL (postgres://user:password@host:port/db) for jobs shared by several nodes. None: the embedded SQLite file data_dir/jobs.db" },
     Setting { key: "jobs.lease_ttl", flag: "lease-ttl", env: "WEIR_JOBS_LEASE_TTL", default: "10s", help: "A leased job whose worker sends no heartbeat for this long runs again elsewhere (workers beat every third of it)" },
     Setting { key: "jobs.retry_base", flag: "retry-base", env: "WEIR_JOBS_RETRY_BASE", default: "1s", help: "Backoff after a job's first failed attempt; doubles per attempt, with ±25% jitter" },
@@ -75,7 +77,7 @@ pub const SETTINGS: &[Setting] = &[
 impl Setting {
     /// Whether the value may hold a secret (tokens, a database password): never printed.
     pub fn secret(&self) -> bool {
-        matches!(self.key, "auth.tokens" | "database")
+        matches!(self.key, "auth.tokens" | "auth.jwt_secret" | "database")
     }
 }
 

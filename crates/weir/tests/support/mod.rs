@@ -67,10 +67,19 @@ pub async fn http(addr: &str, raw: &str) -> String {
 pub async fn read_until(stream: &mut TcpStream, until: &str) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
+    // A deadline for each read and one for the whole: a stream that keeps sending (SSE
+    // heartbeats every 15 s) but never the awaited text must fail the test, not hang it.
+    let overall = tokio::time::Instant::now() + 3 * DEADLINE;
     while !String::from_utf8_lossy(&seen).contains(until) {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+        let deadline = overall.min(tokio::time::Instant::now() + DEADLINE);
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
             .await
-            .expect("data within the deadline")
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{until:?} within the deadline; got: {}",
+                    String::from_utf8_lossy(&seen)
+                )
+            })
             .unwrap();
         assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
