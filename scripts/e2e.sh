@@ -51,3 +51,9 @@ WEIR_E2E_LINE="$line_addr" node tests/e2e/dashboard.mjs "$base"
 token=dashboard-e2e-token-0123456789
 start_weir WEIR_AUTH_TOKENS="$token:admin"
 WEIR_E2E_LINE="$line_addr" node tests/e2e/dashboard.mjs "$base" "$token"
+
+# CORS from a page on another origin: one origin listed, another not.
+cors_token=cors-e2e-token-0123456789
+page_port=$(free_port); other_port=$(free_port)
+start_weir WEIR_AUTH_TOKENS="$cors_token:publish+subscribe" WEIR_HTTP_CORS_ORIGINS="http://127.0.0.1:$page_port"
+node tests/e2e/cors.mjs "$base" "$cors_token" "$page_port" "$other_port"

@@ -150,6 +150,7 @@ fn host_name(host: &str) -> &str {
 fn refuse(status: StatusCode, message: String) -> Response {
     tracing::info!(status = status.as_u16(), %message, "request refused at the edge");
     Response::json(status, format!("{{\"error\":{}}}", json_string(&message)))
+        .with_header("vary", "Origin")
 }
 
 /// `text` as a JSON string literal (the message quotes a header a client chose).
@@ -187,11 +188,14 @@ impl<H: Handler> Handler for Edge<H> {
         let refused = self.policy.refusal(&request);
         let origin = request.header("origin").map(str::to_owned);
         async move {
-            let response = match refused {
-                Some(refused) => refused,
-                None => self.inner.call(request).await,
-            };
-            self.policy.expose(origin.as_deref(), response)
+            match refused {
+                // Refusals and preflights carry their own headers.
+                Some(answer) => answer,
+                None => {
+                    let response = self.inner.call(request).await;
+                    self.policy.expose(origin.as_deref(), response)
+                }
+            }
         }
     }
 }

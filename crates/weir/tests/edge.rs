@@ -180,6 +180,11 @@ async fn cors_opens_exactly_the_listed_origins() {
         "{allowed}"
     );
     assert!(lower.contains("vary: origin"), "{allowed}");
+    assert_eq!(
+        lower.matches("access-control-allow-origin").count(),
+        1,
+        "one Allow-Origin, or browsers refuse the answer: {allowed}"
+    );
     assert!(
         !lower.contains("access-control-allow-credentials"),
         "{allowed}"
