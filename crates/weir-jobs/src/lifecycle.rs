@@ -109,6 +109,26 @@ pub enum ChangeError {
         /// The refused action's name, as [`Action::name`] gives it.
         action: &'static str,
     },
+    /// A retry of a finished unique job whose key another unfinished job holds now: two
+    /// unfinished jobs never share a key.
+    #[error("job {id}: unique key `{key}` is held by another unfinished job; cancel that one, or wait for it to finish")]
+    UniqueKeyTaken {
+        /// The job whose retry was refused.
+        id: JobId,
+        /// Its unique key.
+        key: String,
+    },
+}
+
+/// The unique key a change would make `job` hold again, if any: a retry brings a finished
+/// job back among the unfinished, which share no key. The store checks that no other
+/// unfinished job holds it.
+pub fn key_taken_back<'a>(job: &'a Job, action: &Action) -> Option<&'a str> {
+    let finished = crate::retention::FINISHED.contains(&job.state);
+    match action {
+        Action::Retry if finished => job.unique_key.as_deref(),
+        _ => None,
+    }
 }
 
 impl ChangeError {
@@ -116,7 +136,9 @@ impl ChangeError {
     pub fn job_id(&self) -> JobId {
         match self {
             ChangeError::NotFound(id) => *id,
-            ChangeError::LeaseLost { id, .. } | ChangeError::WrongState { id, .. } => *id,
+            ChangeError::LeaseLost { id, .. }
+            | ChangeError::WrongState { id, .. }
+            | ChangeError::UniqueKeyTaken { id, .. } => *id,
         }
     }
 }

@@ -29,6 +29,10 @@ pub const DEFAULT_PAGE: u32 = 50;
 /// for what it parses into values, so every worker that reads the payload can. (A payload
 /// is kept as raw text, which serde_json reads without that limit: 400,000 levels went in.)
 pub const MAX_PAYLOAD_DEPTH: usize = 128;
+/// Furthest ahead a job may be scheduled (`run_at`, or `delay_ms` from now): ten years.
+/// Past it a value is a mistake (`delay_ms: 9223372036854775807` stored a year 292278994
+/// that Weir's own parser then refused), not a plan.
+pub const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Bytes a request may hold besides its payload or result (the other fields).
 pub const FIELDS_OVERHEAD: u64 = 64 * 1024;
 
@@ -77,6 +81,15 @@ impl JobRequest {
             return Err(JobsError::Invalid {
                 field: format!("{field}run_at"),
                 message: "give run_at or delay_ms, not both".into(),
+            });
+        }
+        if self
+            .delay_ms
+            .is_some_and(|ms| ms > MAX_SCHEDULE_AHEAD.as_millis() as u64)
+        {
+            return Err(JobsError::Invalid {
+                field: format!("{field}delay_ms"),
+                message: format!("at most {} ms (ten years)", MAX_SCHEDULE_AHEAD.as_millis()),
             });
         }
         let payload = self

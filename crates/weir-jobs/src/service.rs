@@ -14,7 +14,7 @@ use crate::cron::Cron;
 use crate::events::{EventSink, EventTopic, JobEvent, JobSummary};
 use crate::lifecycle::{Action, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::protocol::MAX_PAYLOAD_DEPTH;
+use crate::protocol::{MAX_PAYLOAD_DEPTH, MAX_SCHEDULE_AHEAD};
 use crate::retention::{Pruned, PrunedTotals, Retention};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError};
 use crate::time::Timestamp;
@@ -216,6 +216,12 @@ pub fn validate(job: &NewJob, config: &JobsConfig) -> Result<(), JobsError> {
             size: job.payload.get().len(),
             limit: config.max_payload,
         });
+    }
+    if job
+        .run_at
+        .is_some_and(|at| at > Timestamp::now().after(MAX_SCHEDULE_AHEAD))
+    {
+        return Err(invalid("run_at", "at most ten years ahead"));
     }
     if json_depth(job.payload.get()) > MAX_PAYLOAD_DEPTH {
         return Err(invalid(

@@ -363,6 +363,23 @@ fn change(
     let Some(mut job) = load(db, change.id)? else {
         return Ok(Err(ChangeError::NotFound(change.id)));
     };
+    if let Some(key) = lifecycle::key_taken_back(&job, &change.action) {
+        let held: Option<i64> = db
+            .query_row(
+                "SELECT id FROM job WHERE unique_key = ?1 AND id <> ?2 \
+                 AND state NOT IN ('completed', 'cancelled', 'discarded')",
+                params![key, job.id.0],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed)?;
+        if held.is_some() {
+            return Ok(Err(ChangeError::UniqueKeyTaken {
+                id: job.id,
+                key: key.to_owned(),
+            }));
+        }
+    }
     if let Err(refused) = lifecycle::apply(&mut job, change.action, &options.retry, now) {
         return Ok(Err(refused));
     }

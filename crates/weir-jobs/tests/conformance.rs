@@ -594,6 +594,23 @@ async fn unique_keys_return_the_unfinished_job(backend: Backend) {
         .unwrap();
     assert!(!fresh.existing, "a finished job frees its key");
     assert_ne!(fresh.job.id, original[0].job.id);
+    // Retrying the finished one would give the key two unfinished jobs: refused, naming it
+    // (a 409 over HTTP; once a 503 with the database's text).
+    let refused = act(&*store, original[0].job.id, Action::Retry, later(3))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        ChangeError::UniqueKeyTaken {
+            id: original[0].job.id,
+            key: "report-42".into()
+        }
+    );
+    assert_eq!(
+        store.get(original[0].job.id).await.unwrap().unwrap().state,
+        JobState::Completed,
+        "nothing changed"
+    );
 }
 
 async fn queue_limits_hold(backend: Backend) {

@@ -1034,3 +1034,58 @@ async fn limits_on_batches_and_waits() {
         .unwrap();
     assert!(answer["jobs"].as_array().unwrap().is_empty());
 }
+
+/// Two findings of the jobs' attack review: a retry that would give a unique key to two
+/// unfinished jobs answered 503 with the database's text, and `delay_ms` had no bound (a
+/// year 292278994 went in, which Weir's own parser then refused).
+#[tokio::test]
+async fn a_taken_unique_key_is_a_conflict_and_schedules_are_bounded() {
+    let server = start(ServeConfig::defaults()).await;
+    let api = client(&server.http);
+    let first = post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "k", "unique_key": "nightly"}),
+    )
+    .await
+    .unwrap();
+    let id = first["id"].as_i64().unwrap();
+    post(&api, &format!("/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .unwrap();
+    post(
+        &api,
+        "/v1/jobs",
+        json!({"kind": "k", "unique_key": "nightly"}),
+    )
+    .await
+    .unwrap();
+    let (status, message) = refused(post(&api, &format!("/v1/jobs/{id}/retry"), json!({})).await);
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains("unique key `nightly`"), "{message}");
+
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/jobs",
+            json!({"kind": "k", "delay_ms": 9_223_372_036_854_775_807u64}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(message.starts_with("delay_ms:"), "{message}");
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/jobs",
+            json!({"kind": "k", "run_at": "9999-12-31T00:00:00Z"}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("ten years"), "{message}");
+    let soon = post(&api, "/v1/jobs", json!({"kind": "k", "delay_ms": 60_000}))
+        .await
+        .unwrap();
+    assert_eq!(soon["state"], "scheduled");
+}

@@ -230,6 +230,23 @@ impl Store for PostgresStore {
                     outcomes.push(Err(ChangeError::NotFound(change.id)));
                     continue;
                 };
+                if let Some(key) = lifecycle::key_taken_back(job, &change.action) {
+                    let held = tx
+                        .query_opt(
+                            "SELECT id FROM job WHERE unique_key = $1 AND id <> $2 \
+                             AND state NOT IN ('completed', 'cancelled', 'discarded')",
+                            &[&key, &job.id.0],
+                        )
+                        .await
+                        .map_err(failed)?;
+                    if held.is_some() {
+                        outcomes.push(Err(ChangeError::UniqueKeyTaken {
+                            id: job.id,
+                            key: key.to_owned(),
+                        }));
+                        continue;
+                    }
+                }
                 match lifecycle::apply(job, change.action, &self.options.retry, now) {
                     Ok(()) => {
                         // A released or retried job, or a keyed one that stopped (`Ready::add_job`).

@@ -83,7 +83,9 @@ impl From<JobsError> for ApiError {
 pub(crate) fn change_refusal_status(error: &ChangeError) -> StatusCode {
     match error {
         ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
-        ChangeError::LeaseLost { .. } | ChangeError::WrongState { .. } => StatusCode::CONFLICT,
+        ChangeError::LeaseLost { .. }
+        | ChangeError::WrongState { .. }
+        | ChangeError::UniqueKeyTaken { .. } => StatusCode::CONFLICT,
     }
 }
 
