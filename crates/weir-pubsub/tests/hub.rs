@@ -235,3 +235,47 @@ fn subscribers_per_topic_are_limited_and_counted() {
     let _third = hub.subscribe("room", StartFrom::Now, "c").unwrap();
     assert_eq!(hub.topics()[0].subscribers, 2);
 }
+
+/// A hub whose topics are idle at once, so upkeep lets go of every topic it may.
+fn forgetful_hub() -> Hub {
+    Hub::new(HubConfig {
+        topic_idle: Duration::ZERO,
+        ..HubConfig::default()
+    })
+}
+
+fn topic_names(hub: &Hub) -> Vec<String> {
+    hub.topics()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
+#[test]
+fn upkeep_lets_go_of_topics_nobody_follows_and_keeps_the_others() {
+    let hub = forgetful_hub();
+    drop(hub.subscribe("gone", StartFrom::Now, "a").unwrap());
+    let _by_name = hub.subscribe("kept.by-name", StartFrom::Now, "a").unwrap();
+    let by_pattern = hub.subscribe("kept.>", StartFrom::Now, "b").unwrap();
+    drop(
+        hub.subscribe("kept.by-pattern", StartFrom::Now, "c")
+            .unwrap(),
+    );
+    hub.publish("retains", payload("x")).unwrap();
+    assert_eq!(
+        topic_names(&hub),
+        ["gone", "kept.by-name", "kept.by-pattern", "retains"]
+    );
+    assert_eq!(hub.upkeep().removed, 1);
+    assert_eq!(
+        topic_names(&hub),
+        ["kept.by-name", "kept.by-pattern", "retains"],
+        "followed by name, by a live pattern, or holding a message"
+    );
+    drop(by_pattern);
+    hub.upkeep();
+    assert_eq!(topic_names(&hub), ["kept.by-name", "retains"]);
+    // A topic let go is made anew by the next publish, in a new epoch.
+    let again = hub.publish("kept.by-pattern", payload("z")).unwrap();
+    assert_eq!(again.offset(), 0);
+}
