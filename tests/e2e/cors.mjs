@@ -6,13 +6,12 @@
 // Usage: node cors.mjs WEIR_BASE_URL TOKEN ALLOWED_PAGE_PORT OTHER_PAGE_PORT
 
 import { createServer } from "node:http";
-import { chromium } from "playwright-core";
+import { DEADLINE, launch } from "./browser.mjs";
 
 const [weir, token, allowedPort, otherPort] = process.argv.slice(2);
 if (!weir || !token || !allowedPort || !otherPort) {
   throw new Error("usage: node cors.mjs WEIR_BASE_URL TOKEN ALLOWED_PORT OTHER_PORT");
 }
-const DEADLINE = 20_000; // every wait in this test has this deadline (ms)
 
 // The app's page: nothing but an origin of its own; the test drives it through evaluate.
 function servePage(port) {
@@ -24,13 +23,7 @@ function servePage(port) {
 }
 
 const pages = [await servePage(allowedPort), await servePage(otherPort)];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  timeout: DEADLINE,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 
 // In a page of `origin`: publish with a bearer token (a preflighted request), then read
 // it back over SSE (a cross-origin EventSource, token in the query). Returns what worked.

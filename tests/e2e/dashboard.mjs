@@ -9,23 +9,15 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { connect } from "node:net";
-import { chromium } from "playwright-core";
+import { DEADLINE, launch } from "./browser.mjs";
 
 const [base, token] = process.argv.slice(2);
 const lineAddress = process.env.WEIR_E2E_LINE;
 if (!base || !lineAddress) {
   throw new Error("usage: WEIR_E2E_LINE=HOST:PORT node dashboard.mjs BASE_URL [TOKEN]");
 }
-const DEADLINE = 20_000; // every wait in this test has this deadline (ms)
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  timeout: DEADLINE,
-  // Running as root needs --no-sandbox; the rest keep Chromium off the (closed) network.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 
 const problems = [];
 async function open(name) {

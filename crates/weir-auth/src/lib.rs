@@ -23,6 +23,6 @@ mod topics;
 
 pub use http::{denial, topic_denial, unauthenticated};
 pub use scope::{Access, Scope, TopicRights};
-pub use signed::{expired, SignedTokens, MIN_SECRET_BYTES};
+pub use signed::{SignedTokens, MIN_SECRET_BYTES};
 pub use tokens::Tokens;
 pub use topics::{TopicDenied, SYSTEM_NAMESPACES};

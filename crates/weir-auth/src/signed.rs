@@ -149,11 +149,6 @@ impl SignedTokens {
     }
 }
 
-/// Whether `access` has run out at `now`.
-pub fn expired(access: &Access, now: SystemTime) -> bool {
-    access.expires_at().is_some_and(|at| at <= now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,8 @@ use weir_pubsub::TopicPattern;
 use crate::{Access, Scope};
 
 /// The system namespaces and the scope that reads each; `None`: no direct subscription.
-/// The binary's tests check these prefixes against weir-jobs' and weir-chat's own.
+/// The binary's tests (`tests/auth.rs`) check these prefixes against weir-jobs' and
+/// weir-chat's own.
 pub const SYSTEM_NAMESPACES: &[(&str, Option<Scope>)] = &[
     ("$queues.", Some(Scope::Enqueue)),
     ("$jobs.", Some(Scope::Enqueue)),

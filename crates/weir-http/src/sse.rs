@@ -91,13 +91,6 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded(Bytes);
 
-impl Encoded {
-    /// The encoded event.
-    pub fn bytes(&self) -> &Bytes {
-        &self.0
-    }
-}
-
 impl From<Bytes> for Encoded {
     /// Takes bytes that are a complete event (made by [`Event::to_bytes`]) as they are.
     fn from(bytes: Bytes) -> Encoded {

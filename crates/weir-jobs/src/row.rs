@@ -212,6 +212,17 @@ pub(crate) fn prune_sql(placeholders: [&str; 3], lock: &str) -> String {
     )
 }
 
+/// Another unfinished job holding unique key `{key}`, if any (a retry must not give a key
+/// to two unfinished jobs). `placeholders` are the key's and this job's id's, in the
+/// store's syntax.
+pub(crate) fn unique_key_holder_sql(placeholders: [&str; 2]) -> String {
+    let [key, id] = placeholders;
+    format!(
+        "SELECT id FROM job WHERE unique_key = {key} AND id <> {id} \
+         AND state NOT IN ('completed', 'cancelled', 'discarded')"
+    )
+}
+
 /// Leaves out jobs whose concurrency key is already at its limit, in the claim query
 /// itself: were they only skipped while scanning, a long run of them at the head of the
 /// queue would hide every other job from a bounded scan.

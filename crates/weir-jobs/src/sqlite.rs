@@ -20,7 +20,8 @@ use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
     all_counts_sql, job_finished_index, job_indexes, prune_sql, shown_state_sql,
-    unfinished_counts_sql, MutableColumns, RawJob, COLUMNS, KEY_NOT_SATURATED, UPDATE,
+    unfinished_counts_sql, unique_key_holder_sql, MutableColumns, RawJob, COLUMNS,
+    KEY_NOT_SATURATED, UPDATE,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
@@ -366,8 +367,7 @@ fn change(
     if let Some(key) = lifecycle::key_taken_back(&job, &change.action) {
         let held: Option<i64> = db
             .query_row(
-                "SELECT id FROM job WHERE unique_key = ?1 AND id <> ?2 \
-                 AND state NOT IN ('completed', 'cancelled', 'discarded')",
+                &unique_key_holder_sql(["?1", "?2"]),
                 params![key, job.id.0],
                 |row| row.get(0),
             )

@@ -242,14 +242,19 @@ impl TopicLog {
         self.entries.back().map(Message::published_at)
     }
 
+    /// Whether the oldest message is past its age retention.
+    pub(crate) fn has_expired(&self, now: SystemTime) -> bool {
+        self.oldest_at().is_some_and(|at| {
+            now.duration_since(at)
+                .is_ok_and(|age| age > self.retention.max_age)
+        })
+    }
+
     /// Drops the messages past their age retention (a subscriber that far behind has
     /// lagged, and is told so when it reads); returns how many.
     pub(crate) fn drop_expired(&mut self, now: SystemTime) -> usize {
         let mut dropped = 0;
-        while self.oldest_at().is_some_and(|at| {
-            now.duration_since(at)
-                .is_ok_and(|age| age > self.retention.max_age)
-        }) {
+        while self.has_expired(now) {
             self.evict_oldest();
             dropped += 1;
         }

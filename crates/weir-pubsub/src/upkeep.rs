@@ -31,10 +31,12 @@ fn all_topics(inner: &HubInner) -> Vec<Arc<Topic>> {
         .collect()
 }
 
-/// Drops, in every topic, the messages older than the topic's age retention.
+/// Drops, in every topic, the messages older than the topic's age retention. A topic's
+/// write lock (which holds up its readers) is taken only where something expired.
 pub(crate) fn drop_expired(inner: &HubInner, now: SystemTime) -> usize {
     all_topics(inner)
         .iter()
+        .filter(|topic| topic.log().has_expired(now))
         .map(|topic| topic.log_mut().drop_expired(now))
         .sum()
 }
@@ -79,12 +81,34 @@ pub(crate) fn enforce_budget(inner: &HubInner) {
 
 /// Lets go of the topics that have no subscriber (by name or by a live pattern), retain
 /// nothing, are not durable, and had no message for `topic_idle`. Returns how many.
+///
+/// The candidates are found first under the map's read lock, so the pass over every topic
+/// never holds up publishers; only the few candidates are checked again, and removed,
+/// under the write lock.
 pub(crate) fn remove_idle(
     inner: &HubInner,
     now: SystemTime,
     durable: impl Fn(&TopicName) -> bool,
 ) -> usize {
     let idle = inner.config.topic_idle;
+    let forgettable = |name: &TopicName, topic: &Topic| {
+        let log = topic.log();
+        let last = log.newest_at().unwrap_or(topic.created).max(topic.created);
+        log.held() == 0
+            && now.duration_since(last).is_ok_and(|quiet| quiet >= idle)
+            && !durable(name)
+    };
+    let candidates: Vec<TopicName> = inner
+        .topics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(name, topic)| forgettable(name, topic))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if candidates.is_empty() {
+        return 0;
+    }
     // Lock order as everywhere: the map, then a log; subscribing counts itself before it
     // looks the topic up, so a subscriber is either counted here or finds the map after.
     let mut topics = inner.topics.write().unwrap_or_else(|e| e.into_inner());
@@ -98,26 +122,28 @@ pub(crate) fn remove_idle(
         .map(|(pattern, _)| pattern.clone())
         .collect();
     let mut removed = 0;
-    topics.retain(|name, topic| {
-        if durable(name) || patterns.iter().any(|pattern| pattern.matches(name)) {
-            return true;
+    for name in candidates {
+        let Some(topic) = topics.get(&name) else {
+            continue;
+        };
+        let followed = patterns.iter().any(|pattern| pattern.matches(&name))
+            || TopicPattern::new(name.as_str())
+                .ok()
+                .and_then(|exact| subscribers.get(&exact).copied())
+                .is_some_and(|count| count > 0);
+        if followed {
+            continue;
         }
-        let followed = TopicPattern::new(name.as_str())
-            .ok()
-            .and_then(|exact| subscribers.get(&exact).copied())
-            .unwrap_or(0);
-        if followed > 0 {
-            return true;
-        }
+        // Under the log's write lock: a publisher that found the topic just before waits
+        // here, then sees it marked and looks it up anew.
         let log = topic.log_mut();
-        let last = log.newest_at().unwrap_or(topic.created).max(topic.created);
-        let quiet = now.duration_since(last).is_ok_and(|quiet| quiet >= idle);
-        if log.held() > 0 || !quiet {
-            return true;
+        if log.held() > 0 {
+            continue;
         }
         topic.mark_removed();
+        drop(log);
+        topics.remove(&name);
         removed += 1;
-        false
-    });
+    }
     removed
 }

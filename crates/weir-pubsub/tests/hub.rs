@@ -279,3 +279,49 @@ fn upkeep_lets_go_of_topics_nobody_follows_and_keeps_the_others() {
     let again = hub.publish("kept.by-pattern", payload("z")).unwrap();
     assert_eq!(again.offset(), 0);
 }
+
+#[test]
+fn messages_past_their_age_leave_memory_at_upkeep() {
+    let hub = Hub::new(HubConfig {
+        default_retention: Retention {
+            max_age: Duration::from_millis(20),
+            ..Retention::default()
+        },
+        ..HubConfig::default()
+    });
+    for i in 0..10 {
+        hub.publish("ticks", payload(&format!("t{i}"))).unwrap();
+    }
+    let held = hub.retained_bytes();
+    assert!(held > 0);
+    std::thread::sleep(Duration::from_millis(40));
+    assert_eq!(hub.upkeep().expired, 10);
+    assert_eq!(hub.retained_bytes(), 0, "{held} bytes given back");
+    // A replay now starts after them, saying what it missed.
+    let mut late = hub.subscribe("ticks", StartFrom::Offset(0), "r").unwrap();
+    assert!(matches!(
+        ready(&mut late),
+        Some(Event::Gap { from: 0, to: 9, .. })
+    ));
+}
+
+#[test]
+fn a_live_subscriber_behind_a_byte_eviction_is_told() {
+    let hub = Hub::new(HubConfig {
+        max_topic_bytes: 4 * 1024,
+        ..HubConfig::default()
+    });
+    let mut reader = hub.subscribe("big", StartFrom::Now, "r").unwrap();
+    let kib = "x".repeat(1024);
+    for _ in 0..10 {
+        hub.publish("big", payload(&kib)).unwrap();
+    }
+    // Ten 1 KiB messages in a 4 KiB topic: the reader, still at offset 0, lost the oldest
+    // and hears so before the rest.
+    match ready(&mut reader) {
+        Some(Event::Lagged { missed, .. }) => assert!(missed >= 6, "{missed}"),
+        other => panic!("expected a lagged notice, got {other:?}"),
+    }
+    let (_, offset) = message_text(ready(&mut reader).unwrap());
+    assert!(offset >= 6, "reading goes on from what is held: {offset}");
+}

@@ -424,3 +424,29 @@ async fn signed_tokens_are_checked_everywhere_and_end_their_sessions_at_expiry()
         "-ERR the token expired"
     );
 }
+
+/// weir-auth says who reads which system namespace; weir-jobs and weir-chat name the
+/// topics. The three must agree, or job events would be readable with the wrong scope.
+#[test]
+fn the_rules_for_system_topics_name_the_topics_the_server_publishes() {
+    use weir_auth::{Scope, SYSTEM_NAMESPACES};
+    let rule = |prefix: &str| {
+        SYSTEM_NAMESPACES
+            .iter()
+            .find(|(name, _)| *name == prefix)
+            .map(|(_, scope)| *scope)
+    };
+    assert_eq!(
+        rule(weir_jobs::QUEUE_TOPIC_PREFIX),
+        Some(Some(Scope::Enqueue))
+    );
+    assert_eq!(
+        rule(weir_jobs::JOB_TOPIC_PREFIX),
+        Some(Some(Scope::Enqueue))
+    );
+    assert_eq!(
+        rule(weir_chat::ROOM_TOPIC_PREFIX),
+        Some(None),
+        "rooms are joined"
+    );
+}

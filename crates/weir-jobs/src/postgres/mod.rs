@@ -23,7 +23,10 @@ use weir_db::postgres::{migrate, Connector};
 
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::row::{all_counts_sql, prune_sql, shown_state_sql, unfinished_counts_sql, COLUMNS};
+use crate::row::{
+    all_counts_sql, prune_sql, shown_state_sql, unfinished_counts_sql, unique_key_holder_sql,
+    COLUMNS,
+};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
 use crate::time::Timestamp;
 use crate::wakeups::{Ready, Wakeups};
@@ -232,11 +235,7 @@ impl Store for PostgresStore {
                 };
                 if let Some(key) = lifecycle::key_taken_back(job, &change.action) {
                     let held = tx
-                        .query_opt(
-                            "SELECT id FROM job WHERE unique_key = $1 AND id <> $2 \
-                             AND state NOT IN ('completed', 'cancelled', 'discarded')",
-                            &[&key, &job.id.0],
-                        )
+                        .query_opt(&unique_key_holder_sql(["$1", "$2"]), &[&key, &job.id.0])
                         .await
                         .map_err(failed)?;
                     if held.is_some() {
