@@ -3,7 +3,8 @@
 
 It speaks the worker protocol of docs/workers.md over plain HTTP + JSON:
 
-    1. POST /v1/lease                 take up to N ready jobs (long-poll)
+    1. POST /v1/lease                 take up to N ready jobs of the kinds it runs
+                                      (long-poll)
     2. POST /v1/jobs/{id}/heartbeat   every third of lease_ttl_ms while a job runs:
                                       keeps the lease, carries progress, hears a cancel
     3. POST /v1/jobs/{id}/complete    the attempt succeeded, with its result
@@ -116,10 +117,17 @@ class Api:
 
     # The five calls of the worker protocol.
 
-    def lease(self, worker, queues, max_jobs, wait_ms):
+    def lease(self, worker, queues, kinds, max_jobs, wait_ms):
         # The server holds the request open for up to wait_ms when nothing is ready, so the
-        # client's own timeout must be longer than that.
-        body = {"worker": worker, "queues": queues, "max": max_jobs, "wait_ms": wait_ms}
+        # client's own timeout must be longer than that. Only jobs of `kinds` are leased:
+        # a job of a kind this worker has no handler for stays for a worker that does.
+        body = {
+            "worker": worker,
+            "queues": queues,
+            "kinds": kinds,
+            "max": max_jobs,
+            "wait_ms": wait_ms,
+        }
         return self.post("/v1/lease", body, timeout=wait_ms / 1000 + 10)
 
     def heartbeat(self, job_id, token, progress):
@@ -280,7 +288,9 @@ class Worker:
             if free == 0:
                 break  # stopping
             try:
-                reply = self.api.lease(self.name, self.queues, free, LEASE_WAIT_MS)
+                reply = self.api.lease(
+                    self.name, self.queues, sorted(HANDLERS), free, LEASE_WAIT_MS
+                )
             except (NetworkError, ApiError) as error:
                 # No server (or it refused us, e.g. 401/403 with a wrong token): try again
                 # later, 0.5 s doubling to 8 s. Leasing is safe to repeat.

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::concurrency::{ConcurrencyLimits, Permits};
+use crate::egress::{refusal, Egress, GuardedResolver, Refused};
 use crate::rate::{Quota, RateLimiter};
 use crate::retry::{parse_retry_after, retryable_status, RetryBudget, RetryPolicy};
 
@@ -35,6 +36,10 @@ pub enum Error {
     /// The request has no host to key limits by, or was otherwise malformed.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The URL, a redirect or a name's addresses lead where the [`Egress`] policy does not
+    /// permit. Never retried.
+    #[error("{0}")]
+    Refused(Refused),
 }
 
 /// Per-request settings; the defaults come from the client.
@@ -121,6 +126,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     user_agent: String,
     max_redirects: usize,
+    egress: Egress,
 }
 
 impl Default for ClientBuilder {
@@ -137,6 +143,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("weir/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_redirects: 10,
+            egress: Egress::default(),
         }
     }
 }
@@ -204,17 +211,44 @@ impl ClientBuilder {
         self
     }
 
+    /// Where requests may go (default: public addresses only; see [`Egress`]).
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = egress;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
+        let egress = Arc::new(self.egress);
         let redirect = match self.max_redirects {
             0 => reqwest::redirect::Policy::none(),
-            n => reqwest::redirect::Policy::limited(n),
+            limit => {
+                let egress = Arc::clone(&egress);
+                // Every hop is checked as the first URL was: a public URL must not lead
+                // to a private one.
+                reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() > limit {
+                        attempt.error(format!("more than {limit} redirects"))
+                    } else if let Err(refused) = egress.check_url(attempt.url()) {
+                        attempt.error(refused)
+                    } else {
+                        attempt.follow()
+                    }
+                })
+            }
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(self.user_agent)
             .connect_timeout(self.connect_timeout)
             .redirect(redirect)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if !egress.is_open() {
+            // A proxy would resolve the names itself, out of the check's sight.
+            http = http
+                .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&egress))))
+                .no_proxy();
+        }
+        let http = http
             .build()
             .map_err(|error| Error::Invalid(error.to_string()))?;
         let rate = Arc::new(RateLimiter::new(self.rate));
@@ -223,6 +257,7 @@ impl ClientBuilder {
         }
         Ok(Client {
             http,
+            egress,
             rate,
             limits: Arc::new(ConcurrencyLimits::new(
                 self.per_key_concurrency,
@@ -239,6 +274,7 @@ impl ClientBuilder {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    egress: Arc<Egress>,
     rate: Arc<RateLimiter>,
     limits: Arc<ConcurrencyLimits>,
     retry: RetryPolicy,
@@ -288,6 +324,10 @@ impl Client {
         request: reqwest::Request,
         options: RequestOptions,
     ) -> Result<Response, Error> {
+        // An address in the URL is connected to without resolving: checked here.
+        self.egress
+            .check_url(request.url())
+            .map_err(Error::Refused)?;
         let key = match options.key.clone() {
             Some(key) => key,
             None => Client::key_of(request.url())
@@ -370,6 +410,8 @@ impl Client {
                     .and_then(|value| parse_retry_after(value, SystemTime::now()));
                 Attempt::Again(result, retry_after)
             }
+            // A refusal stays one however often it is tried.
+            Err(error) if refusal(error).is_some() => Attempt::Done(result),
             Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
                 Attempt::Again(result, None)
             }
@@ -389,7 +431,10 @@ fn finish(
             attempts,
             _permits: permits,
         }),
-        Err(source) => Err(Error::Transport { source, attempts }),
+        Err(source) => match refusal(&source) {
+            Some(refused) => Err(Error::Refused(refused.clone())),
+            None => Err(Error::Transport { source, attempts }),
+        },
     }
 }
 

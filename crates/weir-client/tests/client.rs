@@ -1,4 +1,5 @@
-//! weir-client against a real local HTTP server over loopback sockets.
+//! weir-client against a real local HTTP server over loopback sockets (so with every
+//! address permitted: `tests/egress.rs` tests the default).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
-use weir_client::{Client, Error, Quota, RequestOptions, RetryPolicy};
+use weir_client::{Client, Egress, Error, Quota, RequestOptions, RetryPolicy};
 
 /// What the server answers to the n-th request (0-based): status and extra header lines.
 type Script = dyn Fn(usize) -> (u16, &'static str) + Send + Sync;
@@ -85,6 +86,7 @@ async fn the_rate_the_server_sees_is_within_one_percent_of_the_quota() {
     const RATE: u32 = 200;
     let server = serve(Arc::new(|_| (200, ""))).await;
     let client = Client::builder()
+        .egress(Egress::any())
         .rate(Quota::per_second(RATE))
         .build()
         .unwrap();
@@ -127,7 +129,7 @@ async fn a_503_with_retry_after_is_retried_after_the_wait_and_pauses_the_host() 
         }
     }))
     .await;
-    let client = Client::builder().build().unwrap();
+    let client = Client::builder().egress(Egress::any()).build().unwrap();
     let response = client
         .execute(get(&client, &server.url), RequestOptions::default())
         .await
@@ -144,7 +146,7 @@ async fn a_503_with_retry_after_is_retried_after_the_wait_and_pauses_the_host() 
 #[tokio::test]
 async fn a_retry_after_past_the_cap_returns_the_response() {
     let server = serve(Arc::new(|_| (429, "retry-after: 3600\r\n"))).await;
-    let client = Client::builder().build().unwrap();
+    let client = Client::builder().egress(Egress::any()).build().unwrap();
     let response = client
         .execute(get(&client, &server.url), RequestOptions::default())
         .await
@@ -160,7 +162,11 @@ async fn server_errors_are_retried_up_to_the_limit_with_backoff() {
         base: Duration::from_millis(5),
         ..RetryPolicy::default()
     };
-    let client = Client::builder().retry(policy).build().unwrap();
+    let client = Client::builder()
+        .egress(Egress::any())
+        .retry(policy)
+        .build()
+        .unwrap();
     let response = client
         .execute(get(&client, &server.url), RequestOptions::default())
         .await
@@ -172,7 +178,7 @@ async fn server_errors_are_retried_up_to_the_limit_with_backoff() {
 #[tokio::test]
 async fn client_errors_other_than_408_and_429_are_not_retried() {
     let server = serve(Arc::new(|_| (404, ""))).await;
-    let client = Client::builder().build().unwrap();
+    let client = Client::builder().egress(Egress::any()).build().unwrap();
     let response = client
         .execute(get(&client, &server.url), RequestOptions::default())
         .await
@@ -183,7 +189,7 @@ async fn client_errors_other_than_408_and_429_are_not_retried() {
 #[tokio::test]
 async fn a_post_is_retried_only_when_the_caller_says_so() {
     let server = serve(Arc::new(|_| (503, "retry-after: 0\r\n"))).await;
-    let client = Client::builder().build().unwrap();
+    let client = Client::builder().egress(Egress::any()).build().unwrap();
     let post = || client.http().post(&server.url).body("x").build().unwrap();
     let once = client
         .execute(post(), RequestOptions::default())
@@ -202,7 +208,11 @@ async fn a_post_is_retried_only_when_the_caller_says_so() {
 async fn the_retry_budget_stops_retries_once_spent() {
     let server = serve(Arc::new(|_| (503, "retry-after: 0\r\n"))).await;
     // No share of requests, a reserve of 2 retries: the first request uses both.
-    let client = Client::builder().retry_budget(0.0, 2).build().unwrap();
+    let client = Client::builder()
+        .egress(Egress::any())
+        .retry_budget(0.0, 2)
+        .build()
+        .unwrap();
     let first = client
         .execute(get(&client, &server.url), RequestOptions::default())
         .await
@@ -225,7 +235,11 @@ async fn connection_refused_is_retried_then_reported() {
         base: Duration::from_millis(5),
         ..RetryPolicy::default()
     };
-    let client = Client::builder().retry(policy).build().unwrap();
+    let client = Client::builder()
+        .egress(Egress::any())
+        .retry(policy)
+        .build()
+        .unwrap();
     match client
         .execute(get(&client, &url), RequestOptions::default())
         .await
@@ -242,6 +256,7 @@ async fn connection_refused_is_retried_then_reported() {
 async fn the_deadline_covers_the_rate_limit_wait() {
     let server = serve(Arc::new(|_| (200, ""))).await;
     let client = Client::builder()
+        .egress(Egress::any())
         .rate(Quota::every(Duration::from_secs(60)))
         .build()
         .unwrap();
@@ -273,7 +288,11 @@ async fn dropping_a_request_releases_its_concurrency_permits() {
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_url = format!("http://{}/", silent.local_addr().unwrap());
     let server = serve(Arc::new(|_| (200, ""))).await;
-    let client = Client::builder().global_concurrency(1).build().unwrap();
+    let client = Client::builder()
+        .egress(Egress::any())
+        .global_concurrency(1)
+        .build()
+        .unwrap();
     let stuck = tokio::time::timeout(
         Duration::from_millis(200),
         client.execute(get(&client, &silent_url), RequestOptions::default()),
@@ -294,6 +313,7 @@ async fn the_per_attempt_timeout_ends_a_silent_server_attempt() {
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", silent.local_addr().unwrap());
     let client = Client::builder()
+        .egress(Egress::any())
         .retry(RetryPolicy::none())
         .build()
         .unwrap();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use url::Url;
+use weir_client::Egress;
 
 /// Settings of one crawl. `Default` is a polite crawl with no budgets.
 #[derive(Debug, Clone)]
@@ -53,6 +54,9 @@ pub struct CrawlConfig {
     /// After a stop, time in-flight requests get to finish before they are aborted (and
     /// saved to the frontier to be fetched on resume).
     pub drain: Duration,
+    /// Where requests may go (default: public addresses only; a link or redirect to a
+    /// private address is recorded as an error, never fetched).
+    pub egress: Egress,
 }
 
 impl Default for CrawlConfig {
@@ -79,6 +83,7 @@ impl Default for CrawlConfig {
             max_tries: 3,
             max_urls: 5_000_000,
             drain: Duration::from_secs(5),
+            egress: Egress::default(),
         }
     }
 }

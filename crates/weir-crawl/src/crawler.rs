@@ -85,6 +85,7 @@ impl Crawler {
         let client = Client::builder()
             .retry(RetryPolicy::none())
             .max_redirects(0)
+            .egress(config.egress.clone())
             .user_agent(config.user_agent.clone())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))

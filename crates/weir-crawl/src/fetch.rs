@@ -70,6 +70,10 @@ pub(crate) async fn fetch(
             };
             match client.execute(request, options).await {
                 Ok(response) => read(response, &entry, max_body).await,
+                // Where the URL leads is not permitted: trying again cannot change that.
+                Err(error @ weir_client::Error::Refused(_)) => {
+                    Outcome::Failed(cause(&error), false)
+                }
                 Err(error) => Outcome::Failed(cause(&error), true),
             }
         }

@@ -1,6 +1,6 @@
-//! Opening an embedded SQLite database the way every Weir store does: WAL journal,
-//! `synchronous = NORMAL` (a commit survives `kill -9` of Weir, not a power cut), a busy
-//! timeout, and the component's migrations.
+//! Opening an embedded SQLite database the way every Weir store does: WAL journal, the
+//! operator's [`Synchronous`] (by default `FULL`: an answered write survives a power cut),
+//! a busy timeout, and the component's migrations.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,15 +14,55 @@ use crate::{DbError, Migrations};
 /// process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens (creating if needed) the database at `path` and applies the steps of
-/// `migrations` it lacks.
+/// How hard a commit waits for the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Every commit is on the disk (the WAL is synced) before it is answered: an answered
+    /// write survives `kill -9` and a power cut or kernel crash. The default: a job queue's
+    /// user takes an accepted job to be kept.
+    #[default]
+    Full,
+    /// A commit is in the operating system's cache when answered, synced at checkpoints:
+    /// it survives `kill -9` of Weir, but a power cut or kernel crash may lose the last
+    /// commits (never corrupt the file).
+    Normal,
+}
+
+impl Synchronous {
+    /// The pragma's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Synchronous, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(Synchronous::Full),
+            "normal" => Ok(Synchronous::Normal),
+            _ => Err("full (survives a power cut) or normal (survives kill -9)".to_string()),
+        }
+    }
+}
+
+/// Opens (creating if needed) the database at `path` with `synchronous`, and applies the
+/// steps of `migrations` it lacks.
 ///
 /// The version is read and the missing steps applied in one immediate (write-locked)
 /// transaction, so two processes opening the same new file cannot both apply step 1.
-pub fn open(path: &Path, migrations: &Migrations) -> Result<Connection, DbError> {
+pub fn open(
+    path: &Path,
+    migrations: &Migrations,
+    synchronous: Synchronous,
+) -> Result<Connection, DbError> {
     let mut db = Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
-    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.pragma_update(None, "synchronous", synchronous.as_str())?;
     db.busy_timeout(BUSY_TIMEOUT)?;
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     prepare_version_table(&tx, migrations.component)?;
@@ -119,12 +159,12 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_a_newer_file_is_refused() {
         let path = scratch("once");
-        open(&path, &V1).unwrap();
-        open(&path, &V1).expect("reopening applies nothing");
-        let db = open(&path, &V2).unwrap();
+        open(&path, &V1, Synchronous::Full).unwrap();
+        open(&path, &V1, Synchronous::Full).expect("reopening applies nothing");
+        let db = open(&path, &V2, Synchronous::Full).unwrap();
         assert_eq!(version(&db, "alpha"), 2);
         drop(db);
-        let error = open(&path, &V1).unwrap_err();
+        let error = open(&path, &V1, Synchronous::Full).unwrap_err();
         assert!(
             error.to_string().contains("newer than this Weir knows"),
             "{error}"
@@ -134,12 +174,12 @@ mod tests {
     #[test]
     fn components_in_one_file_keep_their_own_versions() {
         let path = scratch("components");
-        open(&path, &V2).unwrap();
+        open(&path, &V2, Synchronous::Full).unwrap();
         let other = Migrations {
             component: "beta",
             steps: &["CREATE TABLE c (z INTEGER)"],
         };
-        let db = open(&path, &other).unwrap();
+        let db = open(&path, &other, Synchronous::Full).unwrap();
         assert_eq!(version(&db, "alpha"), 2);
         assert_eq!(version(&db, "beta"), 1);
     }
@@ -157,8 +197,28 @@ mod tests {
             .unwrap();
         }
         // Step 1 is not applied again (it would fail: table a exists); step 2 is.
-        let db = open(&path, &V2).unwrap();
+        let db = open(&path, &V2, Synchronous::Full).unwrap();
         assert_eq!(version(&db, "alpha"), 2);
         db.execute("INSERT INTO b (y) VALUES (1)", []).unwrap();
+    }
+
+    #[test]
+    fn the_synchronous_setting_is_applied() {
+        let dir = std::env::temp_dir().join(format!("weir-db-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (setting, pragma) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let path = dir.join(format!("{}.db", setting.as_str()));
+            let db = open(&path, &V1, setting).unwrap();
+            let applied: i64 = db
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(applied, pragma, "{setting:?}");
+        }
+        assert_eq!("Normal".parse(), Ok(Synchronous::Normal));
+        assert!(
+            "off".parse::<Synchronous>().is_err(),
+            "OFF may corrupt: not offered"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,6 +2,8 @@
 
 use regex::bytes::Regex;
 
+use crate::budget::Limits;
+
 /// The hash computed of each file; parsed from `blake3` or `sha256`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashKind {
@@ -26,7 +28,7 @@ impl std::str::FromStr for HashKind {
 /// What to compute, and which files.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Lines, words and bytes (as `wc` counts them).
+    /// Lines, words and bytes (as `wc` counts them in the C locale: see `Counter`).
     pub count: bool,
     /// A hash of each file.
     pub hash: Option<HashKind>,
@@ -40,6 +42,9 @@ pub struct Options {
     pub jobs: usize,
     /// Matching lines kept per file; the count goes on past it.
     pub max_matches: usize,
+    /// Most files and bytes the run may take; it stops when it would pass one
+    /// ([`Totals::limit`](crate::Totals::limit) says which). None by default.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             hidden: true,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_matches: 1000,
+            limits: Limits::default(),
         }
     }
 }

@@ -1,6 +1,11 @@
 //! What processing found, per file and in total.
 
+use std::io::ErrorKind;
+use std::path::Path;
+
 use serde::Serialize;
+
+use crate::budget::Limit;
 
 /// A line that matched the `--grep` pattern, as kept in [`FileReport::matches`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -14,13 +19,15 @@ pub struct Match {
 /// One file's result, or why it has none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FileReport {
-    /// The path as given by the walk (non-UTF-8 bytes escaped as `\xNN`).
+    /// The path as given by the walk (bytes that are not UTF-8 escaped as `\xNN`; such a
+    /// file is read like any other).
     pub path: String,
     /// `\n` bytes, as `wc -l` counts lines (a last line without one is not counted);
     /// `None` unless counts were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<u64>,
-    /// Runs of non-whitespace bytes.
+    /// Words as `wc -w` counts them in the C locale: runs of bytes between spaces holding
+    /// at least one printable byte.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<u64>,
     /// Bytes read: the file's size as it was read. Set whatever was asked for; `None` only
@@ -37,7 +44,7 @@ pub struct FileReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub match_count: Option<u64>,
     /// Why the file could not be processed (permission denied, vanished, a broken
-    /// symbolic link, a name that is not UTF-8, a symbolic link loop).
+    /// symbolic link, a symbolic link loop, a link leading outside the files roots).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -70,6 +77,9 @@ pub struct Totals {
     pub matches: u64,
     /// The run was stopped before the end: these are partial totals.
     pub partial: bool,
+    /// The limit that stopped it, when one did (`partial` is then set too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
 }
 
 impl Totals {
@@ -84,5 +94,44 @@ impl Totals {
         self.words += report.words.unwrap_or(0);
         self.bytes += report.bytes.unwrap_or(0);
         self.matches += report.match_count.unwrap_or(0);
+    }
+}
+
+/// The path as text; `Err` with the bytes that are not UTF-8 escaped as `\xNN` when it is
+/// not UTF-8.
+pub(crate) fn path_text(path: &Path) -> Result<String, String> {
+    match path.to_str() {
+        Some(text) => Ok(text.to_owned()),
+        None => {
+            use std::os::unix::ffi::OsStrExt;
+            let mut escaped = String::new();
+            for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+                escaped.push_str(chunk.valid());
+                for byte in chunk.invalid() {
+                    escaped.push_str(&format!("\\x{byte:02x}"));
+                }
+            }
+            Err(escaped)
+        }
+    }
+}
+
+/// Why a file could not be read, in words.
+pub(crate) fn describe(path: &Path, error: &std::io::Error) -> String {
+    match error.kind() {
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        ErrorKind::NotFound => match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => "broken symbolic link".into(),
+            _ => "not found (it vanished, or never existed)".into(),
+        },
+        _ => error.to_string(),
+    }
+}
+
+/// Why reading an open file failed, in words (no path to look at: it is open).
+pub(crate) fn describe_read(error: &std::io::Error) -> String {
+    match error.kind() {
+        ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => error.to_string(),
     }
 }

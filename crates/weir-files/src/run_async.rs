@@ -29,10 +29,15 @@
 //! - The async loop owns the output and the totals and listens for `stop`: cancelled, no
 //!   new file is taken, the files in flight stop at their next buffer (a blocking thread
 //!   cannot be aborted, so it checks a flag) and are left out, and the totals are marked
-//!   partial.
+//!   partial. A limit reached (`budget.rs`) stops the run the same way.
+//! - Stopping ends every thread: the workers leave at their next buffer or batch, and the
+//!   last one to leave drops the receiving end of the path channel (only the workers hold
+//!   it), so a walker waiting in `blocking_send` on a full channel gets an error and ends.
+//!   (When this function held a handle of its own, a walker blocked there waited forever,
+//!   and so did this function, for the walker: a cancelled job ran to its timeout.)
 
+use std::cmp::Ordering as Order;
 use std::collections::{BinaryHeap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -40,12 +45,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
+use crate::found::{Found, FoundFile};
 use crate::lock::lock;
 use crate::options::Options;
 use crate::process::{process_open, process_until};
 use crate::report::{FileReport, Totals};
+use crate::roots::Tree;
 use crate::split::{can_split, Opened, SplitFile};
-use crate::walk::{walk_parallel, Found};
+use crate::walk::walk_parallel;
 
 /// Batches waiting between the walk and the workers, and between the workers and the
 /// loop (each batch up to 64 entries: a wake-up per batch, not per file).
@@ -54,10 +62,35 @@ const QUEUE: usize = 512;
 /// task, and one found late would run alone at the end while the other cores idle.
 const LARGE: u64 = 4 << 20;
 
-/// Walks `roots` and processes the files, `options.jobs` at a time, handing every report
-/// to `report` as it completes.
+/// A file for the largest-first list: ordered by size alone.
+#[derive(Debug)]
+struct Large(u64, FoundFile);
+
+impl PartialEq for Large {
+    fn eq(&self, other: &Large) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Large {}
+
+impl PartialOrd for Large {
+    fn partial_cmp(&self, other: &Large) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Large {
+    fn cmp(&self, other: &Large) -> Order {
+        self.0.cmp(&other.0)
+    }
+}
+
+/// Walks `tree` and processes the files, `options.jobs` at a time, handing every report
+/// to `report` as it completes. Stops, with partial totals, when `stop` is cancelled (the
+/// files in flight stop at their next buffer) or at `options.limits`.
 pub async fn run_async(
-    roots: Vec<PathBuf>,
+    tree: Tree,
     options: Options,
     stop: CancellationToken,
     mut report: impl FnMut(&FileReport),
@@ -65,48 +98,48 @@ pub async fn run_async(
     let options = Arc::new(options);
     let jobs = options.jobs.max(1);
     let stopped = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new(Budget::new(options.limits, Arc::clone(&stopped)));
     let (path_sender, paths) = mpsc::channel::<Vec<Found>>(QUEUE);
     let (report_sender, mut reports) = mpsc::channel::<Vec<FileReport>>(QUEUE);
 
     // Large files, largest first; at most as many as the tree holds files of `LARGE`
     // bytes, and only their paths.
-    let large: Arc<Mutex<BinaryHeap<(u64, PathBuf)>>> = Arc::default();
+    let large: Arc<Mutex<BinaryHeap<Large>>> = Arc::default();
     // Large files whose pieces are being handed out, oldest first. Each holds its file
     // open; a worker that queues one past `jobs` drains the list before opening more.
     let splitting: Arc<Mutex<VecDeque<Arc<SplitFile>>>> = Arc::default();
     let batches = Arc::new(BatchesInProgress::default());
     let split = can_split(&options);
     let walker = {
-        let (options, stopped, large) = (
+        let (options, budget, large) = (
             Arc::clone(&options),
-            Arc::clone(&stopped),
+            Arc::clone(&budget),
             Arc::clone(&large),
         );
         tokio::task::spawn_blocking(move || {
             // Two walker threads keep the queue full on a fast disk without taking the
             // cores the workers need.
             walk_parallel(
-                &roots,
+                &tree,
                 &options,
                 jobs.min(2),
                 // Split files are found by the workers as they open them, at the cost of an
                 // `fstat` of an open file instead of a `stat` of a path (perf: the second path
                 // lookup per file was about a quarter of the async program's extra CPU).
                 (!split).then_some(LARGE),
-                |path, size| lock(&large).push((size, path)),
-                |found| {
-                    !stopped.load(Ordering::Relaxed) && path_sender.blocking_send(found).is_ok()
-                },
+                &budget,
+                |file, size| lock(&large).push(Large(size, file)),
+                |found| !budget.stopped() && path_sender.blocking_send(found).is_ok(),
             );
         })
     };
     // Workers share the receiving end; the lock is held only while taking one path.
     let paths = Arc::new(Mutex::new(paths));
     for _ in 0..jobs {
-        let (paths, options, stopped, reports, large) = (
+        let (paths, options, budget, reports, large) = (
             Arc::clone(&paths),
             Arc::clone(&options),
-            Arc::clone(&stopped),
+            Arc::clone(&budget),
             report_sender.clone(),
             Arc::clone(&large),
         );
@@ -118,14 +151,13 @@ pub async fn run_async(
                 let piece = next_piece(&splitting);
                 let done: Vec<FileReport> = match piece {
                     // Pieces first: every worker helps finish the file being split.
-                    Some((file, index)) => file
-                        .process(index, &options, &stopped)
-                        .into_iter()
-                        .collect(),
+                    Some((file, index)) => {
+                        file.process(index, &options, &budget).into_iter().collect()
+                    }
                     None => {
                         let next_large = lock(&large).pop();
                         let (batch, _in_progress) = match next_large {
-                            Some((_, path)) => (vec![Found::File(path)], None),
+                            Some(Large(_, file)) => (vec![Found::File(file)], None),
                             None => {
                                 let next = {
                                     let mut paths = lock(&paths);
@@ -142,7 +174,7 @@ pub async fn run_async(
                                         let more = || {
                                             !lock(&large).is_empty() || !lock(&splitting).is_empty()
                                         };
-                                        match batches.wait_for_work(more, &stopped) {
+                                        match batches.wait_for_work(more, || budget.stopped()) {
                                             true => continue,
                                             false => return,
                                         }
@@ -152,12 +184,12 @@ pub async fn run_async(
                         };
                         let mut done = Vec::with_capacity(batch.len());
                         for found in batch {
-                            if stopped.load(Ordering::Relaxed) {
+                            if budget.stopped() {
                                 break;
                             }
                             match found {
                                 Found::Failed(failure) => done.push(failure),
-                                Found::File(path) if split => match SplitFile::open(&path) {
+                                Found::File(file) if split => match SplitFile::open(&file) {
                                     Opened::Split(file) => {
                                         let queued = {
                                             let mut splitting = lock(&splitting);
@@ -172,19 +204,17 @@ pub async fn run_async(
                                         // 1,024 descriptors with 16 workers).
                                         if queued >= jobs {
                                             while let Some((file, index)) = next_piece(&splitting) {
-                                                done.extend(
-                                                    file.process(index, &options, &stopped),
-                                                );
+                                                done.extend(file.process(index, &options, &budget));
                                             }
                                         }
                                     }
-                                    Opened::Whole(file, name) => done.extend(process_open(
-                                        file, &path, name, &options, &stopped,
-                                    )),
+                                    Opened::Whole(opened) => {
+                                        done.extend(process_open(opened, &file, &options, &budget))
+                                    }
                                     Opened::Failed(failure) => done.push(failure),
                                 },
-                                Found::File(path) => {
-                                    done.extend(process_until(&path, &options, &stopped))
+                                Found::File(file) => {
+                                    done.extend(process_until(&file, &options, &budget))
                                 }
                             }
                         }
@@ -192,12 +222,15 @@ pub async fn run_async(
                     }
                 };
                 let sent = done.is_empty() || reports.blocking_send(done).is_ok();
-                if !sent || stopped.load(Ordering::Relaxed) {
+                if !sent || budget.stopped() {
                     return;
                 }
             }
         });
     }
+    // Only the workers hold the receiving end of the paths: when the last one leaves, a
+    // walker blocked on a full channel is let go (its send fails) and ends.
+    drop(paths);
     // The loop ends when every worker has dropped its sender.
     drop(report_sender);
 
@@ -222,6 +255,8 @@ pub async fn run_async(
         }
     }
     let _ = walker.await;
+    totals.limit = budget.reached();
+    totals.partial |= totals.limit.is_some();
     totals
 }
 
@@ -259,11 +294,11 @@ impl BatchesInProgress {
     }
 
     /// Waits until `more_work()` or until no batch is in progress; true when there is work.
-    /// False at once when `stop` is set.
-    fn wait_for_work(&self, more_work: impl Fn() -> bool, stop: &AtomicBool) -> bool {
+    /// False at once when `stopped()`.
+    fn wait_for_work(&self, more_work: impl Fn() -> bool, stopped: impl Fn() -> bool) -> bool {
         let mut count = lock(&self.count);
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if stopped() {
                 return false;
             }
             if more_work() {
@@ -304,9 +339,8 @@ mod tests {
     fn an_idle_worker_waits_while_a_batch_may_still_split_a_file() {
         let batches = Arc::new(BatchesInProgress::default());
         let work = Arc::new(AtomicBool::new(false));
-        let stop = AtomicBool::new(false);
         assert!(
-            !batches.wait_for_work(|| false, &stop),
+            !batches.wait_for_work(|| false, || false),
             "no batch in progress and no work: leave at once"
         );
 
@@ -315,9 +349,8 @@ mod tests {
         let waiter = std::thread::spawn({
             let (batches, work) = (Arc::clone(&batches), Arc::clone(&work));
             move || {
-                let stop = AtomicBool::new(false);
                 answer
-                    .send(batches.wait_for_work(|| work.load(Ordering::SeqCst), &stop))
+                    .send(batches.wait_for_work(|| work.load(Ordering::SeqCst), || false))
                     .unwrap();
             }
         });
@@ -333,7 +366,7 @@ mod tests {
         work.store(false, Ordering::SeqCst);
         let waiter = std::thread::spawn({
             let batches = Arc::clone(&batches);
-            move || batches.wait_for_work(|| false, &AtomicBool::new(false))
+            move || batches.wait_for_work(|| false, || false)
         });
         drop(in_progress);
         assert!(!waiter.join().unwrap());

@@ -3,8 +3,10 @@
 //!
 //! Only work that merges exactly is split:
 //! - Line, word and byte counts. Lines and bytes add up; a word cut in two by a piece
-//!   boundary was counted by both pieces, so the merge subtracts one wherever the byte
-//!   before a boundary and the byte after it are both non-space.
+//!   boundary was counted by both pieces, so the merge subtracts one wherever a piece's
+//!   first space-or-printable byte is printable while the pieces before it end inside a
+//!   word (bytes that are neither, such as NUL, carry the state through, even a whole
+//!   piece of them).
 //! - BLAKE3. Its input is a binary tree of 1 KiB chunks, and any subtree can be hashed on
 //!   its own. The pieces are cut along that tree (`blake3::hazmat::left_subtree_len`), each
 //!   hashed to a chaining value, then merged pairwise up to the root.
@@ -18,17 +20,19 @@
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use blake3::hazmat::{
     left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
 };
 
+use crate::budget::Budget;
+use crate::found::FoundFile;
 use crate::lock::lock;
 use crate::options::{HashKind, Options};
-use crate::process::{describe, is_space, report_name, with_buffer, Counter};
+use crate::process::{with_buffer, Counter};
+use crate::report::describe_read;
 use crate::report::FileReport;
 
 /// The largest piece. 8 MiB: a 200 MiB file gives 25 pieces, so the last file is shared
@@ -68,7 +72,9 @@ fn cut(range: Range<u64>, pieces: &mut Vec<Range<u64>>) -> Shape {
 struct PieceResult {
     lines: u64,
     words: u64,
-    starts_in_word: bool,
+    /// The piece's first space-or-printable byte is printable (`None`: it has neither).
+    first: Option<bool>,
+    /// Counted from outside a word, the piece ends inside one.
     ends_in_word: bool,
     chaining_value: Option<ChainingValue>,
 }
@@ -98,28 +104,27 @@ pub(crate) struct SplitFile {
 pub(crate) enum Opened {
     /// Ready for its pieces to be taken.
     Split(SplitFile),
-    /// Too small to be worth splitting: process it whole (it is open, and named).
-    Whole(File, String),
+    /// Too small to be worth splitting: process it whole (it is open).
+    Whole(File),
     /// It cannot be read; the report says why.
     Failed(FileReport),
 }
 
 impl SplitFile {
-    /// Opens `path`, and when it is large enough, sets it up for splitting. The size comes
-    /// from the open file (`fstat`), which costs less than a `stat` of the path: this runs
-    /// for every file.
-    pub(crate) fn open(path: &Path) -> Opened {
-        let name = match report_name(path) {
-            Ok(name) => name,
-            Err(failure) => return Opened::Failed(*failure),
-        };
+    /// Opens `found`, and when it is large enough, sets it up for splitting. The size
+    /// comes from the open file (`fstat`), which costs less than a `stat` of the path: this
+    /// runs for every file.
+    pub(crate) fn open(found: &FoundFile) -> Opened {
+        let name = found.name();
         // The size when opened is the size processed: a file that grows meanwhile is read
         // to that size, one that shrinks is an error.
-        let opened = File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let opened = found
+            .open()
+            .and_then(|file| Ok((file.metadata()?.len(), file)));
         let (len, file) = match opened {
-            Ok((len, file)) if len <= PIECE => return Opened::Whole(file, name),
+            Ok((len, file)) if len <= PIECE => return Opened::Whole(file),
             Ok(opened) => opened,
-            Err(error) => return Opened::Failed(FileReport::failed(name, describe(path, &error))),
+            Err(error) => return Opened::Failed(FileReport::failed(name, found.describe(&error))),
         };
         let mut pieces = Vec::new();
         let shape = cut(0..len, &mut pieces);
@@ -142,18 +147,19 @@ impl SplitFile {
     }
 
     /// Processes piece `index`. Returns the file's report when this was the last piece to
-    /// finish; `None` otherwise, and when `stop` was set (the file is then left out).
+    /// finish; `None` otherwise, and when `budget` stopped the run (the file is then left
+    /// out).
     pub(crate) fn process(
         &self,
         index: usize,
         options: &Options,
-        stop: &AtomicBool,
+        budget: &Budget,
     ) -> Option<FileReport> {
         // After another piece's error, this one is only counted off.
         let failed_already = lock(&self.error).is_some();
         let outcome = match failed_already {
             true => Ok(None),
-            false => self.read_piece(index, options, stop),
+            false => self.read_piece(index, options, budget),
         };
         match outcome {
             Ok(Some(result)) => lock(&self.results)[index] = Some(result),
@@ -182,7 +188,7 @@ impl SplitFile {
         &self,
         index: usize,
         options: &Options,
-        stop: &AtomicBool,
+        budget: &Budget,
     ) -> Result<Option<PieceResult>, String> {
         let range = self.pieces[index].clone();
         let mut counter = options.count.then(Counter::default);
@@ -191,11 +197,10 @@ impl SplitFile {
             hasher.set_input_offset(range.start);
             hasher
         });
-        let mut starts_in_word = false;
         with_buffer(|buffer| {
             let mut offset = range.start;
             while offset < range.end {
-                if stop.load(Ordering::Relaxed) {
+                if budget.stopped() {
                     return Ok(None);
                 }
                 let want = buffer
@@ -206,12 +211,12 @@ impl SplitFile {
                     Ok(read) => read,
                     Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                     // Worded as the one-pass read words it (`read_through`).
-                    Err(error) => return Err(describe(Path::new(&self.name), &error)),
+                    Err(error) => return Err(describe_read(&error)),
                 };
-                let chunk = &buffer[..read];
-                if offset == range.start {
-                    starts_in_word = !is_space(chunk[0]);
+                if !budget.take_bytes(read as u64) {
+                    return Ok(None);
                 }
+                let chunk = &buffer[..read];
                 if let Some(counter) = counter.as_mut() {
                     counter.feed(chunk);
                 }
@@ -223,8 +228,8 @@ impl SplitFile {
             Ok(Some(PieceResult {
                 lines: counter.as_ref().map_or(0, |counter| counter.lines),
                 words: counter.as_ref().map_or(0, |counter| counter.words),
-                starts_in_word,
-                ends_in_word: counter.as_ref().is_some_and(|counter| !counter.in_space),
+                first: counter.as_ref().and_then(|counter| counter.first),
+                ends_in_word: counter.as_ref().is_some_and(|counter| counter.in_word),
                 chaining_value: hasher.map(|hasher| hasher.finalize_non_root()),
             }))
         })
@@ -237,12 +242,19 @@ impl SplitFile {
             ..FileReport::default()
         };
         if options.count {
-            let cut_words = results
-                .windows(2)
-                .filter(|pair| pair[0].ends_in_word && pair[1].starts_in_word)
-                .count() as u64;
+            // Each piece was counted from outside a word; where the pieces before it end
+            // inside one and it starts with a printable byte, it counted that word again.
+            let mut words = 0;
+            let mut in_word = false;
+            for result in results {
+                words += result.words;
+                if let Some(printable) = result.first {
+                    words -= u64::from(in_word && printable);
+                    in_word = result.ends_in_word;
+                }
+            }
             report.lines = Some(results.iter().map(|result| result.lines).sum());
-            report.words = Some(results.iter().map(|result| result.words).sum::<u64>() - cut_words);
+            report.words = Some(words);
         }
         if options.hash == Some(HashKind::Blake3) {
             let Shape::Join(left, right) = &self.shape else {
@@ -320,6 +332,35 @@ mod tests {
         }
     }
 
+    /// Bytes that are neither space nor printable (NUL, control, high bytes) inside words
+    /// and between them, with the word cut at piece boundaries.
+    fn binary_sample(len: usize) -> Vec<u8> {
+        let words = [
+            &b"ab\0"[..],
+            b"\xff",
+            b" x",
+            b"\x01y\n",
+            b"\0\0",
+            b"\xc3\xa9 ",
+            b"q",
+        ];
+        words
+            .iter()
+            .cycle()
+            .flat_map(|word| word.iter().copied())
+            .take(len)
+            .collect()
+    }
+
+    /// `a`, then NULs past two piece boundaries (a whole piece of them), then `b c`: the
+    /// word `a…b` spans three pieces.
+    fn across_a_piece_of_nuls() -> Vec<u8> {
+        let mut bytes = vec![b'a'];
+        bytes.resize(2 * PIECE as usize + 5, 0);
+        bytes.extend_from_slice(b"b c");
+        bytes
+    }
+
     #[test]
     fn split_results_equal_the_one_pass_results() {
         let directory =
@@ -331,30 +372,40 @@ mod tests {
             ..Options::default()
         };
         // Sizes around the piece size and BLAKE3's boundaries.
-        for len in [
+        let mut files: Vec<(String, Vec<u8>)> = [
             PIECE as usize + 1,
             2 * PIECE as usize,
             2 * PIECE as usize + 1025,
-        ] {
-            let path = directory.join(format!("{len}.txt"));
-            std::fs::write(&path, sample(len)).unwrap();
-            let Opened::Split(split) = SplitFile::open(&path) else {
-                panic!("{len} bytes are enough to split")
+        ]
+        .into_iter()
+        .map(|len| (format!("{len}.txt"), sample(len)))
+        .collect();
+        files.push(("binary".into(), binary_sample(2 * PIECE as usize + 777)));
+        files.push(("nuls".into(), across_a_piece_of_nuls()));
+        for (name, bytes) in files {
+            let path = directory.join(&name);
+            std::fs::write(&path, &bytes).unwrap();
+            let found = FoundFile::anywhere(path.clone());
+            let Opened::Split(split) = SplitFile::open(&found) else {
+                panic!("{name} is large enough to split")
             };
-            let stop = AtomicBool::new(false);
+            let budget = Budget::unlimited();
             let mut reports = Vec::new();
             // Out of order, as several workers would finish them.
             let mut indexes: Vec<usize> = std::iter::from_fn(|| split.take()).collect();
             indexes.reverse();
             for index in indexes {
-                reports.extend(split.process(index, &options, &stop));
+                reports.extend(split.process(index, &options, &budget));
             }
             assert_eq!(reports.len(), 1, "one report, from the last piece");
-            assert_eq!(reports[0], process_file(&path, &options), "{len} bytes");
+            assert_eq!(reports[0], process_file(&path, &options), "{name}");
             assert_eq!(
                 reports[0].hash.as_deref(),
-                Some(blake3::hash(&sample(len)).to_hex().as_str())
+                Some(blake3::hash(&bytes).to_hex().as_str())
             );
+            if name == "nuls" {
+                assert_eq!(reports[0].words, Some(2), "`a…b` and `c`");
+            }
         }
         std::fs::remove_dir_all(&directory).unwrap();
     }
@@ -366,7 +417,7 @@ mod tests {
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("shrinks.txt");
         std::fs::write(&path, sample(2 * PIECE as usize + 10)).unwrap();
-        let Opened::Split(split) = SplitFile::open(&path) else {
+        let Opened::Split(split) = SplitFile::open(&FoundFile::anywhere(path.clone())) else {
             panic!("large enough to split")
         };
         // Cut to less than one piece after the pieces were laid out.
@@ -376,12 +427,12 @@ mod tests {
             .unwrap()
             .set_len(PIECE / 2)
             .unwrap();
-        let stop = AtomicBool::new(false);
+        let budget = Budget::unlimited();
         let options = Options::default();
         let reports: Vec<FileReport> = std::iter::from_fn(|| split.take())
             .collect::<Vec<_>>()
             .into_iter()
-            .filter_map(|index| split.process(index, &options, &stop))
+            .filter_map(|index| split.process(index, &options, &budget))
             .collect();
         std::fs::remove_dir_all(&directory).unwrap();
         assert_eq!(reports.len(), 1, "one report, from the last piece");
@@ -399,9 +450,12 @@ mod tests {
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("small.txt");
         std::fs::write(&path, sample(1000)).unwrap();
-        assert!(matches!(SplitFile::open(&path), Opened::Whole(..)));
         assert!(matches!(
-            SplitFile::open(&directory.join("absent")),
+            SplitFile::open(&FoundFile::anywhere(path)),
+            Opened::Whole(..)
+        ));
+        assert!(matches!(
+            SplitFile::open(&FoundFile::anywhere(directory.join("absent"))),
             Opened::Failed(FileReport { error: Some(_), .. })
         ));
         std::fs::remove_dir_all(&directory).unwrap();

@@ -1,4 +1,5 @@
-//! The walk: the `ignore` crate's walker, set up the same way for both programs.
+//! The walk, set up the same way for both programs: the `ignore` crate's walker for a tree
+//! anywhere (`weir files`), the confined walk (`walk_beneath.rs`) for a tree beneath roots.
 //!
 //! Symbolic links are followed, and a link back to an ancestor directory is reported as an
 //! error instead of walked again (the walker tracks the directories above each entry), so a
@@ -8,16 +9,13 @@ use std::path::{Path, PathBuf};
 
 use ignore::{WalkBuilder, WalkState};
 
+use crate::budget::Budget;
+use crate::found::{Found, FoundFile};
 use crate::options::Options;
-use crate::process::path_text;
+use crate::report::path_text;
 use crate::report::FileReport;
-
-/// One walk result: a file to process, or an entry that failed.
-#[derive(Debug)]
-pub(crate) enum Found {
-    File(PathBuf),
-    Failed(FileReport),
-}
+use crate::roots::{Tree, TreeKind};
+use crate::walk_beneath::WalkBeneath;
 
 fn builder(roots: &[PathBuf], options: &Options) -> Option<WalkBuilder> {
     let (first, rest) = roots.split_first()?;
@@ -44,7 +42,7 @@ fn convert(entry: Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
         Ok(entry) => entry
             .file_type()
             .is_some_and(|kind| kind.is_file())
-            .then(|| Found::File(entry.into_path())),
+            .then(|| Found::File(FoundFile::anywhere(entry.into_path()))),
         Err(error) => Some(Found::Failed(walk_failure(&error))),
     }
 }
@@ -55,7 +53,7 @@ fn walk_failure(error: &ignore::Error) -> FileReport {
         .unwrap_or_default();
     let message = match error.io_error() {
         Some(io) => match error_path(error) {
-            Some(path) => crate::process::describe(path, io),
+            Some(path) => crate::report::describe(path, io),
             None => io.to_string(),
         },
         None => strip_path(error),
@@ -86,9 +84,20 @@ fn strip_path(error: &ignore::Error) -> String {
     }
 }
 
-/// The files under `roots` in a stable order (sorted by name), one at a time: the walk of
-/// the synchronous program.
-pub(crate) fn walk_sorted(roots: &[PathBuf], options: &Options) -> Box<dyn Iterator<Item = Found>> {
+/// The files of `tree` in a stable order (sorted by name), one at a time: the walk of the
+/// synchronous program.
+pub(crate) fn walk_sorted<'a>(
+    tree: &Tree,
+    options: &Options,
+    budget: &'a Budget,
+) -> Box<dyn Iterator<Item = Found> + 'a> {
+    let roots = match &tree.kind {
+        TreeKind::Anywhere(roots) => roots,
+        TreeKind::Beneath(starts) => {
+            let walk = WalkBeneath::new(starts.clone(), options, false, budget);
+            return Box::new(walk.map(|walked| walked.found));
+        }
+    };
     let Some(mut builder) = builder(roots, options) else {
         return Box::new(std::iter::empty());
     };
@@ -100,18 +109,47 @@ pub(crate) fn walk_sorted(roots: &[PathBuf], options: &Options) -> Box<dyn Itera
 /// batch instead of per file.
 pub(crate) const BATCH: usize = 64;
 
-/// Walks `roots` on the calling thread with `threads` walker threads, handing files of at
-/// least `large_from` bytes to `large` at once (telling them costs a `stat` per file, so
-/// `None` skips it) and every other result to `send` in batches of up to [`BATCH`]; stops
-/// early when `send` returns false.
+/// Walks `tree` on the calling thread (with `threads` walker threads when it is not
+/// confined), handing files of at least `large_from` bytes to `large` at once (telling
+/// them costs a `stat` per file, so `None` skips it) and every other result to `send` in
+/// batches of up to [`BATCH`]; each entry is taken from `budget` first. Stops early when
+/// `send` returns false or the budget stops.
 pub(crate) fn walk_parallel(
-    roots: &[PathBuf],
+    tree: &Tree,
     options: &Options,
     threads: usize,
     large_from: Option<u64>,
-    large: impl Fn(PathBuf, u64) + Sync,
+    budget: &Budget,
+    large: impl Fn(FoundFile, u64) + Sync,
     send: impl Fn(Vec<Found>) -> bool + Sync,
 ) {
+    let roots = match &tree.kind {
+        TreeKind::Anywhere(roots) => roots,
+        TreeKind::Beneath(starts) => {
+            let mut batch = Batch {
+                found: Vec::with_capacity(BATCH),
+                send: &send,
+                open: true,
+            };
+            for walked in WalkBeneath::new(starts.clone(), options, large_from.is_some(), budget) {
+                if !budget.take_file() {
+                    return;
+                }
+                match (walked.found, walked.size, large_from) {
+                    (Found::File(file), Some(size), Some(large_from)) if size >= large_from => {
+                        large(file, size)
+                    }
+                    (found, ..) => {
+                        batch.found.push(found);
+                        if batch.found.len() == BATCH && !batch.flush() {
+                            return;
+                        }
+                    }
+                }
+            }
+            return;
+        }
+    };
     let Some(mut builder) = builder(roots, options) else {
         return;
     };
@@ -138,12 +176,18 @@ pub(crate) fn walk_parallel(
                 .map(|meta| meta.len());
             if let (Some(size), Some(large_from)) = (size, large_from) {
                 if size >= large_from {
+                    if !budget.take_file() {
+                        return WalkState::Quit;
+                    }
                     let entry = entry.expect("checked above");
-                    large(entry.into_path(), size);
+                    large(FoundFile::anywhere(entry.into_path()), size);
                     return WalkState::Continue;
                 }
             }
             if let Some(found) = convert(entry) {
+                if !budget.take_file() {
+                    return WalkState::Quit;
+                }
                 batch.found.push(found);
                 if batch.found.len() == BATCH && !batch.flush() {
                     return WalkState::Quit;

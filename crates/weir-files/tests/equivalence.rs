@@ -4,9 +4,10 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use weir_files::{run_async, run_sync, FileReport, HashKind, Options, Totals};
+use weir_files::{run_async, run_sync, FileReport, HashKind, Options, Roots, Totals, Tree};
 
 fn temp_dir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-files-{label}-{}", std::process::id()));
@@ -18,7 +19,7 @@ fn temp_dir(label: &str) -> PathBuf {
 /// A tree of 300 text files over nested directories, a 17 MiB file (large enough to be
 /// split into pieces when the work allows it), an empty file, a
 /// symbolic link loop, a broken link, a link to a file, a name that is not UTF-8, and a
-/// .gitignore.
+/// .gitignore. Every link stays inside the tree.
 fn generate(root: &Path) {
     let mut seed = 7u64;
     let mut next = || {
@@ -89,29 +90,52 @@ fn sorted(mut reports: Vec<FileReport>) -> Vec<FileReport> {
     reports
 }
 
+/// `root` walked anywhere, or confined beneath itself.
+fn tree(root: &Path, confined: bool) -> Tree {
+    match confined {
+        false => Tree::anywhere(vec![root.to_path_buf()]),
+        true => {
+            let roots = Roots::open(&[root.to_path_buf()]).unwrap();
+            Tree::beneath(&roots, &[root.to_path_buf()]).unwrap()
+        }
+    }
+}
+
+/// Both programs over `root`; also both over `root` confined beneath itself, which must
+/// give the same (the tree has no link leading out).
 async fn both(
     root: &Path,
     options: Options,
 ) -> ((Vec<FileReport>, Totals), (Vec<FileReport>, Totals)) {
-    let mut sync_reports = Vec::new();
-    let sync_totals = run_sync(
-        &[root.to_path_buf()],
-        &options,
-        &AtomicBool::new(false),
-        |r| sync_reports.push(r.clone()),
+    let mut runs = Vec::new();
+    for confined in [false, true] {
+        let mut sync_reports = Vec::new();
+        let sync_totals = run_sync(
+            &tree(root, confined),
+            &options,
+            Arc::new(AtomicBool::new(false)),
+            |r| sync_reports.push(r.clone()),
+        );
+        let mut async_reports = Vec::new();
+        let async_totals = run_async(
+            tree(root, confined),
+            options.clone(),
+            CancellationToken::new(),
+            |r| async_reports.push(r.clone()),
+        )
+        .await;
+        runs.push((
+            (sorted(sync_reports), sync_totals),
+            (sorted(async_reports), async_totals),
+        ));
+    }
+    let confined = runs.pop().unwrap();
+    let anywhere = runs.pop().unwrap();
+    assert_eq!(
+        confined, anywhere,
+        "confined beneath the tree itself, nothing changes"
     );
-    let mut async_reports = Vec::new();
-    let async_totals = run_async(
-        vec![root.to_path_buf()],
-        options,
-        CancellationToken::new(),
-        |r| async_reports.push(r.clone()),
-    )
-    .await;
-    (
-        (sorted(sync_reports), sync_totals),
-        (sorted(async_reports), async_totals),
-    )
+    anywhere
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,11 +145,11 @@ async fn the_async_program_gives_what_the_synchronous_one_gives() {
     let ((sync_reports, sync_totals), (async_reports, async_totals)) = both(&root, options()).await;
     assert_eq!(async_reports, sync_reports);
     assert_eq!(async_totals, sync_totals);
-    // 300 text files, big.bin, empty, link-to-empty, .gitignore: 304 read; the odd name,
-    // the broken link and the loop are errors.
+    // 300 text files, big.bin, empty, link-to-empty, .gitignore, the name that is not
+    // UTF-8: 305 read; the broken link and the loop are errors.
     assert_eq!(
         (sync_totals.files, sync_totals.errors),
-        (304, 3),
+        (305, 2),
         "{sync_reports:#?}"
     );
     let error = |needle: &str| {
@@ -134,9 +158,14 @@ async fn the_async_program_gives_what_the_synchronous_one_gives() {
             .find(|r| r.path.contains(needle))
             .and_then(|r| r.error.clone())
     };
+    // Counted, and named with the byte escaped, as `wc` and ripgrep count it.
+    let odd = sync_reports
+        .iter()
+        .find(|r| r.path.ends_with("/odd-\\xff-name"))
+        .expect("the file whose name is not UTF-8 is reported");
     assert_eq!(
-        error("odd-\\xff-name").as_deref(),
-        Some("name is not valid UTF-8")
+        (odd.error.as_deref(), odd.lines, odd.words),
+        (None, Some(1), Some(1))
     );
     assert_eq!(error("broken").as_deref(), Some("broken symbolic link"));
     assert!(
@@ -252,9 +281,9 @@ async fn a_stopped_run_reports_partial_totals() {
     generate(&root);
     let stop = CancellationToken::new();
     stop.cancel();
-    let totals = run_async(vec![root.clone()], options(), stop.clone(), |_| {}).await;
+    let totals = run_async(tree(&root, false), options(), stop.clone(), |_| {}).await;
     assert!(totals.partial);
-    assert!(totals.files < 304);
+    assert!(totals.files < 305);
     // The same with counts and BLAKE3, where the large file is split into pieces.
     let splittable = Options {
         count: true,
@@ -262,12 +291,88 @@ async fn a_stopped_run_reports_partial_totals() {
         jobs: 2,
         ..Options::default()
     };
-    let totals = run_async(vec![root.clone()], splittable, stop, |_| {}).await;
+    let totals = run_async(tree(&root, true), splittable, stop, |_| {}).await;
     assert!(totals.partial);
-    assert!(totals.files < 304);
-    let stopped = AtomicBool::new(true);
-    let totals = run_sync(std::slice::from_ref(&root), &options(), &stopped, |_| {});
-    assert!(totals.partial);
-    assert_eq!(totals.files, 0);
+    assert!(totals.files < 305);
+    for confined in [false, true] {
+        let stopped = Arc::new(AtomicBool::new(true));
+        let totals = run_sync(&tree(&root, confined), &options(), stopped, |_| {});
+        assert!(totals.partial);
+        assert_eq!(totals.files, 0);
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Ignore files at several levels, a re-included name, `.ignore` over `.gitignore`, the
+/// repository's exclude file, and a walk started below the root (the rules of the
+/// directories above it, up to the root, apply): the confined walk decides as the `ignore`
+/// crate's walker does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_ignore_rules_decide_as_the_ignore_crate_does() {
+    let root = temp_dir("nested-ignore");
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(".git/info/exclude", "secret*\n");
+    write(".gitignore", "*.log\n!keep.log\nbuild/\n");
+    write("a/.gitignore", "*.tmp\n");
+    write("a/.ignore", "!x.tmp\n");
+    for file in [
+        "top.log",
+        "keep.log",
+        "secret-top",
+        "build/out.txt",
+        "a/b/c.log",
+        "a/b/keep.log",
+        "a/x.tmp",
+        "a/y.tmp",
+        "a/secret1",
+        "a/build/out.txt",
+        "a/plain.txt",
+    ] {
+        write(file, "x\n");
+    }
+    let options = Options {
+        gitignore: true,
+        ..Options::default()
+    };
+    let roots = Roots::open(std::slice::from_ref(&root)).unwrap();
+    for start in [root.clone(), root.join("a"), root.join("a/b")] {
+        let mut runs = Vec::new();
+        let trees = [
+            Tree::anywhere(vec![start.clone()]),
+            Tree::beneath(&roots, std::slice::from_ref(&start)).unwrap(),
+        ];
+        for tree in trees {
+            let mut reports = Vec::new();
+            run_sync(&tree, &options, Arc::default(), |r| {
+                reports.push(r.path.clone())
+            });
+            reports.sort();
+            runs.push(reports);
+        }
+        assert_eq!(runs[0], runs[1], "from {}", start.display());
+        if start == root {
+            let seen: Vec<&str> = runs[0]
+                .iter()
+                .map(|path| path.strip_prefix(root.to_str().unwrap()).unwrap())
+                .filter(|path| !path.starts_with("/.git/"))
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    "/.gitignore",
+                    "/a/.gitignore",
+                    "/a/.ignore",
+                    "/a/b/keep.log",
+                    "/a/plain.txt",
+                    "/a/x.tmp",
+                    "/keep.log"
+                ]
+            );
+        }
+    }
     std::fs::remove_dir_all(&root).unwrap();
 }

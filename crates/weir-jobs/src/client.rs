@@ -148,17 +148,19 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::Protocol("no server".into())))
     }
 
-    /// `POST /v1/lease`.
+    /// `POST /v1/lease`: up to `max` jobs of `kinds` from `queues`.
     pub async fn lease(
         &self,
         worker: &str,
         queues: &[String],
+        kinds: &[String],
         max: u32,
         wait: Duration,
     ) -> Result<LeaseReply, ClientError> {
         let body = LeaseRequest {
             worker: worker.to_owned(),
             queues: Some(queues.to_vec()),
+            kinds: kinds.to_vec(),
             max: Some(max),
             wait_ms: Some(wait.as_millis() as u64),
         };

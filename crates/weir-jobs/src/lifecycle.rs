@@ -124,7 +124,7 @@ pub enum ChangeError {
 /// job back among the unfinished, which share no key. The store checks that no other
 /// unfinished job holds it.
 pub fn key_taken_back<'a>(job: &'a Job, action: &Action) -> Option<&'a str> {
-    let finished = crate::retention::FINISHED.contains(&job.state);
+    let finished = job.state.is_final();
     match action {
         Action::Retry if finished => job.unique_key.as_deref(),
         _ => None,

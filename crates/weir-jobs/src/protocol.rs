@@ -18,6 +18,9 @@ use crate::JobsError;
 pub const MAX_LEASE: u32 = 100;
 /// Longest worker name, in bytes.
 pub const MAX_WORKER_NAME: usize = 200;
+/// Most queue and kind pairs one lease names (its queues times its kinds): a lease looks
+/// at each pair, so the product bounds its work.
+pub const MAX_LEASE_LANES: usize = 256;
 /// Error text kept per failed attempt, in bytes: longer is cut, so a chatty worker cannot
 /// bloat the job's row.
 pub const MAX_ERROR_TEXT: usize = 8 * 1024;
@@ -131,6 +134,10 @@ pub struct LeaseRequest {
     /// Queues to take from (default `["default"]`).
     #[serde(default)]
     pub queues: Option<Vec<String>>,
+    /// The kinds the worker runs (at least one): only jobs of these kinds are leased, so a
+    /// worker never takes a job it has no handler for. Queues times kinds is at most
+    /// [`MAX_LEASE_LANES`].
+    pub kinds: Vec<String>,
     /// Jobs wanted, 1 to [`MAX_LEASE`] (default 1).
     #[serde(default)]
     pub max: Option<u32>,

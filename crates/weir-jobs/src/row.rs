@@ -29,6 +29,19 @@ macro_rules! job_indexes {
 }
 pub(crate) use job_indexes;
 
+/// Waiting jobs by queue and kind, in lease order: a lease names the kinds its worker runs
+/// and walks this index for each queue and kind (both stores' step after
+/// [`job_finished_index`]). Replaces the first step's `job_queued`, which had no kind: a
+/// lease for kind `a` read past every waiting job of other kinds ahead of it.
+macro_rules! job_queued_by_kind_index {
+    () => {
+        "DROP INDEX job_queued;
+        CREATE INDEX job_queued ON job (queue, kind, priority, run_at, id)
+            WHERE state IN ('scheduled', 'available', 'retrying');"
+    };
+}
+pub(crate) use job_queued_by_kind_index;
+
 /// Finished jobs by the time they finished, for deleting them after their retention
 /// (both stores' second migration step).
 macro_rules! job_finished_index {

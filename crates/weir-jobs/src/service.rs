@@ -14,7 +14,7 @@ use crate::cron::Cron;
 use crate::events::{EventSink, EventTopic, JobEvent, JobSummary};
 use crate::lifecycle::{Action, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
-use crate::protocol::{MAX_PAYLOAD_DEPTH, MAX_SCHEDULE_AHEAD};
+use crate::protocol::{MAX_LEASE_LANES, MAX_PAYLOAD_DEPTH, MAX_SCHEDULE_AHEAD};
 use crate::retention::{Pruned, PrunedTotals, Retention};
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError};
 use crate::time::Timestamp;
@@ -394,6 +394,31 @@ impl Jobs {
         if claim.queues.is_empty() {
             return Err(invalid("queues", "name at least one queue"));
         }
+        if claim.kinds.is_empty() {
+            return Err(invalid(
+                "kinds",
+                "name the kinds this worker runs: only jobs of those kinds are leased",
+            ));
+        }
+        for (index, kind) in claim.kinds.iter().enumerate() {
+            if !is_name(kind) {
+                return Err(invalid(
+                    format!("kinds[{index}]"),
+                    format!("`{kind}` must be 1–128 characters of letters, digits, _ - ."),
+                ));
+            }
+        }
+        let lanes = claim.queues.len().saturating_mul(claim.kinds.len());
+        if lanes > MAX_LEASE_LANES {
+            return Err(invalid(
+                "kinds",
+                format!(
+                    "{} queues times {} kinds is {lanes}; a lease takes at most {MAX_LEASE_LANES}",
+                    claim.queues.len(),
+                    claim.kinds.len()
+                ),
+            ));
+        }
         if claim.max == 0 || claim.max > self.config.max_lease {
             return Err(invalid(
                 "max",
@@ -405,7 +430,7 @@ impl Jobs {
         // Registered before the first look and until the lease returns, so a job enqueued
         // between a look and the wait is not missed, and a wake-up it does not use goes on
         // to the next lease (see `Wakeups`).
-        let registration = self.wakeups.register(&claim.queues);
+        let registration = self.wakeups.register(&claim.queues, &claim.kinds);
         loop {
             let now = Timestamp::now();
             let leased = self.store.claim(claim.clone(), now).await?;
@@ -423,7 +448,10 @@ impl Jobs {
             // periodic look (a job another process made ready without a notification, such
             // as a retry whose backoff ended).
             let mut nap = left.min(self.config.lease_recheck);
-            if let Some(next) = self.store.next_run_at(claim.queues.clone(), now).await? {
+            let next_run_at =
+                self.store
+                    .next_run_at(claim.queues.clone(), claim.kinds.clone(), now);
+            if let Some(next) = next_run_at.await? {
                 nap = nap.min(now.until(next));
             }
             tokio::select! {

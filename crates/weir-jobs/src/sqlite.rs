@@ -19,8 +19,8 @@ use weir_db::Migrations;
 use crate::lifecycle::{self, Change, ChangeError};
 use crate::model::{Enqueued, Job, JobId, JobState, NewJob};
 use crate::row::{
-    all_counts_sql, job_finished_index, job_indexes, prune_sql, shown_state_sql,
-    unfinished_counts_sql, unique_key_holder_sql, MutableColumns, RawJob, COLUMNS,
+    all_counts_sql, job_finished_index, job_indexes, job_queued_by_kind_index, prune_sql,
+    shown_state_sql, unfinished_counts_sql, unique_key_holder_sql, MutableColumns, RawJob, COLUMNS,
     KEY_NOT_SATURATED, UPDATE,
 };
 use crate::store::{Claim, ListQuery, QueueCount, Store, StoreError, StoreFuture, StoreOptions};
@@ -66,6 +66,8 @@ const MIGRATIONS: Migrations = Migrations {
         ),
         // 2: finished jobs by the time they finished, for deleting them after their retention.
         job_finished_index!(),
+        // 3: the waiting jobs' index by kind too: leases name the kinds they run.
+        job_queued_by_kind_index!(),
     ],
 };
 
@@ -88,7 +90,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, brings its schema up to date and
     /// starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
-        let db = weir_db::sqlite::open(path, &MIGRATIONS)
+        let db = weir_db::sqlite::open(path, &MIGRATIONS, options.synchronous)
             .map_err(|error| StoreError::Database(error.to_string()))?;
         let (work, mut queue) = mpsc::channel::<Work>(4 * BATCH);
         std::thread::Builder::new()
@@ -283,7 +285,7 @@ fn claim(
     claim: &Claim,
     now: Timestamp,
 ) -> Result<Vec<Job>, StoreError> {
-    if claim.queues.is_empty() || claim.max == 0 {
+    if claim.queues.is_empty() || claim.kinds.is_empty() || claim.max == 0 {
         return Ok(Vec::new());
     }
     // Queues at their limit are left out of the query (see `KEY_NOT_SATURATED` for why).
@@ -306,18 +308,23 @@ fn claim(
     if open_queues.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders = vec!["?"; open_queues.len()].join(", ");
     // Candidates in lease order; the few that reach a limit during this claim are skipped.
-    let scan = claim.max.saturating_mul(2).saturating_add(16);
+    // One query per queue and kind, each walking the index `job_queued (queue, kind,
+    // priority, run_at, id)` in order and stopping at the limit, merged here: with
+    // `queue IN (…) AND kind IN (…)` SQLite reads and sorts every ready job of them.
+    let scan = i64::from(claim.max.saturating_mul(2).saturating_add(16));
     let sql = format!(
         "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-         AND run_at <= ? AND queue IN ({placeholders}) AND {KEY_NOT_SATURATED} \
-         ORDER BY priority, run_at, id LIMIT ?"
+         AND run_at <= ?1 AND queue = ?2 AND kind = ?3 AND {KEY_NOT_SATURATED} \
+         ORDER BY priority, run_at, id LIMIT ?4"
     );
-    let mut values: Vec<rusqlite::types::Value> = vec![now.0.into()];
-    values.extend(open_queues.into_iter().map(Into::into));
-    values.push(i64::from(scan).into());
-    let candidates = jobs(db, &sql, rusqlite::params_from_iter(values))?;
+    let mut candidates = Vec::new();
+    for queue in &open_queues {
+        for kind in &claim.kinds {
+            candidates.extend(jobs(db, &sql, rusqlite::params![now.0, queue, kind, scan])?);
+        }
+    }
+    candidates.sort_by_key(|job| (job.priority, job.run_at, job.id));
 
     let mut running_per_key: HashMap<String, u32> = HashMap::new();
     let mut leased = Vec::new();
@@ -459,22 +466,25 @@ impl Store for SqliteStore {
     fn next_run_at(
         &self,
         queues: Vec<String>,
+        kinds: Vec<String>,
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Timestamp>> {
         self.run(move |db, _| {
-            if queues.is_empty() {
+            if queues.is_empty() || kinds.is_empty() {
                 return Ok(None);
             }
             let placeholders = vec!["?"; queues.len()].join(", ");
+            let kind_placeholders = vec!["?"; kinds.len()].join(", ");
             // The state list is the partial index `job_queued`'s, word for word: SQLite uses
             // a partial index only for a query whose terms match its own (with a narrower
             // list this scanned the whole table, on every idle lease's look).
             let sql = format!(
                 "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-                 AND run_at > ? AND queue IN ({placeholders})"
+                 AND run_at > ? AND queue IN ({placeholders}) AND kind IN ({kind_placeholders})"
             );
             let mut values: Vec<rusqlite::types::Value> = vec![now.0.into()];
             values.extend(queues.into_iter().map(Into::into));
+            values.extend(kinds.into_iter().map(Into::into));
             db.query_row(&sql, rusqlite::params_from_iter(values), |row| {
                 row.get::<_, Option<i64>>(0)
             })

@@ -40,6 +40,9 @@ pub struct StoreOptions {
     /// Most jobs running at once per queue, across every worker and node. Queues not
     /// listed have no limit.
     pub queue_limits: BTreeMap<String, u32>,
+    /// How hard a SQLite commit waits for the disk (PostgreSQL's own settings govern it
+    /// there).
+    pub synchronous: weir_db::sqlite::Synchronous,
 }
 
 /// A worker asks for jobs.
@@ -49,6 +52,8 @@ pub struct Claim {
     pub worker: String,
     /// Queues to take from (any priority order across them).
     pub queues: Vec<String>,
+    /// Only jobs of these kinds: the ones the worker runs.
+    pub kinds: Vec<String>,
     /// At most this many jobs.
     pub max: u32,
     /// Lease length; heartbeats extend it.
@@ -97,8 +102,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A page of jobs, newest first; `query.state` is matched as shown at `now`.
     fn list(&self, query: ListQuery, now: Timestamp) -> StoreFuture<'_, Vec<Job>>;
 
-    /// Leases up to `claim.max` jobs whose time has come, smallest priority first, then
-    /// oldest `run_at`, then id, honouring queue limits and concurrency keys.
+    /// Leases up to `claim.max` jobs of `claim.kinds` whose time has come, smallest
+    /// priority first, then oldest `run_at`, then id, honouring queue limits and
+    /// concurrency keys.
     fn claim(&self, claim: Claim, now: Timestamp) -> StoreFuture<'_, Vec<Job>>;
 
     /// Applies actions (heartbeat, complete, fail, release, cancel, retry), each on its own
@@ -113,11 +119,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// returns the jobs it changed.
     fn rescue(&self, now: Timestamp) -> StoreFuture<'_, Vec<Job>>;
 
-    /// The earliest `run_at` of a queued job in `queues` that is later than `now`: when a
-    /// waiting worker should look again.
+    /// The earliest `run_at` of a queued job of `kinds` in `queues` that is later than
+    /// `now`: when a waiting worker should look again.
     fn next_run_at(
         &self,
         queues: Vec<String>,
+        kinds: Vec<String>,
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Timestamp>>;
 

@@ -1,15 +1,17 @@
-//! Waking the leases that wait for work, queue by queue.
+//! Waking the leases that wait for work, queue by queue and kind by kind.
 //!
 //! A lease that found nothing waits until a job it could take may be ready. Each lease
-//! registers under the queues it claims from, and a job on queue `q` wakes one lease
-//! registered under `q` that no other job has woken yet, oldest first:
+//! registers under the queues it claims from, with the kinds it runs, and a job of kind `k`
+//! on queue `q` wakes one lease registered under `q` that runs `k` and that no other job
+//! has woken yet, oldest first:
 //!
 //! - One job wakes one lease, not all of them. Waking every waiter for each job made them
 //!   all query the store at once, and the one that won waited behind the others (p50
 //!   enqueue→start 51 ms against about 1 ms with 24 waiting workers).
-//! - A job never spends its wake-up on a lease of another queue. With one wake-up list for
-//!   every queue, the woken lease found nothing while the right one slept on until its
-//!   periodic look.
+//! - A job never spends its wake-up on a lease of another queue, or on one that does not
+//!   run its kind. With one wake-up list for every queue, the woken lease found nothing
+//!   while the right one slept on until its periodic look; the same held for a Python
+//!   worker's kind woken in a Rust worker's lease on the same queue.
 //! - A lease that claims from several queues takes one wake-up at a time; the next job on
 //!   its other queues goes to another waiting lease.
 //!
@@ -27,12 +29,14 @@ use tokio::sync::Notify;
 
 use crate::{Job, JobState};
 
-/// Jobs that became ready to lease, now or at their `run_at`, counted by queue.
+/// Jobs that became ready to lease, now or at their `run_at`, counted by queue and kind
+/// (no kind: news from an older node, which counted by queue only; it wakes leases of any
+/// kind on the queue).
 ///
 /// A job that runs later wakes a lease too: the lease looks, finds nothing yet, and naps
 /// until the earliest `run_at` of its queues instead of until its periodic look.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Ready(BTreeMap<String, usize>);
+pub struct Ready(BTreeMap<(String, Option<String>), usize>);
 
 impl Ready {
     /// The jobs of `jobs` that wait to run, by queue.
@@ -46,29 +50,38 @@ impl Ready {
 
     /// Counts `job` if a lease of its queue may now find work through it: it waits to run
     /// (available, scheduled, or retrying after a backoff), or it holds a concurrency key
-    /// and is not running, so the key's slot is free for a job waiting on it. (A job of
-    /// another queue waiting on the key is found at its lease's next periodic look.)
+    /// and is not running, so the key's slot is free for a job waiting on it, of any kind.
+    /// (A job of another queue waiting on the key is found at its lease's next periodic
+    /// look.)
     pub fn add_job(&mut self, job: &Job) {
         let waits_to_run = matches!(
             job.state,
             JobState::Available | JobState::Scheduled | JobState::Retrying
         );
         let frees_a_key = job.concurrency_key.is_some() && job.state != JobState::Running;
-        if waits_to_run || frees_a_key {
-            self.add(&job.queue, 1);
+        if waits_to_run {
+            self.add(&job.queue, Some(&job.kind), 1);
+        } else if frees_a_key {
+            // The jobs waiting on the key may be of any kind.
+            self.add(&job.queue, None, 1);
         }
     }
 
-    /// Counts `jobs` more ready jobs on `queue`.
-    pub fn add(&mut self, queue: &str, jobs: usize) {
+    /// Counts `jobs` more ready jobs of `kind` (`None`: of any kind) on `queue`.
+    pub fn add(&mut self, queue: &str, kind: Option<&str>, jobs: usize) {
         if jobs == 0 {
             return;
         }
-        // The queue's name is copied once per batch, not once per job.
-        match self.0.get_mut(queue) {
-            Some(count) => *count += jobs,
+        // The names are copied once per batch, not once per job.
+        let found = self
+            .0
+            .iter_mut()
+            .find(|((q, k), _)| q == queue && k.as_deref() == kind);
+        match found {
+            Some((_, count)) => *count += jobs,
             None => {
-                self.0.insert(queue.to_owned(), jobs);
+                self.0
+                    .insert((queue.to_owned(), kind.map(str::to_owned)), jobs);
             }
         }
     }
@@ -83,9 +96,11 @@ impl Ready {
         self.0.values().sum()
     }
 
-    /// Each queue with its count, in name order.
-    pub fn queues(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.0.iter().map(|(queue, &jobs)| (queue.as_str(), jobs))
+    /// Each queue and kind with its count, in name order.
+    pub fn lanes(&self) -> impl Iterator<Item = (&str, Option<&str>, usize)> {
+        self.0
+            .iter()
+            .map(|((queue, kind), &jobs)| (queue.as_str(), kind.as_deref(), jobs))
     }
 }
 
@@ -99,6 +114,8 @@ pub struct Wakeups {
 
 #[derive(Debug, Default)]
 struct Waiter {
+    /// The kinds the lease runs, sorted: a job of another kind does not wake it.
+    kinds: Vec<String>,
     /// The wake-up this lease has not yet looked at, if any: one at a time, whatever the
     /// number of its queues.
     unseen: Mutex<Option<WokenFor>>,
@@ -109,30 +126,43 @@ struct Waiter {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum WokenFor {
-    /// A job on this queue.
-    Queue(String),
+    /// A job on this queue, of this kind (`None`: of any kind).
+    Job(String, Option<String>),
     /// News that names no queue ([`Wakeups::wake_all`]), which every lease got.
     Anything,
 }
 
 impl Waiter {
+    /// Whether this lease runs jobs of `kind` (`None`: a job of some kind).
+    fn runs(&self, kind: Option<&str>) -> bool {
+        kind.is_none_or(|kind| {
+            self.kinds
+                .binary_search_by(|own| own.as_str().cmp(kind))
+                .is_ok()
+        })
+    }
+
     /// Wakes this lease unless a wake-up it has not seen is pending; says whether it did.
     ///
-    /// A pending wake-up for anything takes a queue's in its place (the lease is already
-    /// woken; the queue is what it must hand on if it returns without looking). `queue` is
+    /// A pending wake-up for anything takes a job's in its place (the lease is already
+    /// woken; the job is what it must hand on if it returns without looking). `job` is
     /// `None` for a wake-up for anything.
-    fn wake(&self, queue: Option<&str>) -> bool {
+    fn wake(&self, job: Option<(&str, Option<&str>)>) -> bool {
         let mut unseen = lock(&self.unseen);
-        let for_queue = || queue.map_or(WokenFor::Anything, |q| WokenFor::Queue(q.to_owned()));
-        match (&*unseen, queue) {
+        let woken_for = || {
+            job.map_or(WokenFor::Anything, |(queue, kind)| {
+                WokenFor::Job(queue.to_owned(), kind.map(str::to_owned))
+            })
+        };
+        match (&*unseen, job) {
             (None, _) => {
-                *unseen = Some(for_queue());
+                *unseen = Some(woken_for());
                 // A lease not yet waiting finds the permit when it starts to wait.
                 self.notify.notify_one();
                 true
             }
             (Some(WokenFor::Anything), Some(_)) => {
-                *unseen = Some(for_queue());
+                *unseen = Some(woken_for());
                 true
             }
             (Some(_), _) => false,
@@ -156,13 +186,20 @@ impl Wakeups {
         Self::default()
     }
 
-    /// Registers a lease on `queues` for as long as the returned registration lives: take
-    /// it before the first look, wait on [`Registration::woken`] after each empty one.
-    pub fn register(self: &Arc<Self>, queues: &[String]) -> Registration {
+    /// Registers a lease on `queues`, running `kinds`, for as long as the returned
+    /// registration lives: take it before the first look, wait on [`Registration::woken`]
+    /// after each empty one.
+    pub fn register(self: &Arc<Self>, queues: &[String], kinds: &[String]) -> Registration {
         let mut queues = queues.to_vec();
         queues.sort_unstable();
         queues.dedup();
-        let waiter = Arc::new(Waiter::default());
+        let mut kinds = kinds.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let waiter = Arc::new(Waiter {
+            kinds,
+            ..Waiter::default()
+        });
         let mut waiting = lock(&self.waiting);
         for queue in &queues {
             waiting
@@ -178,26 +215,27 @@ impl Wakeups {
         }
     }
 
-    /// Wakes, for each queue of `ready`, as many leases as it has ready jobs (or every
-    /// lease on it, when they are fewer): first the ones waiting, oldest first, then the
-    /// ones still looking, which might return with other jobs and hand the wake-up on only
-    /// then.
+    /// Wakes, for each queue and kind of `ready`, as many leases running that kind as it
+    /// has ready jobs (or every such lease, when they are fewer): first the ones waiting,
+    /// oldest first, then the ones still looking, which might return with other jobs and
+    /// hand the wake-up on only then.
     pub fn wake(&self, ready: &Ready) {
         let waiting = lock(&self.waiting);
-        for (queue, jobs) in ready.queues() {
+        for (queue, kind, jobs) in ready.lanes() {
             let Some(list) = waiting.get(queue) else {
                 continue;
             };
             let mut left = jobs;
-            let parked_first = list
-                .iter()
+            let runs_kind = list.iter().filter(|waiter| waiter.runs(kind));
+            let parked_first = runs_kind
+                .clone()
                 .filter(|waiter| waiter.is_parked())
-                .chain(list.iter().filter(|waiter| !waiter.is_parked()));
+                .chain(runs_kind.filter(|waiter| !waiter.is_parked()));
             for waiter in parked_first {
                 if left == 0 {
                     break;
                 }
-                if waiter.wake(Some(queue)) {
+                if waiter.wake(Some((queue, kind))) {
                     left -= 1;
                 }
             }
@@ -275,11 +313,11 @@ impl Drop for Registration {
         }
         drop(waiting);
         // A wake-up this lease never looked at was meant for a job it did not take: the
-        // next lease on that queue gets it.
+        // next lease on that queue running that kind gets it.
         let unseen = lock(&self.waiter.unseen).take();
-        if let Some(WokenFor::Queue(queue)) = unseen {
+        if let Some(WokenFor::Job(queue, kind)) = unseen {
             let mut ready = Ready::default();
-            ready.add(&queue, 1);
+            ready.add(&queue, kind.as_deref(), 1);
             self.wakeups.wake(&ready);
         }
     }
@@ -296,12 +334,18 @@ mod tests {
         names.iter().map(|name| (*name).to_owned()).collect()
     }
 
+    /// Jobs of kind `k` ready on the queues named.
     fn ready(pairs: &[(&str, usize)]) -> Ready {
         let mut ready = Ready::default();
         for (queue, jobs) in pairs {
-            ready.add(queue, *jobs);
+            ready.add(queue, Some("k"), *jobs);
         }
         ready
+    }
+
+    /// A lease of kind `k` on `names`.
+    fn register(wakeups: &Arc<Wakeups>, names: &[&str]) -> Registration {
+        wakeups.register(&queues(names), &queues(&["k"]))
     }
 
     /// Whether `registration` has been woken (polls its wait once, without blocking).
@@ -314,17 +358,51 @@ mod tests {
     #[test]
     fn a_job_wakes_a_lease_of_its_own_queue() {
         let wakeups = Arc::new(Wakeups::new());
-        let mail = wakeups.register(&queues(&["mail"]));
-        let crawl = wakeups.register(&queues(&["crawl"]));
+        let mail = register(&wakeups, &["mail"]);
+        let crawl = register(&wakeups, &["crawl"]);
         wakeups.wake(&ready(&[("crawl", 1)]));
         assert!(is_woken(&crawl));
         assert!(!is_woken(&mail), "a crawl job must not wake the mail lease");
     }
 
     #[test]
+    fn a_job_wakes_only_a_lease_that_runs_its_kind() {
+        let wakeups = Arc::new(Wakeups::new());
+        let rust = wakeups.register(&queues(&["q"]), &queues(&["echo", "sleep"]));
+        let python = wakeups.register(&queues(&["q"]), &queues(&["upper"]));
+        let mut upper = Ready::default();
+        upper.add("q", Some("upper"), 1);
+        wakeups.wake(&upper);
+        assert!(is_woken(&python));
+        assert!(
+            !is_woken(&rust),
+            "the older lease does not run `upper`: not woken"
+        );
+        // News from an older node names the queue only: any lease on it may look.
+        let mut any = Ready::default();
+        any.add("q", None, 1);
+        wakeups.wake(&any);
+        assert!(is_woken(&rust));
+    }
+
+    #[test]
+    fn a_wake_up_passed_on_goes_to_a_lease_of_the_same_kind() {
+        let wakeups = Arc::new(Wakeups::new());
+        let first = wakeups.register(&queues(&["q"]), &queues(&["upper"]));
+        let other_kind = wakeups.register(&queues(&["q"]), &queues(&["echo"]));
+        let same_kind = wakeups.register(&queues(&["q"]), &queues(&["upper", "echo"]));
+        let mut upper = Ready::default();
+        upper.add("q", Some("upper"), 1);
+        wakeups.wake(&upper);
+        drop(first);
+        assert!(!is_woken(&other_kind));
+        assert!(is_woken(&same_kind));
+    }
+
+    #[test]
     fn one_lease_per_job_oldest_first() {
         let wakeups = Arc::new(Wakeups::new());
-        let leases: Vec<_> = (0..4).map(|_| wakeups.register(&queues(&["q"]))).collect();
+        let leases: Vec<_> = (0..4).map(|_| register(&wakeups, &["q"])).collect();
         wakeups.wake(&ready(&[("q", 2)]));
         let woken: Vec<bool> = leases.iter().map(is_woken).collect();
         assert_eq!(woken, [true, true, false, false]);
@@ -333,8 +411,8 @@ mod tests {
     #[test]
     fn a_lease_on_two_queues_takes_one_wake_up() {
         let wakeups = Arc::new(Wakeups::new());
-        let both = wakeups.register(&queues(&["a", "b", "a"]));
-        let only_b = wakeups.register(&queues(&["b"]));
+        let both = register(&wakeups, &["a", "b", "a"]);
+        let only_b = register(&wakeups, &["b"]);
         wakeups.wake(&ready(&[("a", 1)]));
         // The second job goes to the other lease, not to the one already woken.
         wakeups.wake(&ready(&[("b", 1)]));
@@ -345,7 +423,7 @@ mod tests {
     #[test]
     fn a_wake_up_before_the_wait_is_kept() {
         let wakeups = Arc::new(Wakeups::new());
-        let lease = wakeups.register(&queues(&["q"]));
+        let lease = register(&wakeups, &["q"]);
         wakeups.wake(&ready(&[("q", 1)]));
         // The lease was still looking when the job came; it waits only now.
         assert!(is_woken(&lease));
@@ -354,8 +432,8 @@ mod tests {
     #[test]
     fn dropped_registrations_leave_the_lists() {
         let wakeups = Arc::new(Wakeups::new());
-        let first = wakeups.register(&queues(&["q", "r"]));
-        let second = wakeups.register(&queues(&["q"]));
+        let first = register(&wakeups, &["q", "r"]);
+        let second = register(&wakeups, &["q"]);
         drop(first);
         assert!(
             lock(&wakeups.waiting).get("r").is_none(),
@@ -371,8 +449,8 @@ mod tests {
     #[test]
     fn a_wake_up_never_looked_at_passes_to_the_next_lease() {
         let wakeups = Arc::new(Wakeups::new());
-        let first = wakeups.register(&queues(&["q"]));
-        let second = wakeups.register(&queues(&["q"]));
+        let first = register(&wakeups, &["q"]);
+        let second = register(&wakeups, &["q"]);
         wakeups.wake(&ready(&[("q", 1)]));
         // The first lease ends (its time ran out, its client left) without looking again.
         drop(first);
@@ -382,8 +460,8 @@ mod tests {
     #[test]
     fn a_wake_up_looked_at_is_not_passed_on() {
         let wakeups = Arc::new(Wakeups::new());
-        let first = wakeups.register(&queues(&["q"]));
-        let second = wakeups.register(&queues(&["q"]));
+        let first = register(&wakeups, &["q"]);
+        let second = register(&wakeups, &["q"]);
         wakeups.wake(&ready(&[("q", 1)]));
         assert!(is_woken(&first));
         // It looked (and took the job): nothing for the second lease.
@@ -394,7 +472,7 @@ mod tests {
     #[test]
     fn a_lease_that_looked_can_be_woken_again() {
         let wakeups = Arc::new(Wakeups::new());
-        let lease = wakeups.register(&queues(&["q"]));
+        let lease = register(&wakeups, &["q"]);
         wakeups.wake(&ready(&[("q", 1)]));
         assert!(is_woken(&lease));
         assert!(!is_woken(&lease), "one wake-up, one look");
@@ -405,8 +483,8 @@ mod tests {
     #[test]
     fn only_leases_in_their_wait_count_as_waiting() {
         let wakeups = Arc::new(Wakeups::new());
-        let lease = wakeups.register(&queues(&["q"]));
-        let _other = wakeups.register(&queues(&["q", "r"]));
+        let lease = register(&wakeups, &["q"]);
+        let _other = register(&wakeups, &["q", "r"]);
         assert_eq!(wakeups.waiting_on("q"), 0, "registered, still looking");
         {
             let mut wait = pin!(lease.woken());
@@ -425,8 +503,8 @@ mod tests {
     #[test]
     fn a_job_after_a_wake_up_for_anything_is_still_handed_on() {
         let wakeups = Arc::new(Wakeups::new());
-        let first = wakeups.register(&queues(&["q"]));
-        let second = wakeups.register(&queues(&["q"]));
+        let first = register(&wakeups, &["q"]);
+        let second = register(&wakeups, &["q"]);
         wakeups.wake_all();
         // Both leases hold an unseen wake-up when a job comes: the first takes it.
         wakeups.wake(&ready(&[("q", 1)]));
@@ -443,8 +521,8 @@ mod tests {
     #[test]
     fn waiting_leases_are_woken_before_leases_still_looking() {
         let wakeups = Arc::new(Wakeups::new());
-        let looking = wakeups.register(&queues(&["q"]));
-        let parked = wakeups.register(&queues(&["q"]));
+        let looking = register(&wakeups, &["q"]);
+        let parked = register(&wakeups, &["q"]);
         let mut wait = pin!(parked.woken());
         let mut cx = Context::from_waker(Waker::noop());
         assert!(wait.as_mut().poll(&mut cx).is_pending());
@@ -459,8 +537,8 @@ mod tests {
     #[test]
     fn wake_all_wakes_every_queue() {
         let wakeups = Arc::new(Wakeups::new());
-        let a = wakeups.register(&queues(&["a"]));
-        let b = wakeups.register(&queues(&["b", "c"]));
+        let a = register(&wakeups, &["a"]);
+        let b = register(&wakeups, &["b", "c"]);
         wakeups.wake_all();
         assert!(is_woken(&a) && is_woken(&b));
     }
@@ -486,8 +564,12 @@ mod tests {
         ];
         let ready = Ready::of(&jobs);
         assert_eq!(
-            ready.queues().collect::<Vec<_>>(),
-            [("a", 2), ("b", 1), ("c", 1)]
+            ready.lanes().collect::<Vec<_>>(),
+            [
+                ("a", Some("k"), 2),
+                ("b", Some("k"), 1),
+                ("c", Some("k"), 1)
+            ]
         );
         assert_eq!(ready.total(), 4);
     }

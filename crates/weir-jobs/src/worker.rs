@@ -137,6 +137,13 @@ impl Registry {
         registry
     }
 
+    /// Keeps only the kinds `keep` says yes to (a worker runs the built-in kinds its
+    /// operator chose).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> &mut Registry {
+        self.handlers.retain(|kind, _| keep(kind));
+        self
+    }
+
     /// The registered kinds, sorted.
     pub fn kinds(&self) -> Vec<String> {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
@@ -234,6 +241,8 @@ impl Worker {
         let release_all = CancellationToken::new();
         let (completions, reporter) = Completions::start(Arc::clone(&self.client));
         let mut failures = 0u32;
+        // Only jobs this worker has a handler for are leased.
+        let kinds = self.registry.kinds();
         // The shutdown deadline, when it was set before the loop ended: one deadline
         // covers the wait for a lease in flight and the wait for running jobs.
         let mut stopped_at_deadline = None;
@@ -246,6 +255,7 @@ impl Worker {
             let lease = self.client.lease(
                 &self.config.name,
                 &self.config.queues,
+                &kinds,
                 room as u32,
                 self.config.lease_wait,
             );

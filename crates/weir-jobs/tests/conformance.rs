@@ -83,6 +83,7 @@ fn claim(queues: &[&str], max: u32) -> Claim {
     Claim {
         worker: "worker-a".into(),
         queues: queues.iter().map(|q| q.to_string()).collect(),
+        kinds: ["k", "send", "x", "y", "z"].map(String::from).to_vec(),
         max,
         lease_ttl: TTL,
     }
@@ -216,6 +217,60 @@ async fn claims_follow_priority_then_time_then_id(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(both[0].id, ids[3]);
+}
+
+/// A lease takes only the kinds its worker runs: a job of another kind stays for the
+/// worker that runs it, however far ahead of the others it is, and across several kinds
+/// the lease order is kept.
+async fn claims_take_only_the_kinds_named(backend: Backend) {
+    let store = backend.open(StoreOptions::default()).await;
+    let mut first = job("q", "upper");
+    first.priority = -10;
+    let mut second = job("q", "echo");
+    second.priority = -1;
+    let third = job("q", "sleep");
+    let mut later_echo = job("q", "echo");
+    later_echo.run_at = Some(later(40));
+    let mut later_upper = job("q", "upper");
+    later_upper.run_at = Some(later(20));
+    let ids: Vec<JobId> = store
+        .enqueue(vec![first, second, third, later_echo, later_upper], T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.job.id)
+        .collect();
+    let rust_worker = |max| Claim {
+        kinds: vec!["echo".into(), "sleep".into()],
+        ..claim(&["q"], max)
+    };
+    let leased = store.claim(rust_worker(10), T0).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [ids[1], ids[2]],
+        "the `upper` job ahead is left; the others in priority order"
+    );
+    let next = store
+        .next_run_at(vec!["q".into()], vec!["echo".into(), "sleep".into()], T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        Some(later(40)),
+        "the next job of its kinds, not of `upper`"
+    );
+    let python_worker = Claim {
+        kinds: vec!["upper".into()],
+        ..claim(&["q"], 10)
+    };
+    let leased = store.claim(python_worker, T0).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, ids[0]);
+    assert!(store
+        .claim(rust_worker(10), later(30))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn a_stale_fencing_token_is_refused(backend: Backend) {
@@ -360,7 +415,10 @@ async fn failures_back_off_then_discard(backend: Backend) {
         .await
         .unwrap()
         .is_empty());
-    let next = store.next_run_at(vec!["q".into()], T0).await.unwrap();
+    let next = store
+        .next_run_at(vec!["q".into()], vec!["k".into()], T0)
+        .await
+        .unwrap();
     assert_eq!(next, Some(failed.run_at));
 
     let second = store
@@ -1011,6 +1069,7 @@ macro_rules! conformance {
 conformance!(
     enqueue_and_read_back,
     claims_follow_priority_then_time_then_id,
+    claims_take_only_the_kinds_named,
     a_stale_fencing_token_is_refused,
     failures_back_off_then_discard,
     cancelling,

@@ -60,6 +60,7 @@ async fn finish(
         let claim = Claim {
             worker: "w".into(),
             queues: vec![queue.into()],
+            kinds: vec!["k".into()],
             max: 1_000,
             lease_ttl: Duration::from_secs(60),
         };
@@ -120,6 +121,7 @@ async fn each_state_keeps_its_jobs_for_its_retention_and_long_histories_go_in_ba
     let claim = Claim {
         worker: "w".into(),
         queues: vec!["busy".into()],
+        kinds: vec!["k".into()],
         max: 1,
         lease_ttl: Duration::from_secs(3600),
     };

@@ -15,10 +15,14 @@ use weir_jobs::{Claim, Jobs, JobsConfig, NewJob, SqliteStore, Store, StoreOption
 /// Longer than any run of this test; it only bounds a failure.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn claim(queues: &[&str]) -> Claim {
+/// The kinds a test's lease runs unless it names others.
+const KINDS: &[&str] = &["fetch", "send", "tick"];
+
+fn claim(queues: &[&str], kinds: &[&str]) -> Claim {
     Claim {
         worker: "test".into(),
         queues: queues.iter().map(|queue| (*queue).to_owned()).collect(),
+        kinds: kinds.iter().map(|kind| (*kind).to_owned()).collect(),
         max: 1,
         lease_ttl: Duration::from_secs(30),
     }
@@ -65,10 +69,20 @@ type LeaseTask = tokio::task::JoinHandle<Result<Vec<weir_jobs::Job>, weir_jobs::
 
 /// Starts a lease on `queues` that may wait an hour.
 fn lease(jobs: &Jobs, stop: &CancellationToken, queues: &'static [&'static str]) -> LeaseTask {
+    lease_kinds(jobs, stop, queues, KINDS)
+}
+
+/// Starts a lease on `queues` for jobs of `kinds` that may wait an hour.
+fn lease_kinds(
+    jobs: &Jobs,
+    stop: &CancellationToken,
+    queues: &'static [&'static str],
+    kinds: &'static [&'static str],
+) -> LeaseTask {
     let jobs = jobs.clone();
     let stop = stop.clone();
     tokio::spawn(async move {
-        jobs.lease(claim(queues), Duration::from_secs(3_600), &stop)
+        jobs.lease(claim(queues, kinds), Duration::from_secs(3_600), &stop)
             .await
     })
 }
@@ -167,11 +181,15 @@ async fn a_finished_job_wakes_a_lease_for_the_job_waiting_on_its_key() {
         .enqueue(vec![keyed("first"), keyed("second")])
         .await
         .unwrap();
-    let first = lease(&jobs, &stop, &["keyed"]).await.unwrap().unwrap();
+    let first = lease_kinds(&jobs, &stop, &["keyed"], &["first"])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first[0].id, enqueued[0].job.id);
 
-    // The second job is held back by the key: this lease finds nothing and waits.
-    let waiting = lease(&jobs, &stop, &["keyed"]);
+    // The second job is held back by the key: this lease finds nothing and waits. It runs
+    // only the second job's kind: the first job's end must wake it all the same.
+    let waiting = lease_kinds(&jobs, &stop, &["keyed"], &["second"]);
     until_waiting(&jobs, "keyed", 1).await;
     jobs.act(
         first[0].id,
@@ -188,4 +206,34 @@ async fn a_finished_job_wakes_a_lease_for_the_job_waiting_on_its_key() {
         .unwrap()
         .unwrap();
     assert_eq!(leased[0].id, enqueued[1].job.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_wakes_a_lease_that_runs_its_kind_not_an_older_one_that_does_not() {
+    let (jobs, _dir) = service();
+    let stop = CancellationToken::new();
+    // A Rust worker's lease waits first, then a Python worker's on the same queue.
+    let rust = lease_kinds(&jobs, &stop, &["default"], &["echo", "sleep"]);
+    until_waiting(&jobs, "default", 1).await;
+    let python = lease_kinds(&jobs, &stop, &["default"], &["upper"]);
+    until_waiting(&jobs, "default", 2).await;
+
+    let payload = RawValue::from_string("{}".into()).unwrap();
+    let enqueued = jobs
+        .enqueue(vec![NewJob::new("default", "upper", payload)])
+        .await
+        .unwrap();
+    let leased = tokio::time::timeout(DEADLINE, python)
+        .await
+        .expect("the lease that runs `upper` was not woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased[0].id, enqueued[0].job.id);
+    assert_eq!(
+        jobs.waiting_leases("default"),
+        1,
+        "the Rust worker's lease waits on, without the job"
+    );
+    stop.cancel();
+    assert!(rust.await.unwrap().unwrap().is_empty());
 }

@@ -45,9 +45,13 @@ fn failed(error: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteTopicStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<SqliteTopicStore, StoreError> {
-        let db = weir_db::sqlite::open(path, &MIGRATIONS)
+    /// Opens (creating if needed) the database at `path`, committing with `synchronous`,
+    /// and brings its schema up to date.
+    pub fn open(
+        path: &Path,
+        synchronous: weir_db::sqlite::Synchronous,
+    ) -> Result<SqliteTopicStore, StoreError> {
+        let db = weir_db::sqlite::open(path, &MIGRATIONS, synchronous)
             .map_err(|error| StoreError(error.to_string()))?;
         Ok(SqliteTopicStore { db })
     }

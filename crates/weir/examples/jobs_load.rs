@@ -58,12 +58,13 @@ async fn runner(
 ) -> Vec<f64> {
     let mut latencies = Vec::new();
     let queues = vec![queue.to_string()];
+    let kinds = vec!["noop".to_string()];
     while remaining.load(Ordering::Relaxed) > 0 {
         // Like graphile-worker's local queue, a runner may lease ahead of its free slots
         // (WEIR_BENCH_LOCAL_QUEUE jobs, default none): the jobs then run `slots` at a time.
         let ahead = local_queue().max(slots);
         let reply = api
-            .lease("bench", &queues, ahead, Duration::from_millis(500))
+            .lease("bench", &queues, &kinds, ahead, Duration::from_millis(500))
             .await
             .expect("lease");
         if reply.jobs.is_empty() {

@@ -108,9 +108,11 @@ fn open_hub(config: &ServeConfig) -> Result<Hub, ServeError> {
         return Ok(Hub::new(config.pubsub.clone()));
     }
     let path = config.data_dir.join("weir.db");
-    let store = SqliteTopicStore::open(&path).map_err(|source| ServeError::Store {
-        path: path.clone(),
-        source,
+    let store = SqliteTopicStore::open(&path, config.job_store.synchronous).map_err(|source| {
+        ServeError::Store {
+            path: path.clone(),
+            source,
+        }
     })?;
     Hub::with_store(config.pubsub.clone(), Box::new(store))
         .map_err(|source| ServeError::Store { path, source })

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+use weir_client::Egress;
 use weir_crawl::{CrawlConfig, Crawler, JsonLines, Record, SkipReason, StopReason};
 use weir_demo_site::{self as demo_site, Answer, Profile, Site, SiteConfig};
 
@@ -118,6 +119,8 @@ async fn crawl(config: CrawlConfig) -> (Vec<Record>, weir_crawl::Finished) {
 fn config(site: &Site) -> CrawlConfig {
     CrawlConfig {
         seeds: vec![Url::parse(&site.start_url()).unwrap()],
+        // The demo site is on loopback addresses, which a crawl refuses by default.
+        egress: Egress::any(),
         ..CrawlConfig::default()
     }
 }
@@ -547,6 +550,8 @@ async fn an_unavailable_robots_txt_forbids_the_host() {
     let config = CrawlConfig {
         seeds: vec![Url::parse(&url).unwrap()],
         max_tries: 2,
+        // The demo site is on loopback addresses, which a crawl refuses by default.
+        egress: Egress::any(),
         ..CrawlConfig::default()
     };
     let (records, finished) = crawl(config).await;

@@ -133,3 +133,34 @@ fn ctrl_c_prints_partial_totals() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--max-files` and `--max-bytes` stop the run when it would pass them: the totals are
+/// marked partial with the limit named, and the exit code is 1.
+#[test]
+fn a_limit_stops_the_run_and_says_which() {
+    let dir = tree();
+    let path = dir.to_str().unwrap();
+    let (code, stdout, stderr) = weir_files(&[path, "--max-files", "5"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stopped at --max-files (5 files)"),
+        "{stderr}"
+    );
+    let total = stdout.lines().last().unwrap();
+    assert!(
+        total.contains("(partial: stopped at --max-files)"),
+        "{total}"
+    );
+    let (code, stdout, stderr) = weir_files(&[path, "--max-bytes", "100", "--json", "--sync"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let total: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(total["total"]["limit"], serde_json::json!({"bytes": 100}));
+    assert_eq!(total["total"]["partial"], true);
+    // At the limit exactly, the run is whole.
+    let (code, _, stderr) = weir_files(&[path, "--max-files", "40"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = weir_files(&[path, "--max-files", "0"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("--max-files `0`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

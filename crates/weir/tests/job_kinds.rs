@@ -116,7 +116,11 @@ fn last_error(job: &Value) -> String {
 async fn http_jobs_complete_on_2xx_discard_on_4xx_and_retry_5xx() {
     let (server, api) = server().await;
     let (url, seen, _stop) = target().await;
-    let _worker = worker(&server, &["--concurrency", "4"]);
+    // The target is on the loopback interface, which a worker refuses unless opened.
+    let _worker = worker(
+        &server,
+        &["--concurrency", "4", "--egress-allow", "127.0.0.1"],
+    );
     let ids = enqueue(
         &api,
         json!([
@@ -163,6 +167,217 @@ async fn http_jobs_complete_on_2xx_discard_on_4xx_and_retry_5xx() {
     );
 }
 
+/// The attack: a job submitter points `http` jobs at the worker's own loopback services, at
+/// a name that resolves there, at the cloud metadata address, and through a redirect from
+/// a permitted server. Every one is discarded naming the address and the setting, and the
+/// services see no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_jobs_reach_no_private_address_unless_the_operator_allows_it() {
+    let (server, api) = server().await;
+    let (url, seen, _stop) = target().await;
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let _worker = worker(&server, &["--concurrency", "4"]);
+    let metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/";
+    let ids = enqueue(
+        &api,
+        json!([
+            {"kind": "http", "payload": {"url": format!("{url}/ok")}},
+            {"kind": "http", "payload": {"url": format!("http://localhost:{port}/ok")}},
+            {"kind": "http", "payload": {"url": metadata, "headers": {"Metadata-Flavor": "Google"}}},
+            {"kind": "http", "payload": {"url": format!("http://[::ffff:127.0.0.1]:{port}/ok")}},
+            {"kind": "http", "payload": {"url": format!("http://{}/healthz", server.http)}},
+        ]),
+    )
+    .await;
+    for id in ids {
+        let job = finished(&api, id).await;
+        assert_eq!(
+            (job["state"].as_str(), job["attempt"].as_u64()),
+            (Some("discarded"), Some(1)),
+            "{job}"
+        );
+        let error = last_error(&job);
+        assert!(
+            error.contains("--egress-allow")
+                && (error.contains("loopback") || error.contains("link-local")),
+            "{error}"
+        );
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a refused job reached the target"
+    );
+}
+
+/// A permitted server redirects to one that is not: the redirect is not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_job_is_not_redirected_to_a_refused_address() {
+    let (server, api) = server().await;
+    let (secret_url, secret_seen, _secret_stop) = target().await;
+    let secret = format!("{}/ok", secret_url.replace("127.0.0.1", "127.0.0.2"));
+    // The redirecting server listens on 127.0.0.2's neighbour, which the operator opened.
+    let handler = handler_fn(move |_request: Request| {
+        let secret = secret.clone();
+        async move { Response::text(StatusCode::FOUND, "").with_header("location", secret) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let redirector = format!("http://{}/", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(Server::new(handler, ServerConfig::default()).serve(listener, stop.clone()));
+    let _stop = stop.drop_guard();
+    let _worker = worker(&server, &["--egress-allow", "127.0.0.3"]);
+    let ids = enqueue(
+        &api,
+        json!([{"kind": "http", "payload": {"url": redirector}}]),
+    )
+    .await;
+    let job = finished(&api, ids[0]).await;
+    assert_eq!(job["state"], "discarded", "{job}");
+    assert!(last_error(&job).contains("127.0.0.2"), "{job}");
+    assert!(secret_seen.lock().unwrap().is_empty());
+}
+
+/// With `--webhook-secret`, every request carries Standard Webhooks header fields that
+/// check out against the secret; a job cannot bring its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_jobs_are_signed_with_the_operators_secret() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    type Headers = Arc<Mutex<Vec<(HashMap<String, String>, String)>>>;
+    let received: Headers = Arc::default();
+    let record = Arc::clone(&received);
+    let handler = handler_fn(move |mut request: Request| {
+        let record = Arc::clone(&record);
+        async move {
+            let headers = request
+                .headers()
+                .map(|(name, value)| {
+                    (
+                        name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(value).into_owned(),
+                    )
+                })
+                .collect();
+            let body = request
+                .body_mut()
+                .collect(1 << 20)
+                .await
+                .unwrap_or_default();
+            record
+                .lock()
+                .unwrap()
+                .push((headers, String::from_utf8_lossy(&body).into_owned()));
+            Response::text(StatusCode::OK, "thanks")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(Server::new(handler, ServerConfig::default()).serve(listener, stop.clone()));
+    let _stop = stop.drop_guard();
+    let (server, api) = server().await;
+    let _worker = worker(
+        &server,
+        &["--egress-allow", "127.0.0.1", "--webhook-secret", SECRET],
+    );
+    let ids = enqueue(
+        &api,
+        json!([
+            {"kind": "http", "payload": {"url": url, "body": {"user": 42}}},
+            {"kind": "http", "payload": {"url": url, "body": "x", "headers": {"webhook-signature": "v1,forged"}}},
+        ]),
+    )
+    .await;
+    let signed = finished(&api, ids[0]).await;
+    assert_eq!(signed["state"], "completed", "{signed}");
+    let forged = finished(&api, ids[1]).await;
+    assert_eq!(forged["state"], "discarded", "{forged}");
+    assert!(
+        last_error(&forged).contains("webhook-signature"),
+        "{forged}"
+    );
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "the forged job sent nothing");
+    let (headers, body) = &received[0];
+    let id = &headers["webhook-id"];
+    assert_eq!(id, &format!("weir_job_{}", ids[0]));
+    let timestamp: u64 = headers["webhook-timestamp"].parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(timestamp.abs_diff(now) < 600, "a timestamp of now");
+    // Checked as a receiver checks (the signer itself is checked against the
+    // specification's test vector in weir-client).
+    let expected =
+        weir_client::WebhookSigner::new(SECRET)
+            .unwrap()
+            .signature(id, timestamp, body.as_bytes());
+    assert_eq!(headers["webhook-signature"], expected);
+}
+
+/// A `crawl` job runs only on a worker that names the kind, and asks no more than the
+/// worker allows: reach, concurrency, robots.txt and an output file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_jobs_stay_within_the_operators_limits() {
+    let (site, listeners) = demo_site::bind(SiteConfig {
+        pages: 10,
+        hosts: 1,
+        port: 0,
+        profile: Profile::Static,
+        ..SiteConfig::default()
+    })
+    .await
+    .unwrap();
+    let site_stop = CancellationToken::new();
+    tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
+    let _site_guard = site_stop.drop_guard();
+    let (server, api) = server().await;
+    let start = site.start_url();
+    let ids = enqueue(
+        &api,
+        json!([
+            {"kind": "crawl", "payload": {"urls": [start]}},
+            {"kind": "crawl", "payload": {"urls": ["https://example.com/"], "concurrency": 100000}},
+            {"kind": "crawl", "payload": {"urls": ["https://example.com/"], "per_host": 100000}},
+            {"kind": "crawl", "payload": {"urls": ["https://example.com/"], "robots": false}},
+            {"kind": "crawl", "payload": {"urls": ["https://example.com/"], "out": "/etc/cron.d/x"}},
+        ]),
+    )
+    .await;
+    // A worker with the default kinds leaves crawl jobs alone.
+    let default_worker = worker(&server, &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let untouched: Value = api
+        .call(&format!("/v1/jobs/{}", ids[0]), None, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (untouched["state"].as_str(), untouched["attempt"].as_u64()),
+        (Some("available"), Some(0)),
+        "{untouched}"
+    );
+    drop(default_worker);
+
+    let _worker = worker(&server, &["--kinds", "crawl"]);
+    let expected = [
+        "loopback",
+        "--crawl-max-concurrency",
+        "--crawl-max-per-host",
+        "--crawl-allow-no-robots",
+        "--crawl-out",
+    ];
+    for (id, expected) in ids.iter().zip(expected) {
+        let job = finished(&api, *id).await;
+        assert_eq!(job["state"], "discarded", "{job}");
+        assert!(last_error(&job).contains(expected), "{expected}: {job}");
+    }
+    assert!(
+        support::demo_log(&site.base(0)).await.is_empty(),
+        "the refused crawl fetched nothing"
+    );
+}
+
 /// The worker's `--http-rate` holds for the target host whatever the worker's concurrency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_jobs_keep_the_per_host_rate() {
@@ -170,7 +385,17 @@ async fn http_jobs_keep_the_per_host_rate() {
     let (url, seen, _stop) = target().await;
     let host = url.trim_start_matches("http://").to_owned();
     let rate = format!("{host}=10/s");
-    let _worker = worker(&server, &["--concurrency", "16", "--http-rate", &rate]);
+    let _worker = worker(
+        &server,
+        &[
+            "--concurrency",
+            "16",
+            "--http-rate",
+            &rate,
+            "--egress-allow",
+            "127.0.0.1",
+        ],
+    );
     let jobs: Vec<Value> = (0..12)
         .map(|n| json!({"kind": "http", "payload": {"url": format!("{url}/ok?n={n}")}}))
         .collect();
@@ -215,7 +440,17 @@ async fn a_split_crawl_gives_each_host_to_one_job() {
     tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
     let _site_guard = site_stop.drop_guard();
     let (server, api) = server().await;
-    let _worker = worker(&server, &["--concurrency", "4"]);
+    let _worker = worker(
+        &server,
+        &[
+            "--concurrency",
+            "4",
+            "--kinds",
+            "crawl",
+            "--egress-allow",
+            "127.0.0.0/8",
+        ],
+    );
     let ids = enqueue(
         &api,
         json!([{"kind": "crawl", "payload": {"urls": [site.start_url()], "split": true}}]),
@@ -252,10 +487,22 @@ async fn a_files_job_reports_totals_and_writes_every_file() {
         std::fs::write(dir.join(format!("f{n}.txt")), "one two\nthree\n".repeat(n)).unwrap();
     }
     std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling")).unwrap();
-    let out = support::temp_dir("files-job-out").join("report.jsonl");
+    let out_dir = support::temp_dir("files-job-out");
+    let out = out_dir.join("report.jsonl");
     let (server, api) = server().await;
-    let _worker = worker(&server, &[]);
-    let payload = json!({"paths": [dir], "count": true, "hash": "sha256", "out": out});
+    let (root, out_root) = (dir.display().to_string(), out_dir.display().to_string());
+    let _worker = worker(
+        &server,
+        &[
+            "--kinds",
+            "files",
+            "--files-root",
+            &root,
+            "--files-out",
+            &out_root,
+        ],
+    );
+    let payload = json!({"paths": [dir], "count": true, "hash": "sha256", "out": "report.jsonl"});
     let ids = enqueue(&api, json!([{"kind": "files", "payload": payload}])).await;
     let job = finished(&api, ids[0]).await;
     assert_eq!(job["state"], "completed", "{job}");

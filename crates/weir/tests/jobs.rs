@@ -15,6 +15,13 @@ use weir::config::ServeConfig;
 use weir_jobs::client::{Client, ClientError};
 use weir_jobs::completions::Completions;
 use weir_jobs::protocol::Completion;
+
+/// The kinds this file's hand-made leases run: every kind its jobs have.
+const KINDS: [&str; 6] = ["send", "k", "echo", "sleep", "held", "boom"];
+
+fn kinds() -> Vec<String> {
+    KINDS.map(String::from).to_vec()
+}
 use weir_jobs::worker::{JobFailure, Registry, Worker, WorkerConfig};
 
 const CALL: Duration = Duration::from_secs(10);
@@ -130,7 +137,7 @@ async fn enqueue_read_list_cancel_and_retry() {
     let leased = post(
         &api,
         "/v1/lease",
-        json!({"worker": "w", "queues": ["mail"], "max": 10}),
+        json!({"worker": "w", "kinds": KINDS, "queues": ["mail"], "max": 10}),
     )
     .await
     .unwrap();
@@ -239,16 +246,51 @@ async fn bad_input_is_refused_naming_the_field() {
         post(
             &api,
             "/v1/lease",
-            json!({"worker": "w", "queues": ["no spaces"]}),
+            json!({"worker": "w", "kinds": KINDS, "queues": ["no spaces"]}),
         )
         .await,
     );
     assert_eq!(status, 400);
     assert!(message.starts_with("queues[0]:"), "{message}");
-    let (status, message) =
-        refused(post(&api, "/v1/lease", json!({"worker": "w", "max": 0})).await);
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/lease",
+            json!({"worker": "w", "kinds": KINDS, "max": 0}),
+        )
+        .await,
+    );
     assert_eq!(status, 400);
     assert!(message.starts_with("max:"), "{message}");
+    let (status, message) = refused(post(&api, "/v1/lease", json!({"worker": "w"})).await);
+    assert_eq!(status, 400, "a lease names the kinds its worker runs");
+    assert!(message.contains("kinds"), "{message}");
+
+    // A worker that runs `echo` does not take the `upper` job ahead of it (the Python
+    // example's kind): it stays available, no attempt used, for a worker that runs it.
+    let upper = post(&api, "/v1/jobs", json!({"kind": "upper", "priority": -1}))
+        .await
+        .unwrap();
+    let echo = post(&api, "/v1/jobs", json!({"kind": "echo"}))
+        .await
+        .unwrap();
+    let leased = post(
+        &api,
+        "/v1/lease",
+        json!({"worker": "rust", "kinds": ["echo", "sleep"], "max": 10}),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<&Value> = leased["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| &job["id"])
+        .collect();
+    assert_eq!(ids, [&echo["id"]]);
+    let untouched = get(&api, &format!("/v1/jobs/{}", upper["id"])).await;
+    assert_eq!(untouched["state"], "available");
+    assert_eq!(untouched["attempt"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +307,7 @@ async fn the_worker_protocol_fences_stale_leases_and_delivers_cancels() {
             post(
                 &api,
                 "/v1/lease",
-                json!({"worker": "w1", "wait_ms": 15_000}),
+                json!({"worker": "w1", "kinds": KINDS, "wait_ms": 15_000}),
             )
             .await
             .unwrap()
@@ -307,7 +349,7 @@ async fn the_worker_protocol_fences_stale_leases_and_delivers_cancels() {
         .as_str()
         .unwrap()
         .contains("lease expired"));
-    let second = post(&api, "/v1/lease", json!({"worker": "w2"}))
+    let second = post(&api, "/v1/lease", json!({"worker": "w2", "kinds": KINDS}))
         .await
         .unwrap();
     let second_token = second["jobs"][0]["fencing_token"].as_i64().unwrap();
@@ -368,7 +410,7 @@ async fn lifecycle_events_are_published_on_the_job_and_queue_topics() {
     let leased = post(
         &api,
         "/v1/lease",
-        json!({"worker": "w", "queues": ["events"]}),
+        json!({"worker": "w", "kinds": KINDS, "queues": ["events"]}),
     )
     .await
     .unwrap();
@@ -474,11 +516,14 @@ async fn the_rust_worker_runs_handlers_times_out_and_releases_at_shutdown() {
     assert_eq!(discarded["attempt"], 1, "a fatal failure is not retried");
     let timed_out = wait_for(&api, slow, |job| job["state"] == "retrying").await;
     assert_eq!(timed_out["errors"][0]["error"], "timed out after 200 ms");
-    let unknown = wait_for(&api, unknown, |job| job["state"] == "discarded").await;
-    assert!(unknown["errors"][0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("no handler for kind `nobody-runs-this`"));
+    // A kind the worker has no handler for is never leased by it: the job waits, its
+    // attempts untouched, for a worker that runs it (once, it was failed here).
+    let unknown = get(&api, &format!("/v1/jobs/{unknown}")).await;
+    assert_eq!(
+        (unknown["state"].as_str(), unknown["attempt"].as_u64()),
+        (Some("available"), Some(0)),
+        "{unknown}"
+    );
 
     // Shutdown with a job still running: after the deadline its lease is released and it
     // is available again at once, its attempt not counted.
@@ -843,6 +888,7 @@ async fn a_batch_the_server_refuses_whole_is_sent_a_job_at_a_time() {
         .lease(
             "batcher",
             &["default".to_string()],
+            &kinds(),
             JOBS as u32,
             Duration::ZERO,
         )
@@ -889,7 +935,13 @@ async fn batches_keep_to_their_count_and_byte_limits() {
     let mut leased = Vec::new();
     while leased.len() < small + 5 {
         let reply = api
-            .lease("batcher", &["default".to_string()], 100, Duration::ZERO)
+            .lease(
+                "batcher",
+                &["default".to_string()],
+                &kinds(),
+                100,
+                Duration::ZERO,
+            )
             .await
             .unwrap();
         leased.extend(reply.jobs);
@@ -924,7 +976,13 @@ async fn a_batch_of_completions_answers_each_on_its_own() {
             .unwrap();
     }
     let leased = api
-        .lease("batcher", &["default".to_string()], 2, Duration::ZERO)
+        .lease(
+            "batcher",
+            &["default".to_string()],
+            &kinds(),
+            2,
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     assert_eq!(leased.jobs.len(), 2);
@@ -1012,8 +1070,14 @@ async fn limits_on_batches_and_waits() {
         message.starts_with("jobs: 1001 jobs exceeds the batch limit of 1000"),
         "{message}"
     );
-    let (status, message) =
-        refused(post(&api, "/v1/lease", json!({"worker": "w", "max": 101})).await);
+    let (status, message) = refused(
+        post(
+            &api,
+            "/v1/lease",
+            json!({"worker": "w", "kinds": KINDS, "max": 101}),
+        )
+        .await,
+    );
     assert_eq!(status, 400);
     assert!(message.starts_with("max: must be 1–100"), "{message}");
 
@@ -1022,7 +1086,12 @@ async fn limits_on_batches_and_waits() {
     let waiting = {
         let api = client(&server.http);
         tokio::spawn(async move {
-            post(&api, "/v1/lease", json!({"worker": "w", "wait_ms": 60_000})).await
+            post(
+                &api,
+                "/v1/lease",
+                json!({"worker": "w", "kinds": KINDS, "wait_ms": 60_000}),
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;

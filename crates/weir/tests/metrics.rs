@@ -65,6 +65,7 @@ async fn metrics_name_the_slow_subscriber() {
             let claim = weir_jobs::Claim {
                 worker: "w".into(),
                 queues: vec!["crawl".into()],
+                kinds: vec!["send".into()],
                 max: 1,
                 lease_ttl: std::time::Duration::from_secs(10),
             };

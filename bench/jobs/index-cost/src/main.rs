@@ -54,6 +54,7 @@ async fn round(with_index: bool, jobs: usize) -> Round {
                     let claim = Claim {
                         worker: format!("w{worker}"),
                         queues: vec!["q".into()],
+                        kinds: vec!["k".into()],
                         max: 100,
                         lease_ttl: Duration::from_secs(60),
                     };

@@ -49,19 +49,26 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
     let scan = i64::from(claim.max.saturating_mul(2).saturating_add(16));
-    // One query per queue, each walking the index `job_queued (queue, priority, run_at, id)`
-    // in order and stopping at the limit; the candidates are then merged here. A single
-    // query with `queue = ANY($2)` cannot use that order: it read and sorted every ready
-    // job of the queues on every claim (measured: 100 jobs/s with 68,000 jobs waiting).
+    // For each queue and kind, a walk of the index `job_queued (queue, kind, priority,
+    // run_at, id)` in order, stopping at the limit (a `LATERAL` subquery each, so one
+    // round trip); the candidates are then merged here. A single query with
+    // `queue = ANY($2)` cannot use that order: it read and sorted every ready job of the
+    // queues on every claim (measured: 100 jobs/s with 68,000 jobs waiting).
     let sql = format!(
-        "SELECT {COLUMNS} FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-         AND run_at <= $1 AND queue = $2 AND {KEY_NOT_SATURATED} \
-         ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+        "SELECT {COLUMNS} FROM unnest($2::text[]) AS lane_queue(name) \
+         CROSS JOIN unnest($3::text[]) AS lane_kind(name) \
+         CROSS JOIN LATERAL (SELECT {COLUMNS} FROM job \
+            WHERE state IN ('scheduled', 'available', 'retrying') AND run_at <= $1 \
+            AND queue = lane_queue.name AND kind = lane_kind.name AND {KEY_NOT_SATURATED} \
+            ORDER BY priority, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) AS candidate"
     );
-    let mut candidates = Vec::new();
-    for queue in open_queues {
-        candidates.extend(jobs(db, cache, &sql, &[&now.0, queue, &scan]).await?);
-    }
+    let mut candidates = jobs(
+        db,
+        cache,
+        &sql,
+        &[&now.0, &open_queues, &claim.kinds, &scan],
+    )
+    .await?;
     candidates.sort_by_key(|job| (job.priority, job.run_at, job.id));
     let mut running_per_key: HashMap<String, u32> = HashMap::new();
     let mut leased = Vec::new();

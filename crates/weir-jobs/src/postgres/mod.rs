@@ -289,6 +289,7 @@ impl Store for PostgresStore {
     fn next_run_at(
         &self,
         queues: Vec<String>,
+        kinds: Vec<String>,
         now: Timestamp,
     ) -> StoreFuture<'_, Option<Timestamp>> {
         Box::pin(async move {
@@ -296,8 +297,8 @@ impl Store for PostgresStore {
             let row = db
                 .query_one(
                     "SELECT min(run_at) FROM job WHERE state IN ('scheduled', 'available', 'retrying') \
-                     AND run_at > $1 AND queue = ANY($2)",
-                    &[&now.0, &queues],
+                     AND run_at > $1 AND queue = ANY($2) AND kind = ANY($3)",
+                    &[&now.0, &queues, &kinds],
                 )
                 .await
                 .map_err(failed)?;

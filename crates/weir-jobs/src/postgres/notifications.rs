@@ -1,6 +1,6 @@
 //! How nodes tell each other that jobs became ready: `NOTIFY weir_jobs` at commit, with
-//! the number of ready jobs per queue, and one connection per node `LISTEN`ing that wakes
-//! as many of its waiting leases, on those queues.
+//! the number of ready jobs per queue and kind, and one connection per node `LISTEN`ing
+//! that wakes as many of its waiting leases, on those queues, running those kinds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,17 +30,22 @@ pub(super) struct Listener {
     pub(super) node: u64,
 }
 
-/// The payload of a notification: `"{node} {jobs} {queue}:{count} …"`. The node and the
-/// total come first because nodes of the previous format (`"{node} {jobs}"`, which wakes
-/// that many leases of any queue) read only those two, and a cluster is upgraded a node at a
-/// time; nodes from before that ignore the payload and wake every lease. The queues follow
-/// unless they would make the payload longer than [`MAX_PAYLOAD`]. Queue names hold no space or colon (see
-/// [`validate`](crate::validate)).
+/// The payload of a notification: `"{node} {jobs} {queue}:{count}:{kind} …"`. The node
+/// and the total come first because nodes of an older format (`"{node} {jobs}"`, which
+/// wakes that many leases of any queue) read only those two, and a cluster is upgraded a
+/// node at a time; nodes from before that ignore the payload and wake every lease. A node
+/// of the format without kinds (`{queue}:{count}`) cannot read a field with a kind and
+/// wakes every lease, which is slower but loses nothing. The fields follow unless they
+/// would make the payload longer than [`MAX_PAYLOAD`]. Queue and kind names hold no space
+/// or colon (see [`validate`](crate::validate)).
 fn notification_payload(node: u64, ready: &Ready) -> String {
     let mut payload = format!("{node} {}", ready.total());
     let fixed = payload.len();
-    for (queue, jobs) in ready.queues() {
-        payload.push_str(&format!(" {queue}:{jobs}"));
+    for (queue, kind, jobs) in ready.lanes() {
+        match kind {
+            Some(kind) => payload.push_str(&format!(" {queue}:{jobs}:{kind}")),
+            None => payload.push_str(&format!(" {queue}:{jobs}")),
+        }
         if payload.len() > MAX_PAYLOAD {
             payload.truncate(fixed);
             break;
@@ -50,10 +55,11 @@ fn notification_payload(node: u64, ready: &Ready) -> String {
 }
 
 impl Listener {
-    /// One wake-up per job, on the job's queue, like the service's own wake-ups (waking
-    /// every waiting lease for each enqueue made them all query at once). A node skips its
-    /// own notifications: its service already woke those leases. A payload without queues
-    /// (from an older Weir, or too long to list them) wakes every waiting lease.
+    /// One wake-up per job, on the job's queue and kind, like the service's own wake-ups
+    /// (waking every waiting lease for each enqueue made them all query at once). A node
+    /// skips its own notifications: its service already woke those leases. A payload
+    /// without queues (from an older Weir, or too long to list them) wakes every waiting
+    /// lease; a field without a kind wakes leases of any kind on its queue.
     fn on_notification(&self, payload: &str) {
         let mut fields = payload.split(' ');
         let node = fields.next().and_then(|node| node.parse::<u64>().ok());
@@ -64,8 +70,12 @@ impl Listener {
         let _total = fields.next();
         let mut ready = Ready::default();
         for field in fields {
-            match field.split_once(':').map(|(q, n)| (q, n.parse::<usize>())) {
-                Some((queue, Ok(jobs))) if !queue.is_empty() => ready.add(queue, jobs),
+            let mut parts = field.splitn(3, ':');
+            let (queue, jobs, kind) = (parts.next(), parts.next(), parts.next());
+            match (queue, jobs.map(str::parse::<usize>), kind) {
+                (Some(queue), Some(Ok(jobs)), kind) if !queue.is_empty() && kind != Some("") => {
+                    ready.add(queue, kind, jobs);
+                }
                 _ => return self.wakeups.wake_all(),
             }
         }
@@ -129,8 +139,8 @@ mod tests {
     use std::future::Future;
     use std::task::{Context, Waker};
 
-    /// Which of the leases waiting on `queues` (one entry per lease) a notification with
-    /// `payload` wakes.
+    /// Which of the leases waiting on `queues` (one entry per lease: `queue` or
+    /// `queue/kind`, kind `k` when not named) a notification with `payload` wakes.
     fn woken_by(payload: &str, queues: &[&str]) -> Vec<bool> {
         let listener = Listener {
             wakeups: Arc::new(Wakeups::new()),
@@ -138,7 +148,12 @@ mod tests {
         };
         let leases: Vec<_> = queues
             .iter()
-            .map(|queue| listener.wakeups.register(&[(*queue).to_owned()]))
+            .map(|lease| {
+                let (queue, kind) = lease.split_once('/').unwrap_or((lease, "k"));
+                listener
+                    .wakeups
+                    .register(&[queue.to_owned()], &[kind.to_owned()])
+            })
             .collect();
         listener.on_notification(payload);
         let mut context = Context::from_waker(Waker::noop());
@@ -152,17 +167,32 @@ mod tests {
     fn a_notification_wakes_one_lease_per_job_on_its_queue_from_other_nodes_only() {
         let waiting = ["a", "a", "a", "b", "b"];
         assert_eq!(
-            woken_by("3 3 a:2 b:1", &waiting),
+            woken_by("3 3 a:2:k b:1:k", &waiting),
             [true, true, false, true, false],
             "two jobs on a and one on b from node 3: three leases look"
         );
         assert_eq!(
-            woken_by("3 9 b:9", &waiting),
+            woken_by("3 1 a:1:upper", &["a/k", "a/upper", "a/k"]),
+            [false, true, false],
+            "a job of kind upper wakes the lease that runs it"
+        );
+        assert_eq!(
+            woken_by("3 1 a:1:k", &["a/upper", "a/upper"]),
+            [false, false],
+            "no lease runs the kind: none looks"
+        );
+        assert_eq!(
+            woken_by("3 3 a:2 b:1", &waiting),
+            [true, true, false, true, false],
+            "the format without kinds: leases of any kind on the queue look"
+        );
+        assert_eq!(
+            woken_by("3 9 b:9:k", &waiting),
             [false, false, false, true, true],
             "more jobs than waiters on b: all of b look, none of a"
         );
         assert_eq!(
-            woken_by("7 2 a:2", &waiting),
+            woken_by("7 2 a:2:k", &waiting),
             [false; 5],
             "this node's own: already woken locally"
         );
@@ -186,29 +216,33 @@ mod tests {
     #[test]
     fn a_payload_lists_queues_while_it_fits() {
         let mut ready = Ready::default();
-        ready.add("mail", 2);
-        ready.add("crawl", 1);
-        assert_eq!(notification_payload(5, &ready), "5 3 crawl:1 mail:2");
+        ready.add("mail", Some("send"), 2);
+        ready.add("crawl", Some("fetch"), 1);
+        ready.add("old", None, 1);
+        assert_eq!(
+            notification_payload(5, &ready),
+            "5 4 crawl:1:fetch mail:2:send old:1"
+        );
         let mut many = Ready::default();
         for i in 0..100 {
-            many.add(&format!("{i:0>100}"), 1);
+            many.add(&format!("{i:0>100}"), Some("k"), 1);
         }
         let payload = notification_payload(5, &many);
         assert_eq!(payload, "5 100", "too long to list: the total only");
 
-        // At the edge: "5 1 " + name + ":1" is the name's length plus 6 bytes.
+        // At the edge: "5 1 " + name + ":1:k" is the name's length plus 8 bytes.
         let at_limit = |name_len: usize| {
             let mut one = Ready::default();
-            one.add(&"q".repeat(name_len), 1);
+            one.add(&"q".repeat(name_len), Some("k"), 1);
             notification_payload(5, &one)
         };
         assert_eq!(
-            at_limit(MAX_PAYLOAD - 6).len(),
+            at_limit(MAX_PAYLOAD - 8).len(),
             MAX_PAYLOAD,
             "exactly at the cap: listed"
         );
         assert_eq!(
-            at_limit(MAX_PAYLOAD - 5),
+            at_limit(MAX_PAYLOAD - 7),
             "5 1",
             "one byte over: the total only"
         );

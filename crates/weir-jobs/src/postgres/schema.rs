@@ -2,7 +2,7 @@
 
 use weir_db::Migrations;
 
-use crate::row::{job_finished_index, job_indexes};
+use crate::row::{job_finished_index, job_indexes, job_queued_by_kind_index};
 
 /// The job store's schema. A step is never removed or edited: databases count them.
 pub(super) const MIGRATIONS: Migrations = Migrations {
@@ -44,5 +44,7 @@ pub(super) const MIGRATIONS: Migrations = Migrations {
         // 3: once the pub/sub relay's table, which the relay's own migrations now create
         // (weir-pubsub's `relay_postgres`); kept so that every database counts the same steps.
         "SELECT 1",
+        // 4: the waiting jobs' index by kind too: leases name the kinds they run.
+        job_queued_by_kind_index!(),
     ],
 };

@@ -326,6 +326,7 @@ async fn lease(api: JobsApi, mut req: Request) -> Result<Response, ApiError> {
     let claim = Claim {
         worker: request.worker,
         queues,
+        kinds: request.kinds,
         max: request.max.unwrap_or(1),
         lease_ttl: api.jobs.config().lease_ttl,
     };

@@ -344,6 +344,9 @@ fn crawl_config(matches: &ArgMatches) -> Result<(CrawlConfig, Settings), String>
         max_tries: number(matches, "tries", 1)?.expect("has a default"),
         max_urls: number(matches, "max-urls", 1)?.expect("has a default"),
         drain: duration("drain")?.expect("has a default"),
+        // The operator's own command on seeds they chose, like wget or curl: every address.
+        // A `crawl` job, whose seeds come from a job submitter, reaches only public ones.
+        egress: weir_client::Egress::any(),
     };
     Ok((
         config,

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use tokio_util::sync::CancellationToken;
-use weir_files::{FileReport, HashKind, Options, Totals};
+use weir_files::{FileReport, HashKind, Limit, Limits, Options, Totals, Tree};
 
 use super::process::{stop_then_exit, EXIT_INTERRUPTED, EXIT_USAGE};
+use crate::config::values::{parse_count, parse_size};
 
 /// The `weir files` subcommand: its flags, help and examples.
 pub(super) fn command() -> Command {
@@ -25,10 +26,12 @@ pub(super) fn command() -> Command {
     Command::new("files")
         .about("Count lines, words and bytes, hash, or search every file of a tree")
         .after_help(
-            "With none of --count, --hash and --grep, counts. Symbolic links are followed; a link\n\
-             loop is reported, never walked twice. A file that cannot be read (permission denied,\n\
-             vanished, a broken link, a name that is not UTF-8) is reported and the run goes on;\n\
-             the exit code is then 1. Ctrl-C prints the partial totals, marked partial (exit 130).\n\n\
+            "With none of --count, --hash and --grep, counts (as `LC_ALL=C wc` counts). Symbolic\n\
+             links are followed wherever they lead; a link loop is reported, never walked twice. A\n\
+             file that cannot be read (permission denied, vanished, a broken link) is reported and\n\
+             the run goes on; the exit code is then 1. Ctrl-C stops within a buffer and prints the\n\
+             partial totals, marked partial (exit 130); --max-files and --max-bytes stop it the\n\
+             same way (exit 1).\n\n\
              Examples:\n  weir files src --count\n  weir files . --gitignore --hash blake3 --json > hashes.jsonl\n  weir files /var/log --grep 'error|timeout'",
         )
         .arg(Arg::new("paths").value_name("PATH").num_args(1..).required(true).help("Files and directories"))
@@ -46,6 +49,8 @@ pub(super) fn command() -> Command {
         .arg(flag("sync", "Run the original single-threaded synchronous program"))
         .arg(flag("gitignore", "Skip what .gitignore, .ignore and .git/info/exclude exclude"))
         .arg(flag("no-hidden", "Skip hidden files and directories"))
+        .arg(Arg::new("max-files").long("max-files").value_name("N").help("Stop after N files (and unreadable entries) [default: no limit]"))
+        .arg(Arg::new("max-bytes").long("max-bytes").value_name("SIZE").help("Stop after reading SIZE bytes, e.g. 500MiB [default: no limit]"))
 }
 
 /// Runs `weir files`.
@@ -57,12 +62,15 @@ pub(super) fn run(matches: &ArgMatches) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let roots: Vec<PathBuf> = matches
-        .get_many::<String>("paths")
-        .into_iter()
-        .flatten()
-        .map(PathBuf::from)
-        .collect();
+    // The operator's own command: paths and links are followed wherever they lead.
+    let tree = Tree::anywhere(
+        matches
+            .get_many::<String>("paths")
+            .into_iter()
+            .flatten()
+            .map(PathBuf::from)
+            .collect(),
+    );
     let json = matches.get_flag("json");
     let sync = matches.get_flag("sync");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,7 +97,7 @@ pub(super) fn run(matches: &ArgMatches) -> ExitCode {
                 }
             });
             let totals = tokio::task::spawn_blocking(move || {
-                let totals = weir_files::run_sync(&roots, &options, &stopped, |file| {
+                let totals = weir_files::run_sync(&tree, &options, stopped, |file| {
                     done.fetch_add(1, Ordering::Relaxed);
                     printer.file(file);
                 });
@@ -101,7 +109,7 @@ pub(super) fn run(matches: &ArgMatches) -> ExitCode {
             watcher.abort();
             totals
         } else {
-            let totals = weir_files::run_async(roots, options, stop.clone(), |file| {
+            let totals = weir_files::run_async(tree, options, stop.clone(), |file| {
                 done.fetch_add(1, Ordering::Relaxed);
                 printer.file(file);
             })
@@ -115,7 +123,14 @@ pub(super) fn run(matches: &ArgMatches) -> ExitCode {
         }
         totals
     });
-    if totals.partial {
+    if let Some(limit) = totals.limit {
+        let flag = match limit {
+            Limit::Files(_) => "--max-files",
+            Limit::Bytes(_) => "--max-bytes",
+        };
+        eprintln!("weir files: stopped at {flag} ({limit}); the totals are partial");
+        ExitCode::FAILURE
+    } else if totals.partial {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if totals.errors > 0 {
         ExitCode::FAILURE
@@ -142,6 +157,26 @@ fn options(matches: &ArgMatches) -> Result<Options, String> {
     options.count = matches.get_flag("count") || (options.hash.is_none() && options.grep.is_none());
     options.gitignore = matches.get_flag("gitignore");
     options.hidden = !matches.get_flag("no-hidden");
+    options.limits = Limits {
+        files: matches
+            .get_one::<String>("max-files")
+            .map(|text| {
+                parse_count(text, 1, u64::MAX)
+                    .map_err(|allowed| format!("--max-files `{text}`: {allowed}"))
+            })
+            .transpose()?,
+        bytes: matches
+            .get_one::<String>("max-bytes")
+            .map(|text| {
+                parse_size(text)
+                    .ok()
+                    .filter(|bytes| *bytes > 0)
+                    .ok_or_else(|| {
+                        format!("--max-bytes `{text}`: a size of at least 1 byte, such as 500MiB")
+                    })
+            })
+            .transpose()?,
+    };
     if let Some(text) = matches.get_one::<String>("jobs") {
         options.jobs = text
             .parse()
@@ -206,10 +241,11 @@ impl Printer {
     }
 
     fn total(&mut self, totals: &Totals) {
-        let partial = if totals.partial {
-            " (partial: interrupted)"
-        } else {
-            ""
+        let partial = match (totals.limit, totals.partial) {
+            (Some(Limit::Files(_)), _) => " (partial: stopped at --max-files)",
+            (Some(Limit::Bytes(_)), _) => " (partial: stopped at --max-bytes)",
+            (None, true) => " (partial: interrupted)",
+            (None, false) => "",
         };
         let _ = if self.json {
             writeln!(self.out, "{}", serde_json::json!({ "total": totals }))

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use tokio_util::sync::CancellationToken;
+use weir_client::Egress;
 use weir_jobs::worker::{Registry, Worker, WorkerConfig};
 
 use super::process::shutdown_on_signal;
 use super::server::{client, runtime, server_args, usage};
 use crate::config::values::parse_duration;
+use crate::kinds::KindSettings;
 use crate::logging::{self, LogFormat};
 
 /// `weir worker` leases ahead only the jobs its slots should start within this time: a
@@ -21,9 +23,9 @@ const PREFETCH_WITHIN: Duration = Duration::from_millis(100);
 /// The `weir worker` subcommand: the server flags every client command takes, its own
 /// flags, help and examples.
 pub(super) fn command() -> Command {
-    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep, http, crawl, files)"))
+    server_args(Command::new("worker").about("Run jobs leased from a Weir server (built-in kinds: echo, sleep, http; crawl and files when named)"))
         .after_help(
-            "Examples:\n  weir worker                                  # queue `default`, 8 at once\n  weir worker --queues email,reports --concurrency 32 --server http://10.0.0.5:7070\n\nCtrl-C or SIGTERM: no new jobs; running ones get --shutdown-timeout to finish,\nthen are released so they run again at once elsewhere.",
+            "Examples:\n  weir worker                                  # queue `default`, 8 at once, kinds echo, sleep, http\n  weir worker --queues email,reports --concurrency 32 --server http://10.0.0.5:7070\n  weir worker --kinds files --files-root /srv/data --files-out /srv/reports\n  weir worker --kinds http,crawl --egress-allow 10.20.0.0/16 --crawl-out /srv/crawls\n\nOnly jobs of the kinds run here are leased. `http` and `crawl` reach public addresses\nonly unless --egress-allow opens more; `files` reads only beneath --files-root.\n\nCtrl-C or SIGTERM: no new jobs; running ones get --shutdown-timeout to finish,\nthen are released so they run again at once elsewhere.",
         )
         .arg(Arg::new("queues").long("queues").value_name("QUEUE[,QUEUE...]").default_value("default").help("Queues to take jobs from"))
         .arg(Arg::new("concurrency").long("concurrency").value_name("N").default_value("8").help("Jobs run at once (1–10000)"))
@@ -34,11 +36,13 @@ pub(super) fn command() -> Command {
         .arg(Arg::new("http-rate").long("http-rate").value_name("HOST=RATE").action(ArgAction::Append).help("Rate limit of `http` jobs for one host, e.g. api.example.com=10/s or hooks.example.com:8443=600/m:20 (repeatable)"))
         .arg(Arg::new("http-default-rate").long("http-default-rate").value_name("RATE").help("Rate limit of `http` jobs for every other host [default: none]"))
         .arg(Arg::new("http-per-host").long("http-per-host").value_name("N").default_value("8").help("`http` requests in flight per host"))
+        .args(KindSettings::args())
 }
 
-/// The client `http` jobs send through, with the worker's per-host limits.
-fn http_client(matches: &ArgMatches) -> Result<weir_client::Client, String> {
-    let mut builder = weir_client::Client::builder();
+/// The client `http` jobs send through, with the worker's per-host limits, reaching only
+/// where `egress` permits.
+fn http_client(matches: &ArgMatches, egress: Egress) -> Result<weir_client::Client, String> {
+    let mut builder = weir_client::Client::builder().egress(egress);
     if let Some(rate) = matches.get_one::<String>("http-default-rate") {
         builder = builder.rate(
             rate.parse()
@@ -78,7 +82,11 @@ pub(super) fn run(matches: &ArgMatches) -> ExitCode {
         (Ok(client), Ok(jobs_client)) => (client, jobs_client),
         (Err(error), _) | (_, Err(error)) => return usage(&error),
     };
-    let http = match http_client(matches) {
+    let kinds = match KindSettings::from_matches(matches) {
+        Ok(kinds) => kinds,
+        Err(error) => return usage(&error),
+    };
+    let http = match http_client(matches, kinds.egress.clone()) {
         Ok(http) => http,
         Err(error) => return usage(&error),
     };
@@ -143,8 +151,8 @@ pub(super) fn run(matches: &ArgMatches) -> ExitCode {
         let stop = CancellationToken::new();
         tokio::spawn(shutdown_on_signal(stop.clone()));
         let mut registry = Registry::with_builtins();
-        crate::kinds::register(&mut registry, http, jobs_client);
-        tracing::info!(worker = %config.name, queues = ?config.queues, concurrency, kinds = ?registry.kinds(), "worker started");
+        crate::kinds::register(&mut registry, &kinds, http, jobs_client);
+        tracing::info!(worker = %config.name, queues = ?config.queues, concurrency, kinds = ?registry.kinds(), egress = %kinds.egress, "worker started");
         // Spawned onto the runtime, not polled by `block_on` on this thread: every job
         // finishing on a runtime thread would otherwise wake this one, and the threads
         // would take turns (the crawler measured that ping-pong: 0.84 s against 0.29 s).

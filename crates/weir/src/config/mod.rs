@@ -252,6 +252,7 @@ impl<'a> Layers<'a> {
         let retry_max = r.get("jobs.retry_max", positive_duration);
         let job_payload = r.get("jobs.max_payload", size(2));
         let queue_limits = r.get("jobs.queue_limits", parse_queue_limits);
+        let synchronous = r.get("sqlite.synchronous", str::parse);
         let queue_kinds = r.get("jobs.queue_kinds", parse_queue_kinds);
         let keep_completed = r.get("jobs.keep_completed", parse_keep);
         let keep_cancelled = r.get("jobs.keep_cancelled", parse_keep);
@@ -340,6 +341,7 @@ impl<'a> Layers<'a> {
                         cap: retry_max?,
                     },
                     queue_limits: queue_limits?,
+                    synchronous: synchronous?,
                 },
             })
         })();

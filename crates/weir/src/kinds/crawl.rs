@@ -3,7 +3,14 @@
 //! Payload: `{"urls": […], "depth": 3, "max_pages": 1000, "max_time": "10m",
 //! "concurrency": 32, "per_host": 4, "delay": "1s", "include": […], "exclude": […],
 //! "same_site": true, "robots": true, "out": "/path/pages.jsonl", "split": false}`.
-//! Records go to `out` on the worker's machine when given; the result is the summary.
+//! Records go to `out`, a file the job creates in the worker's crawl output directory
+//! (`--crawl-out`), when given; the result is the summary.
+//!
+//! What a job may ask is bounded by the worker's operator ([`CrawlLimits`]): only public
+//! addresses unless `--egress-allow` opens more, concurrency and per-host concurrency up
+//! to the worker's maximums, a delay no shorter than its minimum, and robots.txt ignored
+//! only where `--crawl-allow-no-robots` says so. A job asking more is discarded with a
+//! message naming the setting.
 //!
 //! With `"split": true` the job becomes a coordinator: it gives each host its own `crawl`
 //! job (one job owns one host, so the host's delay and concurrency hold however many
@@ -12,12 +19,15 @@
 //! crawled twice.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Arg, ArgAction, ArgMatches};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
+use weir_client::Egress;
 use weir_crawl::{CrawlConfig, Crawler, JsonLines, Output, Progress, Record, Summary};
 use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
@@ -65,18 +75,83 @@ struct CrawlJob {
 
 const SHAPE: &str = r#"{"urls": ["https://…"], "depth": N, "max_pages": N, "split": false, …}"#;
 
-pub(crate) async fn run(jobs: Arc<weir_jobs::client::Client>, ctx: JobContext) -> HandlerResult {
-    let job: CrawlJob = job_io::payload(&ctx, SHAPE)?;
-    if job.split {
-        coordinate(&jobs, &ctx, job).await
-    } else {
-        crawl(&ctx, job).await
+/// What the worker's operator lets `crawl` jobs do.
+#[derive(Debug, Clone)]
+pub(crate) struct CrawlLimits {
+    /// Where requests may go (`--egress-allow`, shared with `http` jobs).
+    pub(crate) egress: Egress,
+    /// Most requests in flight a job may ask for (`--crawl-max-concurrency`).
+    pub(crate) max_concurrency: usize,
+    /// Most requests in flight per host a job may ask for (`--crawl-max-per-host`).
+    pub(crate) max_per_host: usize,
+    /// Shortest delay between requests to one host a job may ask for (`--crawl-min-delay`);
+    /// also the delay of a job that names none.
+    pub(crate) min_delay: Duration,
+    /// Whether a job may ignore robots.txt (`--crawl-allow-no-robots`).
+    pub(crate) allow_no_robots: bool,
+    /// Where a job's `out` file is created (`--crawl-out`); without it `out` is refused.
+    pub(crate) out_dir: Option<PathBuf>,
+}
+
+impl CrawlLimits {
+    /// The `weir worker` flags these come from (`--egress-allow` is the worker's own). The
+    /// maximums are the crawler's own defaults (`CrawlConfig::default`, checked by a test).
+    pub(crate) fn args() -> Vec<Arg> {
+        vec![
+            Arg::new("crawl-max-concurrency").long("crawl-max-concurrency").value_name("N").default_value("32").help("Most requests in flight a `crawl` job may ask for"),
+            Arg::new("crawl-max-per-host").long("crawl-max-per-host").value_name("N").default_value("4").help("Most requests in flight per host a `crawl` job may ask for"),
+            Arg::new("crawl-min-delay").long("crawl-min-delay").value_name("DURATION").default_value("0s").help("Shortest delay between requests to one host a `crawl` job may ask for (also the delay of a job that names none)"),
+            Arg::new("crawl-allow-no-robots").long("crawl-allow-no-robots").action(ArgAction::SetTrue).help("Let `crawl` jobs ignore robots.txt (\"robots\": false)"),
+            Arg::new("crawl-out").long("crawl-out").value_name("DIR").help("Directory where `crawl` jobs create their `out` files [default: none; `out` is refused]"),
+        ]
+    }
+
+    /// The limits the operator gave, with `egress` for where requests may go.
+    pub(crate) fn from_matches(
+        matches: &ArgMatches,
+        egress: Egress,
+    ) -> Result<CrawlLimits, String> {
+        let at_least_one = |name: &str| {
+            let text = matches.get_one::<String>(name).expect("has a default");
+            match text.parse::<usize>() {
+                Ok(n @ 1..) => Ok(n),
+                _ => Err(format!("--{name} `{text}`: expected a whole number ≥ 1")),
+            }
+        };
+        let delay = matches
+            .get_one::<String>("crawl-min-delay")
+            .expect("has a default");
+        Ok(CrawlLimits {
+            egress,
+            max_concurrency: at_least_one("crawl-max-concurrency")?,
+            max_per_host: at_least_one("crawl-max-per-host")?,
+            min_delay: parse_duration(delay)
+                .map_err(|allowed| format!("--crawl-min-delay `{delay}`: expected {allowed}"))?,
+            allow_no_robots: matches.get_flag("crawl-allow-no-robots"),
+            out_dir: matches.get_one::<String>("crawl-out").map(PathBuf::from),
+        })
     }
 }
 
-fn config(job: &CrawlJob) -> Result<CrawlConfig, JobFailure> {
+pub(crate) async fn run(
+    jobs: Arc<weir_jobs::client::Client>,
+    limits: Arc<CrawlLimits>,
+    ctx: JobContext,
+) -> HandlerResult {
+    let job: CrawlJob = job_io::payload(&ctx, SHAPE)?;
+    if job.split {
+        coordinate(&jobs, &limits, &ctx, job).await
+    } else {
+        crawl(&limits, &ctx, job).await
+    }
+}
+
+fn config(job: &CrawlJob, limits: &CrawlLimits) -> Result<CrawlConfig, JobFailure> {
     let fatal = JobFailure::fatal;
-    let mut config = CrawlConfig::default();
+    let mut config = CrawlConfig {
+        egress: limits.egress.clone(),
+        ..CrawlConfig::default()
+    };
     for text in &job.urls {
         let url = Url::parse(text).map_err(|error| fatal(format!("url `{text}`: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -112,9 +187,47 @@ fn config(job: &CrawlJob) -> Result<CrawlConfig, JobFailure> {
     config.max_pages = job.max_pages;
     config.max_pages_per_host = job.max_pages_per_host;
     config.max_time = duration("max_time", &job.max_time)?;
+    let at_most = |name: &str, value: usize, limit: usize, setting: &str| {
+        if value > limit {
+            Err(fatal(format!(
+                "{name} {value}: this worker allows at most {limit} (weir worker --{setting})"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
     config.concurrency = at_least_one("concurrency", job.concurrency, config.concurrency)?;
+    config.concurrency = at_most(
+        "concurrency",
+        config.concurrency,
+        limits.max_concurrency,
+        "crawl-max-concurrency",
+    )?;
     config.per_host = at_least_one("per_host", job.per_host, config.per_host)?;
-    config.delay = duration("delay", &job.delay)?.unwrap_or_default();
+    config.per_host = at_most(
+        "per_host",
+        config.per_host,
+        limits.max_per_host,
+        "crawl-max-per-host",
+    )?;
+    config.delay = duration("delay", &job.delay)?.unwrap_or(limits.min_delay);
+    if config.delay < limits.min_delay {
+        return Err(fatal(format!(
+            "delay {:?}: this worker waits at least {:?} between requests to a host (weir worker --crawl-min-delay)",
+            config.delay, limits.min_delay
+        )));
+    }
+    if job.robots == Some(false) && !limits.allow_no_robots {
+        return Err(fatal(
+            "robots: false: this worker honours robots.txt (weir worker --crawl-allow-no-robots)"
+                .into(),
+        ));
+    }
+    if job.out.is_some() && limits.out_dir.is_none() {
+        return Err(fatal(
+            "out: this worker writes no crawl files (weir worker --crawl-out DIR)".into(),
+        ));
+    }
     config.include = regexes("include", &job.include)?;
     config.exclude = regexes("exclude", &job.exclude)?;
     config.same_site = job.same_site;
@@ -135,16 +248,25 @@ impl Output for Discard {
     }
 }
 
-async fn crawl(ctx: &JobContext, job: CrawlJob) -> HandlerResult {
-    let config = config(&job)?;
+async fn crawl(limits: &CrawlLimits, ctx: &JobContext, job: CrawlJob) -> HandlerResult {
+    let config = config(&job, limits)?;
+    // A seed whose every address is refused is the job's mistake, not a page's: discard it
+    // with the reason rather than report a crawl of nothing.
+    for seed in &config.seeds {
+        if let Err(refused) = limits.egress.check_seed(seed).await {
+            return Err(JobFailure::fatal(format!(
+                "url `{seed}`: {refused} (weir worker --egress-allow)"
+            )));
+        }
+    }
     let crawler = Crawler::new(config).map_err(|error| JobFailure::fatal(error.to_string()))?;
-    let mut output: Box<dyn Output> = match &job.out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .map_err(|error| JobFailure::fatal(format!("out `{path}`: {error}")))?;
+    let mut output: Box<dyn Output> = match (&job.out, &limits.out_dir) {
+        (Some(name), Some(dir)) => {
+            let file = super::out_file::create(dir, name)
+                .map_err(|error| JobFailure::fatal(format!("out `{name}`: {error}")))?;
             Box::new(JsonLines(std::io::BufWriter::new(file)))
         }
-        None => Box::new(Discard),
+        _ => Box::new(Discard),
     };
     let reporter = tokio::spawn(report_progress(crawler.progress(), ctx.clone()));
     let finished = crawler.run(output.as_mut(), ctx.cancel.clone(), None).await;
@@ -190,10 +312,11 @@ fn host_of(url: &Url) -> String {
 /// A split crawl: one job per host, until no new host turns up.
 async fn coordinate(
     jobs: &weir_jobs::client::Client,
+    limits: &CrawlLimits,
     ctx: &JobContext,
     job: CrawlJob,
 ) -> HandlerResult {
-    config(&job)?; // the same checks as a plain crawl, before any job is given out
+    config(&job, limits)?; // the same checks as a plain crawl, before any job is given out
     let timeout = Duration::from_secs(10);
     // host → its job id (None until enqueued)
     let mut owners: BTreeMap<String, Option<i64>> = BTreeMap::new();
@@ -299,5 +422,26 @@ async fn coordinate(
 fn add(totals: &mut Summary, child: &Value) {
     if let Ok(child) = serde_json::from_value::<Summary>(child.clone()) {
         totals.add(&child);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_maximums_are_the_crawlers_defaults() {
+        let defaults = CrawlConfig::default();
+        let args = CrawlLimits::args();
+        let default_of = |name: &str| {
+            let arg = args.iter().find(|arg| arg.get_id() == name).unwrap();
+            arg.get_default_values()[0]
+                .to_str()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        };
+        assert_eq!(default_of("crawl-max-concurrency"), defaults.concurrency);
+        assert_eq!(default_of("crawl-max-per-host"), defaults.per_host);
     }
 }

@@ -5,16 +5,23 @@
 //! "idempotent": false}`. The result holds the status, headers, timing and the start of the
 //! body. 2xx and 3xx complete the job; 408, 429 and 5xx (and network errors) fail it for a
 //! retry; any other 4xx discards it, since sending the same request again cannot succeed.
+//!
+//! Requests reach only public addresses unless the operator allows more (`--egress-allow`;
+//! see `weir_client::egress`): a job whose URL, redirect or name leads elsewhere is
+//! discarded with the address and the setting. With `--webhook-secret` every request is
+//! signed as Standard Webhooks specifies (`webhook-id` is the job's, the same on every
+//! attempt); the secret is the operator's, and a job may not set those header fields.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use weir_client::reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use weir_client::reqwest::{self, Method};
-use weir_client::{Client, RequestOptions};
+use weir_client::{Client, RequestOptions, WebhookSigner};
 use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
 use super::job_io;
@@ -40,10 +47,23 @@ struct HttpJob {
 const SHAPE: &str =
     r#"{"url": "https://…", "method": "POST", "headers": {…}, "body": "…" or JSON}"#;
 
-pub(crate) async fn run(client: Client, ctx: JobContext) -> HandlerResult {
+pub(crate) async fn run(
+    client: Client,
+    signer: Option<Arc<WebhookSigner>>,
+    ctx: JobContext,
+) -> HandlerResult {
     let job: HttpJob = job_io::payload(&ctx, SHAPE)?;
     let idempotent = job.idempotent;
-    let request = build(&client, job)?;
+    let mut request = build(&client, job)?;
+    if let Some(signer) = &signer {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        signer
+            .sign(&mut request, &format!("weir_job_{}", ctx.job.id), now)
+            .map_err(JobFailure::fatal)?;
+    }
     let (method, url) = (request.method().clone(), request.url().clone());
     let options = RequestOptions {
         idempotent,
@@ -56,8 +76,12 @@ pub(crate) async fn run(client: Client, ctx: JobContext) -> HandlerResult {
         sent = client.execute(request, options) => sent,
         () = ctx.cancel.cancelled() => return Err(JobFailure::retry("stopped before the response came")),
     };
-    let mut response =
-        sent.map_err(|error| JobFailure::retry(format!("{method} {url}: {error}")))?;
+    let mut response = sent.map_err(|error| match error {
+        weir_client::Error::Refused(refused) => JobFailure::fatal(format!(
+            "{method} {url}: {refused} (weir worker --egress-allow)"
+        )),
+        error => JobFailure::retry(format!("{method} {url}: {error}")),
+    })?;
     let status = response.status();
     let head_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut headers = serde_json::Map::new();

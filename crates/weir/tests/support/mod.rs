@@ -228,7 +228,10 @@ pub fn spawn_worker(args: &[&str]) -> Process {
 /// The request log of a `weir demo-site` whose host 0 is at `base`: (URL, arrival in ms),
 /// in arrival order.
 pub async fn demo_log(base: &str) -> Vec<(String, f64)> {
-    let client = weir_client::Client::builder().build().unwrap();
+    let client = weir_client::Client::builder()
+        .egress(weir_client::Egress::any())
+        .build()
+        .unwrap();
     let url = format!("{base}{}", weir_demo_site::LOG_PATH);
     let text = client
         .http()
