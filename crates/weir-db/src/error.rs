@@ -9,6 +9,9 @@ pub enum DbError {
     /// The PostgreSQL URL cannot be parsed.
     #[error("invalid PostgreSQL URL: {0}")]
     Url(#[source] tokio_postgres::Error),
+    /// The TLS settings (`sslmode`, `sslrootcert`) cannot be used, or the handshake failed.
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(String),
     /// A schema name that could not be used safely in SQL.
     #[error("schema name `{0}` must be lowercase letters, digits and _")]
     SchemaName(String),
@@ -48,14 +51,22 @@ impl DbError {
 }
 
 /// A PostgreSQL error as its server tells it (code, message) when there is one: the
-/// server's text says more than the driver's summary ("db error").
+/// server's text says more than the driver's summary ("db error"). Otherwise the driver's
+/// text with its causes ("error performing TLS handshake: invalid peer certificate: …"):
+/// the summary alone does not say what to fix.
 struct PostgresText<'a>(&'a tokio_postgres::Error);
 
 impl fmt::Display for PostgresText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.as_db_error() {
-            Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
-            None => write!(f, "{}", self.0),
+        if let Some(db) = self.0.as_db_error() {
+            return write!(f, "{}: {}", db.code().code(), db.message());
         }
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

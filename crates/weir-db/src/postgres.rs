@@ -2,20 +2,29 @@
 //!
 //! Every connection gets a deadline to connect, TCP keepalives (a connection that dies
 //! without a reset, behind a NAT's idle timeout or a failover, is noticed in about a minute
-//! instead of the system's two hours), the application name `weir`, and the component's
-//! schema as its search path. A task drives each connection: without it no query
-//! progresses. This is the one place connections are made.
+//! instead of the system's two hours), a statement deadline on the server
+//! (`statement_timeout`, so a statement stuck behind a lock ends there too, not only in the
+//! caller's wait), the application name `weir`, the component's schema as its search path,
+//! and TLS as the connection string's `sslmode` asks (see [`crate::tls`]). A task drives
+//! each connection: without it no query progresses. This is the one place connections are
+//! made.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, Config, Notification};
 
+use crate::tls::{MakeRustls, TlsOptions};
 use crate::{DbError, Migrations};
 
 /// Deadline for connecting, and the default for a statement run through [`within`].
 pub const DEADLINE: Duration = Duration::from_secs(10);
+/// The server ends a statement that runs longer (`statement_timeout`): longer than
+/// [`DEADLINE`], so the caller's own wait usually ends first, but a statement whose caller
+/// gave up does not hold its locks for ever. Migrations lift it (an index on a large table
+/// takes longer).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle time after which TCP keepalive probes start.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// Advisory lock key serialising migrations across nodes (and components) starting
@@ -31,22 +40,37 @@ const LEGACY_OWNER: &str = "jobs";
 pub struct Connector {
     config: Config,
     schema: Option<String>,
+    tls: MakeRustls,
 }
 
 impl Connector {
     /// Reads a connection string (`postgres://user:password@host:port/database`, or
-    /// libpq's `key=value` form) without connecting.
+    /// libpq's `key=value` form, with libpq's `sslmode` and `sslrootcert`) without
+    /// connecting; a root certificate file is read now.
     pub fn parse(url: &str) -> Result<Connector, DbError> {
-        let mut config: Config = url.parse().map_err(DbError::Url)?;
+        let (tls, rest) = TlsOptions::split(url)?;
+        let mut config: Config = rest.parse().map_err(DbError::Url)?;
         config
             .application_name("weir")
             .keepalives(true)
             .keepalives_idle(KEEPALIVE_IDLE)
-            .connect_timeout(DEADLINE);
+            .connect_timeout(DEADLINE)
+            .ssl_mode(tls.driver_mode())
+            .options(Connector::options(None));
         Ok(Connector {
             config,
             schema: None,
+            tls: tls.connector()?,
         })
+    }
+
+    /// The server settings every connection starts with.
+    fn options(schema: Option<&str>) -> String {
+        let timeout = format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis());
+        match schema {
+            Some(schema) => format!("{timeout} -c search_path={schema}"),
+            None => timeout,
+        }
     }
 
     /// Keeps the component's tables in `schema`: connections made from now on have it as
@@ -60,7 +84,7 @@ impl Connector {
         {
             return Err(DbError::SchemaName(schema.to_owned()));
         }
-        self.config.options(format!("-c search_path={schema}"));
+        self.config.options(Connector::options(Some(schema)));
         self.schema = Some(schema.to_owned());
         Ok(self)
     }
@@ -98,7 +122,7 @@ impl Connector {
         &self,
         notifications: Option<mpsc::Sender<Notification>>,
     ) -> Result<Client, DbError> {
-        let (client, mut connection) = within(self.config.connect(NoTls)).await?;
+        let (client, mut connection) = within(self.config.connect(self.tls.clone())).await?;
         tokio::spawn(async move {
             // Polling the connection is what makes the client's queries progress.
             while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -139,6 +163,8 @@ pub async fn within<T>(
 pub async fn migrate(client: &mut Client, migrations: &Migrations) -> Result<(), DbError> {
     let component = migrations.component;
     let tx = client.transaction().await?;
+    // A step may build an index on a large table: no statement deadline here.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(&format!(

@@ -1,20 +1,29 @@
 //! Cron expressions for periodic jobs: five fields (minute, hour, day of month, month, day
-//! of week) in UTC, with `*`, lists, ranges, steps and names, plus `@hourly`, `@daily`,
-//! `@weekly`, `@monthly` and `@yearly`.
+//! of week) with `*`, lists, ranges, steps and names, plus `@hourly`, `@daily`, `@weekly`,
+//! `@monthly` and `@yearly`, in UTC unless a time zone is named first:
+//! `CRON_TZ=Europe/Berlin 0 9 * * mon-fri` (as cronie and robfig/cron write it; `TZ=` too).
 //!
 //! As in Vixie cron, when both day fields are restricted a day matches if either does.
+//! Across a daylight-saving change, the calendar does the work (jiff, with the IANA time
+//! zone database): a time the clocks skip (02:30 on a spring-forward night in Berlin)
+//! fires at the first instant after the gap, and a time they pass twice (02:30 on a
+//! fall-back night) fires once, at its first occurrence.
 
 use std::fmt;
 use std::str::FromStr;
 
+use jiff::civil::{DateTime, Weekday};
+use jiff::tz::{Disambiguation, TimeZone};
 use thiserror::Error;
 
-use crate::time::{days_in_month, Timestamp};
+use crate::time::Timestamp;
 
 /// A parsed cron expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cron {
     source: String,
+    /// Where the fields are read: UTC unless the expression names a zone.
+    zone: TimeZone,
     minutes: u64,
     hours: u64,
     days: u64,
@@ -138,7 +147,19 @@ impl FromStr for Cron {
             expression: expression.to_owned(),
             reason,
         };
-        let expanded = match expression.trim() {
+        let (zone, fields) = match expression.trim().split_once(char::is_whitespace) {
+            Some((prefix, rest)) if prefix.starts_with("CRON_TZ=") || prefix.starts_with("TZ=") => {
+                let name = prefix.split_once('=').map_or("", |(_, name)| name);
+                let zone = TimeZone::get(name).map_err(|_| {
+                    error(format!(
+                        "time zone `{name}` is not in the IANA database (e.g. Europe/Berlin, America/New_York, UTC)"
+                    ))
+                })?;
+                (zone, rest.trim())
+            }
+            _ => (TimeZone::UTC, expression.trim()),
+        };
+        let expanded = match fields {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
             "@weekly" => "0 0 * * 0",
@@ -163,6 +184,7 @@ impl FromStr for Cron {
         }
         Ok(Cron {
             source: expression.trim().to_owned(),
+            zone,
             minutes: masks[0].0,
             hours: masks[1].0,
             days: masks[2].0,
@@ -181,9 +203,9 @@ impl fmt::Display for Cron {
 }
 
 impl Cron {
-    fn day_matches(&self, day: i64, weekday: i64) -> bool {
+    fn day_matches(&self, day: i8, weekday: Weekday) -> bool {
         let by_day = self.days & (1 << day) != 0;
-        let by_weekday = self.weekdays & (1 << weekday) != 0;
+        let by_weekday = self.weekdays & (1 << weekday.to_sunday_zero_offset()) != 0;
         match (self.days_restricted, self.weekdays_restricted) {
             (true, true) => by_day || by_weekday,
             _ => by_day && by_weekday,
@@ -193,36 +215,45 @@ impl Cron {
     /// The first matching minute strictly after `after`, or `None` if there is none in the
     /// next eight years (`0 0 30 2 *`: February 30th never comes).
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let start = Timestamp((after.0.div_euclid(60_000) + 1) * 60_000).to_civil();
-        let (mut year, mut month, mut day) = (start.year, start.month, start.day);
-        let (mut hour, mut minute) = (start.hour, start.minute);
-        for _ in 0..(8 * 366) {
-            let weekday = Timestamp::from_civil(year, month, day, 0, 0)
-                .to_civil()
-                .weekday;
-            if self.months & (1 << month) != 0 && self.day_matches(day, weekday) {
-                for h in hour..24 {
-                    if self.hours & (1 << h) == 0 {
+        let after = after.to_jiff()?;
+        let start = after.to_zoned(self.zone.clone()).datetime();
+        let mut date = start.date();
+        for day_index in 0..(8 * 366) {
+            if self.months & (1 << date.month()) != 0
+                && self.day_matches(date.day(), date.weekday())
+            {
+                // On the first day, minutes up to `after`'s are passed over by the
+                // comparison below, not by starting later: a clock set back may repeat them.
+                let first_hour = if day_index == 0 { start.hour() } else { 0 };
+                for hour in first_hour..24 {
+                    if self.hours & (1 << hour) == 0 {
                         continue;
                     }
-                    let first_minute = if h == hour { minute } else { 0 };
-                    if let Some(m) = (first_minute..60).find(|m| self.minutes & (1 << m) != 0) {
-                        return Some(Timestamp::from_civil(year, month, day, h, m));
+                    for minute in (0..60i8).filter(|m| self.minutes & (1 << m) != 0) {
+                        let wall =
+                            DateTime::from_parts(date, jiff::civil::time(hour, minute, 0, 0));
+                        let Some(at) = self.instant_of(wall) else {
+                            continue;
+                        };
+                        if at > after {
+                            return Some(Timestamp(at.as_millisecond()));
+                        }
                     }
                 }
             }
-            (hour, minute) = (0, 0);
-            day += 1;
-            if day > days_in_month(year, month) {
-                day = 1;
-                month += 1;
-                if month > 12 {
-                    month = 1;
-                    year += 1;
-                }
-            }
+            date = date.tomorrow().ok()?;
         }
         None
+    }
+
+    /// The instant a wall-clock time of the zone stands for: in a gap, the first instant
+    /// after it; when it comes twice, the first.
+    fn instant_of(&self, wall: DateTime) -> Option<jiff::Timestamp> {
+        let ambiguous = self.zone.to_ambiguous_zoned(wall);
+        ambiguous
+            .disambiguate(Disambiguation::Compatible)
+            .ok()
+            .map(|zoned| zoned.timestamp())
     }
 }
 
@@ -284,6 +315,45 @@ mod tests {
     }
 
     #[test]
+    fn a_time_zone_moves_the_hours_and_follows_daylight_saving() {
+        let berlin = "CRON_TZ=Europe/Berlin 0 9 * * *";
+        assert_eq!(
+            next(berlin, "2026-11-26T00:00:00Z"),
+            "2026-11-26T08:00:00.000Z",
+            "CET"
+        );
+        assert_eq!(
+            next(berlin, "2026-07-01T00:00:00Z"),
+            "2026-07-01T07:00:00.000Z",
+            "CEST"
+        );
+        assert_eq!(
+            next("TZ=America/New_York 30 17 * * fri", "2026-11-26T00:00:00Z"),
+            "2026-11-27T22:30:00.000Z"
+        );
+        // 2026-03-29: Berlin's clocks go from 02:00 to 03:00; 02:30 is skipped and the job
+        // fires at the first instant after the gap.
+        let half_past_two = "CRON_TZ=Europe/Berlin 30 2 * * *";
+        assert_eq!(
+            next(half_past_two, "2026-03-29T00:00:00Z"),
+            "2026-03-29T01:30:00.000Z"
+        );
+        // 2026-10-25: from 03:00 back to 02:00; 02:30 comes twice and fires once.
+        let first = next(half_past_two, "2026-10-24T23:00:00Z");
+        assert_eq!(first, "2026-10-25T00:30:00.000Z", "the first 02:30 (CEST)");
+        assert_eq!(
+            next(half_past_two, &first),
+            "2026-10-26T01:30:00.000Z",
+            "not the second 02:30 an hour later: the next day's"
+        );
+        assert_eq!(
+            next("0 9 * * *", "2026-07-01T00:00:00Z"),
+            "2026-07-01T09:00:00.000Z",
+            "UTC"
+        );
+    }
+
+    #[test]
     fn a_date_that_never_comes_has_no_next() {
         let never: Cron = "0 0 30 2 *".parse().unwrap();
         assert_eq!(never.next_after(at("2026-01-01T00:00:00Z")), None);
@@ -293,6 +363,7 @@ mod tests {
     fn errors_name_the_field() {
         for (expression, needle) in [
             ("* * * *", "expected 5 fields"),
+            ("CRON_TZ=Mars/Olympus 0 9 * * *", "not in the IANA database"),
             ("60 * * * *", "minute 60 is outside 0–59"),
             ("* 24 * * *", "hour 24"),
             ("* * 0 * *", "day of month 0"),

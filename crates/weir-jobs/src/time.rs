@@ -1,4 +1,5 @@
-//! Wall-clock instants as milliseconds since the Unix epoch, and their RFC 3339 form.
+//! Wall-clock instants as milliseconds since the Unix epoch, and their RFC 3339 form (read
+//! and written by jiff: no calendar arithmetic of Weir's own).
 //!
 //! Jobs are stored on disk and shared between nodes, so their times are wall-clock times
 //! (not `Instant`s), kept as integer milliseconds in both stores. Every store operation
@@ -40,118 +41,32 @@ impl Timestamp {
         Duration::from_millis(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
     }
 
-    /// Parses RFC 3339 (`2026-11-26T07:00:00Z`, `…T07:00:00.250+01:00`).
+    /// Parses RFC 3339 (`2026-11-26T07:00:00Z`, `…T07:00:00.250+01:00`), to the
+    /// millisecond.
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        let bytes = text.as_bytes();
-        if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[13] != b':' {
+        // jiff also reads Temporal's extensions (`[Europe/Berlin]` after the offset); an
+        // API time is plain RFC 3339, with a `T`, `t` or space between date and time.
+        if text.contains('[') {
             return None;
         }
-        if !matches!(bytes[10], b'T' | b't' | b' ') || bytes[16] != b':' {
-            return None;
-        }
-        let number = |range: std::ops::Range<usize>| -> Option<i64> {
-            let part = text.get(range)?;
-            part.bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| part.parse().ok())?
-        };
-        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-        if !(1..=12).contains(&month)
-            || day < 1
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
-            return None;
-        }
-        let mut rest = &text[19..];
-        let mut millis = 0;
-        if let Some(fraction) = rest.strip_prefix('.') {
-            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return None;
-            }
-            let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-            millis = padded.parse::<i64>().ok()?;
-            rest = &fraction[digits..];
-        }
-        let offset_minutes = match rest {
-            "Z" | "z" => 0,
-            _ => {
-                let sign = match rest.as_bytes().first()? {
-                    b'+' => 1,
-                    b'-' => -1,
-                    _ => return None,
-                };
-                let zone = rest.get(1..)?;
-                if zone.len() != 5 || zone.as_bytes()[2] != b':' {
-                    return None;
-                }
-                let (h, m): (i64, i64) = (zone[..2].parse().ok()?, zone[3..].parse().ok()?);
-                if h > 23 || m > 59 {
-                    return None;
-                }
-                sign * (h * 60 + m)
-            }
-        };
-        let days = days_from_civil(year, month, day);
-        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second.min(59);
-        Some(Timestamp((seconds - offset_minutes * 60) * 1_000 + millis))
+        let instant: jiff::Timestamp = text.parse().ok()?;
+        Some(Timestamp(instant.as_millisecond()))
     }
 
-    /// The calendar fields of this instant in UTC: (year, month, day, hour, minute, second,
-    /// millisecond, weekday with Sunday = 0).
-    pub fn to_civil(self) -> Civil {
-        let seconds = self.0.div_euclid(1_000);
-        let millis = self.0.rem_euclid(1_000);
-        let days = seconds.div_euclid(86_400);
-        let in_day = seconds.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
-        Civil {
-            year,
-            month,
-            day,
-            hour: in_day / 3_600,
-            minute: in_day % 3_600 / 60,
-            second: in_day % 60,
-            millisecond: millis,
-            weekday: (days + 4).rem_euclid(7),
-        }
+    /// This instant as jiff's, when jiff's range (years -9999 to 9999) holds it.
+    pub fn to_jiff(self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::from_millisecond(self.0).ok()
     }
-
-    /// The instant of a UTC calendar time (fields out of range are normalised by arithmetic).
-    pub fn from_civil(year: i64, month: i64, day: i64, hour: i64, minute: i64) -> Timestamp {
-        let days = days_from_civil(year, month, 1) + day - 1;
-        Timestamp(((days * 24 + hour) * 60 + minute) * 60_000)
-    }
-}
-
-/// A UTC calendar breakdown of a [`Timestamp`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct Civil {
-    pub year: i64,
-    pub month: i64,
-    pub day: i64,
-    pub hour: i64,
-    pub minute: i64,
-    pub second: i64,
-    pub millisecond: i64,
-    /// Sunday = 0 … Saturday = 6.
-    pub weekday: i64,
 }
 
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds: `2026-11-26T07:00:00.000Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self.to_civil();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            c.year, c.month, c.day, c.hour, c.minute, c.second, c.millisecond
-        )
+        match self.to_jiff() {
+            Some(instant) => write!(f, "{}", instant.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            // Out of any calendar's range (never stored: times are bounded on the way in).
+            None => write!(f, "@{}ms", self.0),
+        }
     }
 }
 
@@ -172,49 +87,6 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-pub(crate) fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's algorithms: days since 1970-01-01 to and from the proleptic Gregorian
-// calendar, exact over the whole i64 range we use.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,9 +103,9 @@ mod tests {
             assert_eq!(at.to_string(), text);
         }
         assert_eq!(
-            Timestamp(0).to_civil().weekday,
-            4,
-            "1970-01-01 was a Thursday"
+            Timestamp::parse_rfc3339("2026-11-26 07:00:00z"),
+            Timestamp::parse_rfc3339("2026-11-26T07:00:00Z"),
+            "RFC 3339 allows a space and lower case"
         );
     }
 
@@ -258,6 +130,7 @@ mod tests {
             "2026-11-26T07:00:00+1",
             "2026-11-26T07:00:00.Z",
             "+026-11-26T07:00:00Z",
+            "2026-11-26T07:00:00Z[Europe/Berlin]",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(text), None, "{text}");
         }

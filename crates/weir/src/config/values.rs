@@ -144,7 +144,7 @@ pub fn parse_schedules(text: &str) -> Result<Vec<weir_jobs::Schedule>, String> {
     let mut schedules: Vec<weir_jobs::Schedule> = Vec::new();
     for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
         let schedule = parse_schedule(entry).map_err(|reason| {
-            format!("`{entry}`: {reason}; entries are NAME CRON QUEUE/KIND [PAYLOAD] separated by ';', e.g. cleanup */10 * * * * maintenance/echo {{}}")
+            format!("`{entry}`: {reason}; entries are NAME [CRON_TZ=ZONE] CRON QUEUE/KIND [PAYLOAD] separated by ';', e.g. cleanup */10 * * * * maintenance/echo {{}}")
         })?;
         if schedules.iter().any(|s| s.name == schedule.name) {
             return Err(format!("schedule name `{}` is used twice", schedule.name));
@@ -157,8 +157,19 @@ pub fn parse_schedules(text: &str) -> Result<Vec<weir_jobs::Schedule>, String> {
 fn parse_schedule(entry: &str) -> Result<weir_jobs::Schedule, String> {
     let mut words = entry.split_whitespace();
     let name = words.next().ok_or("no name")?.to_string();
-    let first = words.next().ok_or("no cron expression")?;
-    let cron_text = if first.starts_with('@') {
+    let mut first = words.next().ok_or("no cron expression")?;
+    // An optional time zone before the fields: CRON_TZ=Europe/Berlin (or TZ=…).
+    let zone = match first.starts_with("CRON_TZ=") || first.starts_with("TZ=") {
+        true => {
+            let zone = first;
+            first = words
+                .next()
+                .ok_or("no cron expression after the time zone")?;
+            Some(zone)
+        }
+        false => None,
+    };
+    let fields = if first.starts_with('@') {
         first.to_string()
     } else {
         let mut fields = vec![first];
@@ -166,6 +177,10 @@ fn parse_schedule(entry: &str) -> Result<weir_jobs::Schedule, String> {
             fields.push(words.next().ok_or("the cron expression needs 5 fields")?);
         }
         fields.join(" ")
+    };
+    let cron_text = match zone {
+        Some(zone) => format!("{zone} {fields}"),
+        None => fields,
     };
     let cron: weir_jobs::cron::Cron = cron_text
         .parse()
@@ -334,7 +349,15 @@ mod tests {
         assert_eq!(schedules[0].job.payload.get(), "{\"all\": true}");
         assert_eq!(schedules[1].job.kind, "build");
         assert_eq!(schedules[1].job.payload.get(), "{}");
+        let berlin =
+            parse_schedules("digest CRON_TZ=Europe/Berlin 0 9 * * mon-fri mail/send").unwrap();
+        assert_eq!(
+            berlin[0].cron.to_string(),
+            "CRON_TZ=Europe/Berlin 0 9 * * mon-fri"
+        );
+        assert_eq!(berlin[0].job.kind, "send");
         for (bad, needle) in [
+            ("x CRON_TZ=Nowhere/Land @daily q/k", "IANA"),
             ("x 61 * * * * q/k", "minute 61"),
             ("x @daily qk", "QUEUE/KIND"),
             ("x @daily q/k {oops", "not JSON"),
