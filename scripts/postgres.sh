@@ -13,6 +13,11 @@ if [ ! -x "$pg_bin/initdb" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
 
+if ! command -v openssl >/dev/null; then
+    echo "postgres: installing openssl (for the test server's TLS certificate)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 pg_dir=$(mktemp -d /tmp/weir-pg.XXXXXX)
 pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # PostgreSQL refuses to run as root: the cluster belongs to the unprivileged `postgres` user

@@ -28,7 +28,8 @@ impl std::str::FromStr for HashKind {
 /// What to compute, and which files.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Lines, words and bytes (as `wc` counts them in the C locale: see `Counter`).
+    /// Lines, words and bytes (as `wc` counts them in a UTF-8 locale, on bytes: see
+    /// `Counter`).
     pub count: bool,
     /// A hash of each file.
     pub hash: Option<HashKind>,

@@ -31,12 +31,13 @@ pub(crate) fn is_space(byte: u8) -> bool {
     byte == b' ' || byte.wrapping_sub(b'\t') < 5
 }
 
-/// Whether `byte` is printable and not a space in the C locale (`isgraph`: `!` to `~`):
-/// the bytes that make a word for `wc`. The others (control bytes, NUL, DEL, every byte
-/// from 0x80) neither start a word nor end one.
+/// Whether `byte` makes a word: printable ASCII (`!` to `~`, C's `isgraph`) or any byte
+/// from 0x80, the bytes of every non-ASCII character in UTF-8, so that `привет` and `日本語`
+/// are words as `wc` counts them in a UTF-8 locale. The others (control bytes, NUL, DEL)
+/// neither start a word nor end one, as in every locale.
 #[inline(always)]
 pub(crate) fn is_graphic(byte: u8) -> bool {
-    byte.wrapping_sub(b'!') < 94
+    byte.wrapping_sub(b'!') < 94 || byte >= 0x80
 }
 
 /// Reads `path` once and computes what `options` ask. Never panics on I/O: a failure is
@@ -150,11 +151,12 @@ fn read_through(
 /// fit its 8-bit lanes.
 const BLOCK: usize = 255;
 
-/// Lines and words as GNU `wc` counts them in the C locale: lines are `\n` bytes; a word is
-/// a run of bytes between spaces (`isspace`) holding at least one printable byte
-/// (`isgraph`). Other bytes (NUL, control bytes, every byte from 0x80) are neither: they
-/// continue a word without starting one, so `a\0b` is one word and `\0` none. The state
-/// is carried across buffers.
+/// Lines and words as GNU `wc` counts them in a UTF-8 locale, on bytes: lines are `\n`
+/// bytes; a word is a run of bytes between ASCII spaces (`isspace`) holding at least one
+/// printable ASCII byte or byte from 0x80 ([`is_graphic`]). Other bytes (NUL, control
+/// bytes, DEL) are neither: they continue a word without starting one, so `a\0b` is one
+/// word and `\0` none. The state is carried across buffers. Where this differs from `wc`
+/// (invalid UTF-8, Unicode spaces) is in docs/files.md.
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
     pub(crate) lines: u64,
@@ -409,14 +411,14 @@ mod tests {
                 }
             })
             .collect();
-        // GNU wc's loop in the C locale.
+        // GNU wc's loop, with bytes from 0x80 as printable.
         let reference = |bytes: &[u8]| {
             let mut words = 0;
             let mut in_word = false;
             for &byte in bytes {
                 if matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r') {
                     in_word = false;
-                } else if (0x21..=0x7e).contains(&byte) && !in_word {
+                } else if ((0x21..=0x7e).contains(&byte) || byte >= 0x80) && !in_word {
                     words += 1;
                     in_word = true;
                 }
@@ -444,12 +446,15 @@ mod tests {
     fn bytes_that_are_neither_space_nor_printable_neither_start_nor_end_words() {
         for (text, words) in [
             (&b"\0"[..], 0),
-            (b"\x01\x02 \xff", 0),
+            (b"\x01\x02 \x7f", 0),
             (b"a\0b", 1),
             (b"\0a", 1),
             (b"a \0 b", 2),
             (b"\xc3\xa9t\xc3\xa9", 1),
-            (b"\xd0\xbc\xd0\xb8\xd1\x80", 0),
+            // Non-ASCII letters make words, as in a UTF-8 locale.
+            (b"\xd0\xbc\xd0\xb8\xd1\x80", 1),
+            (b"\x01\x02 \xff", 1),
+            // A no-break space (U+00A0) does not separate words here.
             (b"a\xc2\xa0b", 1),
         ] {
             let mut counter = Counter::default();

@@ -26,8 +26,8 @@ pub struct FileReport {
     /// `None` unless counts were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<u64>,
-    /// Words as `wc -w` counts them in the C locale: runs of bytes between spaces holding
-    /// at least one printable byte.
+    /// Words as `wc -w` counts them in a UTF-8 locale: runs of bytes between ASCII spaces
+    /// holding at least one printable ASCII byte or non-ASCII byte.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub words: Option<u64>,
     /// Bytes read: the file's size as it was read. Set whatever was asked for; `None` only

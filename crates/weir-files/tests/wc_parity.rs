@@ -1,18 +1,21 @@
-//! Line, word and byte counts against GNU `wc` in the C locale (`LC_ALL=C wc`), on crafted
-//! binary files: NUL, control bytes, DEL, bytes from 0x80, invalid UTF-8, and a file large
-//! enough to be split into pieces by the async program.
+//! Line, word and byte counts against GNU `wc`. Text in UTF-8 is counted as `wc` counts it
+//! in a UTF-8 locale (`LC_ALL=C.UTF-8`). On any bytes (binary files, invalid UTF-8) the rule
+//! is checked against `LC_ALL=C wc` of the same file with each byte from 0x80 written as
+//! `x`: a byte from 0x80 makes a word as a printable byte does, and nothing else changes.
+//! The files are crafted (NUL, control bytes, DEL, bytes from 0x80, invalid UTF-8, random
+//! bytes) and one is large enough to be split into pieces by the async program.
 
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 use weir_files::{process_file, run_async, Options, Tree};
 
-/// `LC_ALL=C wc -l -w -c` of `path`: lines, words, bytes.
-fn wc(path: &Path) -> (u64, u64, u64) {
+/// `wc -l -w -c` of `path` in `locale`: lines, words, bytes.
+fn wc_in(locale: &str, path: &Path) -> (u64, u64, u64) {
     let output = std::process::Command::new("wc")
         .args(["-l", "-w", "-c"])
         .arg(path)
-        .env("LC_ALL", "C")
+        .env("LC_ALL", locale)
         .output()
         .expect("wc runs (coreutils)");
     assert!(output.status.success());
@@ -23,6 +26,21 @@ fn wc(path: &Path) -> (u64, u64, u64) {
         .map(|n| n.parse().unwrap())
         .collect();
     (numbers[0], numbers[1], numbers[2])
+}
+
+/// The counts the rule gives `path`, by `wc`: `LC_ALL=C wc` of a copy with every byte from
+/// 0x80 made `x`.
+fn wc(path: &Path) -> (u64, u64, u64) {
+    let bytes: Vec<u8> = std::fs::read(path)
+        .unwrap()
+        .into_iter()
+        .map(|byte| if byte >= 0x80 { b'x' } else { byte })
+        .collect();
+    let copy = path.with_extension("ascii");
+    std::fs::write(&copy, bytes).unwrap();
+    let counts = wc_in("C", &copy);
+    std::fs::remove_file(&copy).unwrap();
+    counts
 }
 
 fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
@@ -72,8 +90,32 @@ fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// UTF-8 text with ASCII white space: exactly `wc` in a UTF-8 locale.
 #[test]
-fn counts_equal_c_locale_wc_on_binary_files() {
+fn counts_equal_utf8_locale_wc_on_text() {
+    let dir = temp_dir("text");
+    let texts = [
+        ("russian", "привет мир\nкак дела\n"),
+        ("japanese", "日本語 の テキスト\n"),
+        ("mixed", "café naïve —dash 🚀 x\tétoile\r\n"),
+        ("ascii", "one two  three\n\nfour"),
+    ];
+    for (name, text) in texts {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let report = process_file(&path, &Options::default());
+        let ours = (
+            report.lines.unwrap(),
+            report.words.unwrap(),
+            report.bytes.unwrap(),
+        );
+        assert_eq!(ours, wc_in("C.UTF-8", &path), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn counts_follow_the_rule_on_binary_files() {
     let dir = temp_dir("files");
     for (name, bytes) in files() {
         let path = dir.join(name);
@@ -92,7 +134,7 @@ fn counts_equal_c_locale_wc_on_binary_files() {
 /// Over 8 MiB and asked only for counts, the async program cuts the file into pieces read
 /// by several workers; the joined counts are still `wc`'s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn split_counts_equal_c_locale_wc() {
+async fn split_counts_follow_the_rule() {
     let dir = temp_dir("split");
     std::fs::write(dir.join("random"), random_bytes(20 << 20, 3)).unwrap();
     // A word (`a`, NULs, `b`) across every piece boundary.

@@ -63,7 +63,22 @@ impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds: `2026-11-26T07:00:00.000Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_jiff() {
-            Some(instant) => write!(f, "{}", instant.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            // Fields written directly: three times per job in every answer, and jiff's
+            // strftime measured 2% of the server's time on a batch enqueue.
+            Some(instant) => {
+                let at = jiff::tz::Offset::UTC.to_datetime(instant);
+                write!(
+                    f,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                    at.year(),
+                    at.month(),
+                    at.day(),
+                    at.hour(),
+                    at.minute(),
+                    at.second(),
+                    at.millisecond()
+                )
+            }
             // Out of any calendar's range (never stored: times are bounded on the way in).
             None => write!(f, "@{}ms", self.0),
         }
