@@ -1,6 +1,6 @@
 //! Opening an embedded SQLite database the way every Weir store does: WAL journal, the
 //! operator's [`Synchronous`] (by default `FULL`: an answered write survives a power cut),
-//! a busy timeout, and the component's migrations.
+//! temporary storage in memory, a busy timeout, and the component's migrations.
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,6 +63,10 @@ pub fn open(
     let mut db = Connection::open(path)?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", synchronous.as_str())?;
+    // Temporary tables, sorts and savepoint sub-journals in memory, not in temporary files:
+    // the job store's writer wraps each operation of a batch in a savepoint, and writing
+    // its sub-journal to a file was a quarter of the writer's time on a batch enqueue.
+    db.pragma_update(None, "temp_store", "MEMORY")?;
     db.busy_timeout(BUSY_TIMEOUT)?;
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     prepare_version_table(&tx, migrations.component)?;

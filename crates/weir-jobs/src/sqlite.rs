@@ -237,34 +237,33 @@ fn enqueue_one(db: &Connection, new: NewJob, now: Timestamp) -> Result<Enqueued,
         }
     }
     let mut job = Job::from_new(JobId(0), new, now);
-    let id: i64 = db
-        .prepare_cached(
-            "INSERT INTO job (queue, kind, payload, priority, state, attempt, max_attempts, \
-             timeout_ms, unique_key, concurrency_key, key_limit, run_at, created_at, \
-             updated_at, fencing_token, cancel_requested, errors) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 0, 0, '[]') \
-             RETURNING id",
-        )
-        .and_then(|mut insert| {
-            insert.query_row(
-                params![
-                    job.queue,
-                    job.kind,
-                    job.payload.get(),
-                    job.priority,
-                    job.state.as_str(),
-                    job.max_attempts,
-                    job.timeout_ms as i64,
-                    job.unique_key,
-                    job.concurrency_key,
-                    job.key_limit,
-                    job.run_at.0,
-                    now.0,
-                ],
-                |row| row.get(0),
-            )
-        })
-        .map_err(failed)?;
+    // A plain INSERT and the connection's last row id, not `RETURNING id`: SQLite gathers
+    // a RETURNING statement's rows in a temporary table, made and dropped per job (measured:
+    // about a seventh of the writer's time on a batch enqueue).
+    db.prepare_cached(
+        "INSERT INTO job (queue, kind, payload, priority, state, attempt, max_attempts, \
+         timeout_ms, unique_key, concurrency_key, key_limit, run_at, created_at, \
+         updated_at, fencing_token, cancel_requested, errors) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 0, 0, '[]')",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            job.queue,
+            job.kind,
+            job.payload.get(),
+            job.priority,
+            job.state.as_str(),
+            job.max_attempts,
+            job.timeout_ms as i64,
+            job.unique_key,
+            job.concurrency_key,
+            job.key_limit,
+            job.run_at.0,
+            now.0,
+        ])
+    })
+    .map_err(failed)?;
+    let id = db.last_insert_rowid();
     job.id = JobId(id);
     Ok(Enqueued {
         job,

@@ -49,6 +49,15 @@ impl Timestamp {
         if text.contains('[') {
             return None;
         }
+        // Years 0000 to 9999 only, written with four digits (RFC 3339's), not Temporal's
+        // signed six-digit years.
+        if !text
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|head| head[..4].iter().all(u8::is_ascii_digit) && head[4] == b'-')
+        {
+            return None;
+        }
         let instant: jiff::Timestamp = text.parse().ok()?;
         Some(Timestamp(instant.as_millisecond()))
     }
@@ -63,21 +72,27 @@ impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds: `2026-11-26T07:00:00.000Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_jiff() {
-            // Fields written directly: three times per job in every answer, and jiff's
-            // strftime measured 2% of the server's time on a batch enqueue.
+            // Digits written by hand: three times per job in every answer, where jiff's
+            // strftime, then `write!` with padding, measured 2% and 5% of the server's time
+            // on a batch enqueue.
             Some(instant) => {
                 let at = jiff::tz::Offset::UTC.to_datetime(instant);
-                write!(
-                    f,
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                    at.year(),
-                    at.month(),
-                    at.day(),
-                    at.hour(),
-                    at.minute(),
-                    at.second(),
-                    at.millisecond()
-                )
+                let mut text = *b"0000-00-00T00:00:00.000Z";
+                let mut put = |start: usize, width: usize, value: i64| {
+                    let mut value = value.unsigned_abs();
+                    for slot in text[start..start + width].iter_mut().rev() {
+                        *slot = b'0' + (value % 10) as u8;
+                        value /= 10;
+                    }
+                };
+                put(0, 4, i64::from(at.year()));
+                put(5, 2, i64::from(at.month()));
+                put(8, 2, i64::from(at.day()));
+                put(11, 2, i64::from(at.hour()));
+                put(14, 2, i64::from(at.minute()));
+                put(17, 2, i64::from(at.second()));
+                put(20, 3, i64::from(at.millisecond()));
+                f.write_str(std::str::from_utf8(&text).expect("ASCII digits"))
             }
             // Out of any calendar's range (never stored: times are bounded on the way in).
             None => write!(f, "@{}ms", self.0),
@@ -146,6 +161,8 @@ mod tests {
             "2026-11-26T07:00:00.Z",
             "+026-11-26T07:00:00Z",
             "2026-11-26T07:00:00Z[Europe/Berlin]",
+            "-000001-01-01T00:00:00Z",
+            "+002026-11-26T07:00:00Z",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(text), None, "{text}");
         }
