@@ -58,8 +58,25 @@ impl Timestamp {
         {
             return None;
         }
-        let instant: jiff::Timestamp = text.parse().ok()?;
-        Some(Timestamp(instant.as_millisecond()))
+        // Read as its parts and counted here, not as a `jiff::Timestamp`, whose range ends
+        // on 9999-12-30: `9999-12-31T00:00:00Z`, a common "never", is a time, to be refused
+        // as too far ahead rather than as unreadable.
+        let pieces = jiff::fmt::temporal::Pieces::parse(text).ok()?;
+        let offset = pieces.to_numeric_offset()?;
+        let time = pieces.time()?;
+        let days = i64::from(
+            pieces
+                .date()
+                .since((jiff::Unit::Day, jiff::civil::date(1970, 1, 1)))
+                .ok()?
+                .get_days(),
+        );
+        let in_day = i64::from(time.hour()) * 3_600_000
+            + i64::from(time.minute()) * 60_000
+            + i64::from(time.second()) * 1_000
+            + i64::from(time.millisecond());
+        let offset_ms = i64::from(offset.seconds()) * 1_000;
+        Some(Timestamp(days * 86_400_000 + in_day - offset_ms))
     }
 
     /// This instant as jiff's, when jiff's range (years -9999 to 9999) holds it.
@@ -122,6 +139,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_last_day_of_year_9999_is_a_time() {
+        let never = Timestamp::parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        assert!(never > start);
+        assert_eq!(never.0 % 1000, 0);
+    }
+
+    #[test]
     fn formats_and_parses_round_trip() {
         for text in [
             "1970-01-01T00:00:00.000Z",
@@ -163,6 +188,7 @@ mod tests {
             "2026-11-26T07:00:00Z[Europe/Berlin]",
             "-000001-01-01T00:00:00Z",
             "+002026-11-26T07:00:00Z",
+            "2026-11-26",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(text), None, "{text}");
         }
