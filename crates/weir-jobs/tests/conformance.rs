@@ -219,6 +219,42 @@ async fn claims_follow_priority_then_time_then_id(backend: Backend) {
     assert_eq!(both[0].id, ids[3]);
 }
 
+/// A large batch, with a unique job in its middle, comes back in its order, the jobs
+/// without a key with growing ids, each job stored as given (SQLite writes runs of jobs
+/// many rows a statement; PostgreSQL all of them in one).
+async fn a_large_batch_keeps_its_order_and_fields(backend: Backend) {
+    let store = backend.open(StoreOptions::default()).await;
+    let mut batch: Vec<NewJob> = (0..1_000)
+        .map(|n| NewJob::new("q", "k", payload(&format!(r#"{{"n":{n}}}"#))))
+        .collect();
+    batch[500].unique_key = Some("middle".into());
+    batch[999].priority = 7;
+    let enqueued = store.enqueue(batch, T0).await.unwrap();
+    assert_eq!(enqueued.len(), 1_000);
+    let plain: Vec<JobId> = enqueued
+        .iter()
+        .filter(|one| one.job.unique_key.is_none())
+        .map(|one| one.job.id)
+        .collect();
+    assert!(
+        plain.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids grow in the batch's order"
+    );
+    let mut ids: Vec<JobId> = enqueued.iter().map(|one| one.job.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1_000, "every job its own id");
+    for (n, one) in enqueued.iter().enumerate() {
+        let stored = store.get(one.job.id).await.unwrap().unwrap();
+        assert_eq!(stored.payload.get(), format!(r#"{{"n":{n}}}"#));
+        assert_eq!(stored.id, one.job.id);
+    }
+    let last = store.get(enqueued[999].job.id).await.unwrap().unwrap();
+    assert_eq!(last.priority, 7);
+    let middle = store.get(enqueued[500].job.id).await.unwrap().unwrap();
+    assert_eq!(middle.unique_key.as_deref(), Some("middle"));
+}
+
 /// A lease takes only the kinds its worker runs: a job of another kind stays for the
 /// worker that runs it, however far ahead of the others it is, and across several kinds
 /// the lease order is kept.
@@ -1070,6 +1106,7 @@ conformance!(
     enqueue_and_read_back,
     claims_follow_priority_then_time_then_id,
     claims_take_only_the_kinds_named,
+    a_large_batch_keeps_its_order_and_fields,
     a_stale_fencing_token_is_refused,
     failures_back_off_then_discard,
     cancelling,
