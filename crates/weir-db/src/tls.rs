@@ -100,7 +100,9 @@ impl TlsOptions {
                     let mut kept = Vec::new();
                     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
                         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                        if !take(key, &percent_decode(value))? {
+                        // `%XX` escapes decoded (a path may hold spaces).
+                        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                        if !take(key, &value)? {
                             kept.push(pair);
                         }
                     }
@@ -183,31 +185,6 @@ impl TlsOptions {
         }
         Ok(roots)
     }
-}
-
-/// `%XX` escapes of a URL's query value, decoded (a path may hold spaces).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (byte, ..) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `prefer` and `require`: any certificate, with its handshake signature still checked.

@@ -378,6 +378,54 @@ async fn crawl_jobs_stay_within_the_operators_limits() {
     );
 }
 
+/// A crawl job's `out` is created new in `--crawl-out`; a second job naming the same file
+/// is discarded rather than overwrite it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_writes_its_out_file_only_new_in_the_operators_directory() {
+    let (site, listeners) = demo_site::bind(SiteConfig {
+        pages: 10,
+        hosts: 1,
+        port: 0,
+        profile: Profile::Static,
+        ..SiteConfig::default()
+    })
+    .await
+    .unwrap();
+    let site_stop = CancellationToken::new();
+    tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
+    let _site_guard = site_stop.drop_guard();
+    let (server, api) = server().await;
+    let out_dir = support::temp_dir("crawl-out");
+    let out_text = out_dir.display().to_string();
+    let _worker = worker(
+        &server,
+        &[
+            "--kinds",
+            "crawl",
+            "--egress-allow",
+            "127.0.0.0/8",
+            "--crawl-out",
+            &out_text,
+        ],
+    );
+    let crawl =
+        json!({"kind": "crawl", "payload": {"urls": [site.start_url()], "out": "pages.jsonl"}});
+    let first = enqueue(&api, json!([crawl])).await;
+    let job = finished(&api, first[0]).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let written = std::fs::read_to_string(out_dir.join("pages.jsonl")).unwrap();
+    assert!(written.lines().count() > 10, "{written}");
+    let again = enqueue(&api, json!([crawl])).await;
+    let job = finished(&api, again[0]).await;
+    assert_eq!(job["state"], "discarded", "{job}");
+    assert!(last_error(&job).contains("already exists"), "{job}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("pages.jsonl")).unwrap(),
+        written
+    );
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
 /// The worker's `--http-rate` holds for the target host whatever the worker's concurrency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_jobs_keep_the_per_host_rate() {
@@ -476,49 +524,4 @@ async fn a_split_crawl_gives_each_host_to_one_job() {
         assert_eq!(child["state"], "completed");
         assert_eq!(child["result"]["summary"]["hosts"], 1, "{child}");
     }
-}
-
-/// `files` over a tree on the worker's machine: totals in the result, every file in `out`,
-/// an unreadable entry reported without failing the job.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_files_job_reports_totals_and_writes_every_file() {
-    let dir = support::temp_dir("files-job");
-    for n in 0..25 {
-        std::fs::write(dir.join(format!("f{n}.txt")), "one two\nthree\n".repeat(n)).unwrap();
-    }
-    std::os::unix::fs::symlink(dir.join("missing"), dir.join("dangling")).unwrap();
-    let out_dir = support::temp_dir("files-job-out");
-    let out = out_dir.join("report.jsonl");
-    let (server, api) = server().await;
-    let (root, out_root) = (dir.display().to_string(), out_dir.display().to_string());
-    let _worker = worker(
-        &server,
-        &[
-            "--kinds",
-            "files",
-            "--files-root",
-            &root,
-            "--files-out",
-            &out_root,
-        ],
-    );
-    let payload = json!({"paths": [dir], "count": true, "hash": "sha256", "out": "report.jsonl"});
-    let ids = enqueue(&api, json!([{"kind": "files", "payload": payload}])).await;
-    let job = finished(&api, ids[0]).await;
-    assert_eq!(job["state"], "completed", "{job}");
-    let totals = &job["result"]["totals"];
-    // Files n hold 2n lines and 3n words: sums over 0..25 of 2n and 3n.
-    assert_eq!(
-        (
-            totals["files"].as_u64(),
-            totals["lines"].as_u64(),
-            totals["words"].as_u64()
-        ),
-        (Some(25), Some(600), Some(900))
-    );
-    assert_eq!(totals["errors"], 1);
-    assert_eq!(job["result"]["errors"][0]["error"], "broken symbolic link");
-    let written = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(written.lines().count(), 26);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -265,6 +265,11 @@ async fn bad_input_is_refused_naming_the_field() {
     let (status, message) = refused(post(&api, "/v1/lease", json!({"worker": "w"})).await);
     assert_eq!(status, 400, "a lease names the kinds its worker runs");
     assert!(message.contains("kinds"), "{message}");
+    let many: Vec<String> = (0..257).map(|n| format!("k{n}")).collect();
+    let (status, message) =
+        refused(post(&api, "/v1/lease", json!({"worker": "w", "kinds": many})).await);
+    assert_eq!(status, 400, "queues times kinds is bounded");
+    assert!(message.contains("at most 256"), "{message}");
 
     // A worker that runs `echo` does not take the `upper` job ahead of it (the Python
     // example's kind): it stays available, no attempt used, for a worker that runs it.

@@ -19,7 +19,7 @@
 //! crawled twice.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use url::Url;
 use weir_client::Egress;
 use weir_crawl::{CrawlConfig, Crawler, JsonLines, Output, Progress, Record, Summary};
+use weir_files::OutDir;
 use weir_jobs::worker::{HandlerResult, JobContext, JobFailure};
 
 use crate::config::values::parse_duration;
@@ -76,7 +77,7 @@ struct CrawlJob {
 const SHAPE: &str = r#"{"urls": ["https://…"], "depth": N, "max_pages": N, "split": false, …}"#;
 
 /// What the worker's operator lets `crawl` jobs do.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct CrawlLimits {
     /// Where requests may go (`--egress-allow`, shared with `http` jobs).
     pub(crate) egress: Egress,
@@ -89,8 +90,9 @@ pub(crate) struct CrawlLimits {
     pub(crate) min_delay: Duration,
     /// Whether a job may ignore robots.txt (`--crawl-allow-no-robots`).
     pub(crate) allow_no_robots: bool,
-    /// Where a job's `out` file is created (`--crawl-out`); without it `out` is refused.
-    pub(crate) out_dir: Option<PathBuf>,
+    /// Where a job's `out` file is created (`--crawl-out`, opened at start); without it
+    /// `out` is refused.
+    pub(crate) out_dir: Option<OutDir>,
 }
 
 impl CrawlLimits {
@@ -128,7 +130,11 @@ impl CrawlLimits {
             min_delay: parse_duration(delay)
                 .map_err(|allowed| format!("--crawl-min-delay `{delay}`: expected {allowed}"))?,
             allow_no_robots: matches.get_flag("crawl-allow-no-robots"),
-            out_dir: matches.get_one::<String>("crawl-out").map(PathBuf::from),
+            out_dir: matches
+                .get_one::<String>("crawl-out")
+                .map(|dir| OutDir::open(Path::new(dir)))
+                .transpose()
+                .map_err(|error| format!("--crawl-out {error}"))?,
         })
     }
 }
@@ -260,10 +266,20 @@ async fn crawl(limits: &CrawlLimits, ctx: &JobContext, job: CrawlJob) -> Handler
         }
     }
     let crawler = Crawler::new(config).map_err(|error| JobFailure::fatal(error.to_string()))?;
+    // The out file is created new (never replacing one, never through a link) by the
+    // directory weir-files' `files` jobs use, and removed again if this attempt fails, so
+    // that the retry can create it.
+    let mut created = None;
     let mut output: Box<dyn Output> = match (&job.out, &limits.out_dir) {
         (Some(name), Some(dir)) => {
-            let file = super::out_file::create(dir, name)
-                .map_err(|error| JobFailure::fatal(format!("out `{name}`: {error}")))?;
+            let out = dir
+                .create(name)
+                .map_err(|error| JobFailure::fatal(format!("out: {error}")))?;
+            let file = out
+                .file
+                .try_clone()
+                .map_err(|error| JobFailure::retry(format!("out: {error}")))?;
+            created = Some(out);
             Box::new(JsonLines(std::io::BufWriter::new(file)))
         }
         _ => Box::new(Discard),
@@ -271,15 +287,24 @@ async fn crawl(limits: &CrawlLimits, ctx: &JobContext, job: CrawlJob) -> Handler
     let reporter = tokio::spawn(report_progress(crawler.progress(), ctx.clone()));
     let finished = crawler.run(output.as_mut(), ctx.cancel.clone(), None).await;
     reporter.abort();
-    let finished = finished.map_err(|error| JobFailure::retry(error.to_string()))?;
-    if ctx.cancel.is_cancelled() {
-        return Err(JobFailure::retry("stopped before the crawl ended"));
+    drop(output);
+    let outcome = match finished {
+        Err(error) => Err(JobFailure::retry(error.to_string())),
+        Ok(_) if ctx.cancel.is_cancelled() => {
+            Err(JobFailure::retry("stopped before the crawl ended"))
+        }
+        Ok(finished) => job_io::result(&json!({
+            "summary": finished.summary,
+            "out": created.as_ref().map(|out| out.path.display().to_string()),
+            "other_hosts": finished.other_hosts.iter().map(Url::as_str).collect::<Vec<_>>(),
+        })),
+    };
+    if let (Err(_), Some(out), Some(dir)) = (&outcome, created, &limits.out_dir) {
+        if let Err(error) = dir.remove(out) {
+            tracing::warn!(%error, "could not remove the failed crawl's out file");
+        }
     }
-    job_io::result(&json!({
-        "summary": finished.summary,
-        "out": job.out,
-        "other_hosts": finished.other_hosts.iter().map(Url::as_str).collect::<Vec<_>>(),
-    }))
+    outcome
 }
 
 /// Progress on the job's topic once a second: the share of known URLs done.

@@ -11,7 +11,6 @@ pub(crate) mod crawl;
 pub(crate) mod files;
 pub(crate) mod http;
 mod job_io;
-mod out_file;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
