@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test of the dashboard in headless Chromium (Debian's package, driven by
-# playwright-core). Installs what is missing, starts `weir serve` on free loopback ports,
-# runs tests/e2e/dashboard.mjs against an open server and a token-protected one.
+# End-to-end tests with real clients: the dashboard in headless Chromium (Debian's package,
+# driven by playwright-core) against an open server and a token-protected one, CORS from
+# another origin, and resume with the `eventsource` npm client across a restart and across
+# two nodes (tests/e2e/resume.mjs; the two nodes need WEIR_TEST_DATABASE_URL, which
+# scripts/test.sh sets). Installs what is missing; servers use free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +14,7 @@ fi
 for tool in curl node npm; do
     command -v "$tool" >/dev/null || { echo "e2e: $tool is required" >&2; exit 1; }
 done
-if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/eventsource ]; then
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 cargo build -q -p weir
@@ -57,3 +59,10 @@ cors_token=cors-e2e-token-0123456789
 page_port=$(free_port); other_port=$(free_port)
 start_weir WEIR_AUTH_TOKENS="$cors_token:publish+subscribe" WEIR_HTTP_CORS_ORIGINS="http://127.0.0.1:$page_port"
 node tests/e2e/cors.mjs "$base" "$cors_token" "$page_port" "$other_port"
+
+# Resume with a real EventSource client: across a restart, and onto another node.
+if [ "${WEIR_TEST_POSTGRES:-}" != skip ] && [ -z "${WEIR_TEST_DATABASE_URL:-}" ]; then
+    echo "e2e: WEIR_TEST_DATABASE_URL is not set (source scripts/postgres.sh, or WEIR_TEST_POSTGRES=skip)" >&2
+    exit 1
+fi
+node tests/e2e/resume.mjs "$weir" ${WEIR_TEST_DATABASE_URL:+"$WEIR_TEST_DATABASE_URL"}

@@ -39,16 +39,7 @@ pub fn parse_frame(text: &str) -> Result<Command, String> {
     let topic = need("topic")?;
     match field("op") {
         Some("subscribe") => {
-            let from = match request.get("from") {
-                None | Some(Value::Null) => StartFrom::Now,
-                Some(Value::String(s)) if s == "earliest" => StartFrom::Earliest,
-                Some(Value::Number(n)) if n.as_u64().is_some() => {
-                    StartFrom::Offset(n.as_u64().unwrap_or(0))
-                }
-                Some(_) => {
-                    return Err("field \"from\" must be an offset (a number) or \"earliest\"".into())
-                }
-            };
+            let from = start_from(request.get("from"), request.get("epoch"))?;
             Ok(Command::Subscribe {
                 pattern: topic,
                 from,
@@ -67,6 +58,36 @@ pub fn parse_frame(text: &str) -> Result<Command, String> {
             "unknown op {other:?}; use subscribe, unsubscribe, publish, nick, join, part, say or who"
         )),
         None => Err("field \"op\" (a string) is required".into()),
+    }
+}
+
+/// Where a `subscribe` starts: `from` is absent (now), `"earliest"`, a position token
+/// `"EPOCH-OFFSET"` (as events carry), or an offset, with the topic's `epoch` beside it
+/// (as message frames carry it) to be told when the offsets started again.
+fn start_from(from: Option<&Value>, epoch: Option<&Value>) -> Result<StartFrom, String> {
+    const EXPLAINED: &str = "field \"from\" must be an offset (a number, with \"epoch\" beside it), a position \"EPOCH-OFFSET\" or \"earliest\"";
+    let epoch = match epoch {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .ok_or("field \"epoch\" must be a topic's epoch (a number)")?,
+        ),
+    };
+    match (from, epoch) {
+        (None | Some(Value::Null), None) => Ok(StartFrom::Now),
+        (Some(Value::Number(n)), epoch) => {
+            let offset = n.as_u64().ok_or(EXPLAINED)?;
+            Ok(match epoch {
+                Some(epoch) => StartFrom::At(weir_pubsub::Position { epoch, offset }),
+                None => StartFrom::Offset(offset),
+            })
+        }
+        (Some(Value::String(text)), None) => text.parse().map_err(|_| EXPLAINED.into()),
+        (None | Some(Value::Null), Some(_)) => {
+            Err("field \"epoch\" goes with an offset in \"from\"".into())
+        }
+        _ => Err(EXPLAINED.into()),
     }
 }
 
@@ -90,6 +111,31 @@ mod tests {
                 from: StartFrom::Offset(5)
             })
         );
+        for frame in [
+            r#"{"op":"subscribe","topic":"t","from":5,"epoch":77}"#,
+            r#"{"op":"subscribe","topic":"t","from":"77-5"}"#,
+        ] {
+            assert_eq!(
+                parse_frame(frame),
+                Ok(Command::Subscribe {
+                    pattern: "t".into(),
+                    from: StartFrom::At(weir_pubsub::Position {
+                        epoch: 77,
+                        offset: 5
+                    })
+                }),
+                "{frame}"
+            );
+        }
+        for frame in [
+            r#"{"op":"subscribe","topic":"t","epoch":77}"#,
+            r#"{"op":"subscribe","topic":"t","from":"77-5","epoch":77}"#,
+            r#"{"op":"subscribe","topic":"t","from":-1}"#,
+            r#"{"op":"subscribe","topic":"t","from":5,"epoch":"x"}"#,
+            r#"{"op":"subscribe","topic":"t","from":"soon"}"#,
+        ] {
+            assert!(parse_frame(frame).is_err(), "{frame}");
+        }
         assert_eq!(
             parse_frame(r#"{"op":"say","room":"lobby","text":"hi"}"#),
             Ok(Command::Say {
@@ -118,7 +164,7 @@ mod tests {
         assert!(parse_frame(r#"{"op":"nick","nick":"a b"}"#)
             .unwrap_err()
             .contains("letters, digits"));
-        assert!(parse_frame(r#"{"op":"subscribe","topic":"t","from":"5"}"#)
+        assert!(parse_frame(r#"{"op":"subscribe","topic":"t","from":"5x"}"#)
             .unwrap_err()
             .contains("must be an offset"));
         assert!(parse_frame(r#"{"op":"frob","topic":"t"}"#)

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use serde_json::json;
 use weir_http::sse::{Encoded as SseEncoded, Event as SseEvent};
-use weir_pubsub::{Event, Message};
+use weir_pubsub::{Event, Message, Position};
 
 use crate::feed_key::FeedKey;
 use crate::{ChatError, Reply};
@@ -66,23 +66,25 @@ pub fn error_json(message: &str) -> String {
 
 /// A hub event as a Server-Sent Event.
 ///
-/// A message's `id:` is its offset, so a browser's automatic reconnect resumes after it.
-/// On a wildcard stream (`pattern`) the id is `topic:offset` (such ids do not resume:
-/// offsets belong to one topic); messages stay plain `message` events there too, so that a
-/// browser's `onmessage` sees them without knowing the topics in advance. Gaps, lag and
-/// disconnection arrive as `gap`, `lagged` and `disconnected` events with JSON data.
+/// A message's `id:` is its position (`EPOCH-OFFSET`), so a browser's automatic reconnect
+/// resumes after it, and is told with a `reset` event when the offsets started again
+/// meanwhile (a restart, another node). On a wildcard stream (`pattern`) the id is
+/// `topic:EPOCH-OFFSET` (such ids do not resume: positions belong to one topic); messages
+/// stay plain `message` events there too, so that a browser's `onmessage` sees them without
+/// knowing the topics in advance. Gaps, resets, lag and disconnection arrive as `gap`,
+/// `reset`, `lagged` and `disconnected` events with JSON data.
 pub fn sse_event(event: Event, pattern: bool) -> SseEncoded {
     match event {
         // SSE is text: a payload that is not UTF-8 arrives with U+FFFD in place of bad bytes.
         Event::Message(message) if pattern => {
             SseEncoded::from(message.encoded(SLOT_SSE_PATTERN, |m| {
                 sse_message(m)
-                    .with_id(format!("{}:{}", m.topic(), m.offset()))
+                    .with_id(format!("{}:{}", m.topic(), m.position()))
                     .to_bytes()
             }))
         }
         Event::Message(message) => SseEncoded::from(message.encoded(SLOT_SSE_TOPIC, |m| {
-            sse_message(m).with_id(m.offset().to_string()).to_bytes()
+            sse_message(m).with_id(m.position().to_string()).to_bytes()
         })),
         Event::Gap {
             topic,
@@ -94,6 +96,16 @@ pub fn sse_event(event: Event, pattern: bool) -> SseEncoded {
         )
         .with_event("gap")
         .into(),
+        Event::Reset {
+            topic,
+            previous_epoch,
+            epoch,
+            from,
+        } => {
+            let mut data = reset_json(&topic, previous_epoch, epoch, from);
+            data.as_object_mut().map(|fields| fields.remove("type"));
+            SseEvent::data(data.to_string()).with_event("reset").into()
+        }
         Event::Lagged { topic, missed } => {
             SseEvent::data(json!({ "topic": topic.as_str(), "missed": missed }).to_string())
                 .with_event("lagged")
@@ -180,7 +192,7 @@ fn render(event: Event, format: &FeedKey) -> String {
                 FeedKey::Topic(_) => format!(
                     "EVENT {} {} {}",
                     message.topic(),
-                    message.offset(),
+                    message.position(),
                     one_line(&text)
                 ),
             }
@@ -188,6 +200,18 @@ fn render(event: Event, format: &FeedKey) -> String {
         Event::Gap {
             topic, from, to, ..
         } => format!("GAP {topic} {from} {to}"),
+        Event::Reset {
+            topic,
+            previous_epoch,
+            epoch,
+            from,
+        } => format!(
+            "RESET {topic} {previous_epoch} {}",
+            Position {
+                epoch,
+                offset: from
+            }
+        ),
         Event::Lagged { topic, missed } => format!("LAGGED {topic} {missed}"),
         Event::Disconnected { reason } => {
             let what = match format {
@@ -226,11 +250,34 @@ fn render_json(event: Event, format: &FeedKey) -> serde_json::Value {
         } => {
             json!({ "type": "gap", "topic": topic.as_str(), "epoch": epoch, "from": from, "to": to })
         }
+        Event::Reset {
+            topic,
+            previous_epoch,
+            epoch,
+            from,
+        } => reset_json(&topic, previous_epoch, epoch, from),
         Event::Lagged { topic, missed } => {
             json!({ "type": "lagged", "topic": topic.as_str(), "missed": missed })
         }
         Event::Disconnected { reason } => json!({ "type": "disconnected", "reason": reason }),
     }
+}
+
+/// A reset notice as JSON: the position the client gave was in `previous_epoch`; the
+/// subscription goes on at offset `from` of `epoch`.
+fn reset_json(
+    topic: &weir_pubsub::TopicName,
+    previous_epoch: u64,
+    epoch: u64,
+    from: u64,
+) -> serde_json::Value {
+    json!({
+        "type": "reset",
+        "topic": topic.as_str(),
+        "previous_epoch": previous_epoch,
+        "epoch": epoch,
+        "from": from,
+    })
 }
 
 /// Payloads published over HTTP may hold line breaks; a line-protocol line cannot.

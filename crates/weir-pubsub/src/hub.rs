@@ -20,6 +20,24 @@ use crate::{
     TopicPattern,
 };
 
+/// Where this hub's epochs start: random, so that they differ across restarts of an
+/// in-memory hub (history is lost then) and between the nodes of a cluster (whose offsets
+/// are their own), where a clock could give two nodes started together the same. Below
+/// 2^52, with each new topic taking the next: an epoch stays an exact number in JSON for
+/// JavaScript clients (2^53) however many topics a hub makes.
+fn random_epoch_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // The standard library's hasher keys come from the operating system's randomness.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish() & ((1 << 52) - 1)
+}
+
 /// Whether a publish goes to the relay too (a local publish) or not (one that came from
 /// another node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +84,7 @@ impl Hub {
     }
 
     fn build(config: HubConfig, writer: Option<Writer>) -> Hub {
-        // Epochs must differ across restarts of an in-memory hub: history is lost then.
-        let epoch_base = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64)
-            << 8;
+        let epoch_base = random_epoch_base();
         Hub {
             inner: Arc::new(HubInner {
                 config,
@@ -401,7 +415,12 @@ impl Hub {
         label: impl Into<Arc<str>>,
     ) -> Result<Subscription, SubscribeError> {
         let pattern = TopicPattern::new(pattern)?;
-        if pattern.is_wildcard() && matches!(start, StartFrom::Offset(_) | StartFrom::Last(_)) {
+        if pattern.is_wildcard()
+            && matches!(
+                start,
+                StartFrom::Offset(_) | StartFrom::Last(_) | StartFrom::At(_)
+            )
+        {
             return Err(SubscribeError::OffsetWithWildcard(pattern.to_string()));
         }
         let slot = SubscriberSlot::take(&self.inner, &pattern)?;

@@ -44,6 +44,7 @@ pub use presence::{Presence, PresenceChange};
 pub use relay::{Interest, Relay, RelayStats};
 pub use subscription::Subscription;
 pub use types::{
-    Event, PublishError, SlowSubscriber, StartFrom, StartFromError, SubscribeError, TopicInfo,
+    Event, Position, PublishError, SlowSubscriber, StartFrom, StartFromError, SubscribeError,
+    TopicInfo,
 };
 pub use upkeep::Upkeep;

@@ -73,6 +73,14 @@ impl Message {
         self.0.epoch
     }
 
+    /// Its position (epoch and offset): the resume token clients are given.
+    pub fn position(&self) -> crate::Position {
+        crate::Position {
+            epoch: self.0.epoch,
+            offset: self.0.offset,
+        }
+    }
+
     /// The bytes published.
     pub fn payload(&self) -> &Bytes {
         &self.0.payload

@@ -12,7 +12,9 @@ use futures_core::Stream;
 use crate::log::{ReadAt, SubWaker};
 use crate::state::{Discovered, HubInner, LagStats};
 use crate::topic::Topic;
-use crate::{Event, SlowSubscriberPolicy, StartFrom, SubscribeError, TopicName, TopicPattern};
+use crate::{
+    Event, Position, SlowSubscriberPolicy, StartFrom, SubscribeError, TopicName, TopicPattern,
+};
 
 /// Messages a subscription takes from a topic per lock.
 const READ_BATCH: usize = 64;
@@ -148,7 +150,17 @@ impl Subscription {
             StartFrom::Now => log.next,
             StartFrom::Earliest => log.replay_start(now),
             StartFrom::Last(n) => log.next.saturating_sub(n).max(log.replay_start(now)),
-            StartFrom::Offset(offset) => {
+            StartFrom::At(position) if position.epoch != log.epoch => {
+                let from = log.replay_start(now);
+                self.pending.push_back(Event::Reset {
+                    topic: topic.name.clone(),
+                    previous_epoch: position.epoch,
+                    epoch: log.epoch,
+                    from,
+                });
+                from
+            }
+            StartFrom::Offset(offset) | StartFrom::At(Position { offset, .. }) => {
                 let retained = log.replay_start(now);
                 if offset > log.next {
                     log.next

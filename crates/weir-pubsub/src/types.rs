@@ -44,16 +44,77 @@ pub enum StartFrom {
     /// With the last `n` messages retained (a chat room's recent history). For single
     /// topics only.
     Last(u64),
+    /// With the message at this position (the one after the last the client saw), if the
+    /// topic is still in the position's epoch; as [`StartFrom::Offset`] then. In another
+    /// epoch (the hub restarted and an in-memory topic began again, or the client moved to
+    /// another node, whose offsets are its own) the offset names nothing here: an
+    /// [`Event::Reset`] comes first and the subscription starts at the oldest message
+    /// retained. For single topics only.
+    At(Position),
+}
+
+/// A message's place in its topic: the topic's epoch and the offset. The resume token the
+/// transports hand to clients, written `EPOCH-OFFSET` (`4461862130098176-17`): an offset
+/// alone cannot tell a client that the numbers started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The topic's epoch (see [`TopicInfo::epoch`]).
+    pub epoch: u64,
+    /// The offset within that epoch.
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.epoch, self.offset)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = StartFromError;
+
+    fn from_str(text: &str) -> Result<Position, StartFromError> {
+        let bad = || StartFromError(text.to_owned());
+        let (epoch, offset) = text.split_once('-').ok_or_else(bad)?;
+        let number = |digits: &str| {
+            // `u64::from_str` takes a leading `+`; a token never has one.
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            digits.parse::<u64>().map_err(|_| bad())
+        };
+        Ok(Position {
+            epoch: number(epoch)?,
+            offset: number(offset)?,
+        })
+    }
+}
+
+impl Position {
+    /// The position after this one (where a client that saw this message resumes), or
+    /// `None` for the largest offset, which has no next.
+    pub fn next(self) -> Option<Position> {
+        Some(Position {
+            epoch: self.epoch,
+            offset: self.offset.checked_add(1)?,
+        })
+    }
 }
 
 impl std::str::FromStr for StartFrom {
     type Err = StartFromError;
 
-    /// Reads where a client asks to start, as every transport writes it: `earliest` or an
-    /// offset (the first message wanted).
+    /// Reads where a client asks to start, as every transport writes it: `earliest`, a
+    /// position `EPOCH-OFFSET` or a bare offset (the first message wanted).
     fn from_str(text: &str) -> Result<StartFrom, StartFromError> {
         if text == "earliest" {
             return Ok(StartFrom::Earliest);
+        }
+        if text.contains('-') {
+            return text.parse().map(StartFrom::At);
+        }
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(StartFromError(text.to_owned()));
         }
         text.parse()
             .map(StartFrom::Offset)
@@ -61,9 +122,9 @@ impl std::str::FromStr for StartFrom {
     }
 }
 
-/// A start that is neither `earliest` nor an offset.
+/// A start that is neither `earliest`, a position nor an offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an offset; use a number or 'earliest'")]
+#[error("{0:?} is not a place to start; use a position EPOCH-OFFSET (as events carry), an offset or 'earliest'")]
 pub struct StartFromError(pub String);
 
 /// What a subscription yields.
@@ -82,6 +143,21 @@ pub enum Event {
         from: u64,
         /// Last missing offset.
         to: u64,
+    },
+    /// The position a subscription asked to resume from belongs to another epoch of
+    /// `topic` (the hub restarted, or the client came from another node): an unknown number
+    /// of messages after it cannot be delivered. The subscription goes on with the oldest
+    /// message retained in `epoch`, at offset `from`; a client that keeps state derived
+    /// from the topic should rebuild it.
+    Reset {
+        /// The topic.
+        topic: TopicName,
+        /// The epoch of the position the client gave.
+        previous_epoch: u64,
+        /// The topic's epoch now.
+        epoch: u64,
+        /// The offset the subscription goes on from (in `epoch`).
+        from: u64,
     },
     /// This subscriber fell more than the lag limit behind and skipped `missed` messages.
     Lagged {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::{future, StreamExt};
 use weir_pubsub::{
-    Event, Hub, HubConfig, PublishError, Retention, SlowSubscriberPolicy, StartFrom,
+    Event, Hub, HubConfig, Position, PublishError, Retention, SlowSubscriberPolicy, StartFrom,
     SubscribeError, Subscription, TopicPattern,
 };
 
@@ -94,6 +94,80 @@ fn an_offset_older_than_the_retention_gets_a_gap_notice_first() {
         other => panic!("expected a gap, got {other:?}"),
     }
     assert_eq!(message_text(ready(&mut sub).unwrap()).1, 7);
+}
+
+/// A position from the topic's own epoch resumes exactly; one from another epoch (another
+/// hub: a restart, or another node) is told with a reset and replays what this epoch holds.
+#[test]
+fn a_position_from_another_epoch_is_told_with_a_reset() {
+    let before = hub();
+    let seen = before.publish("t", payload("old")).unwrap().position();
+    let after = hub();
+    for text in ["a", "b"] {
+        after.publish("t", payload(text)).unwrap();
+    }
+    let epoch = after.topics()[0].epoch;
+    assert_ne!(epoch, seen.epoch);
+
+    let mut same = after
+        .subscribe("t", StartFrom::At(Position { epoch, offset: 1 }), "same")
+        .unwrap();
+    assert_eq!(message_text(ready(&mut same).unwrap()), ("b".into(), 1));
+
+    let mut moved = after
+        .subscribe("t", StartFrom::At(seen.next().unwrap()), "moved")
+        .unwrap();
+    assert_eq!(
+        ready(&mut moved),
+        Some(Event::Reset {
+            topic: weir_pubsub::TopicName::new("t").unwrap(),
+            previous_epoch: seen.epoch,
+            epoch,
+            from: 0
+        })
+    );
+    assert_eq!(message_text(ready(&mut moved).unwrap()), ("a".into(), 0));
+    assert_eq!(message_text(ready(&mut moved).unwrap()), ("b".into(), 1));
+    assert!(
+        after
+            .subscribe("t.*", StartFrom::At(seen), "pattern")
+            .is_err(),
+        "positions belong to one topic"
+    );
+}
+
+#[test]
+fn positions_read_and_write_as_epoch_dash_offset() {
+    let position = Position {
+        epoch: 4461862130098176,
+        offset: 17,
+    };
+    assert_eq!(position.to_string(), "4461862130098176-17");
+    assert_eq!("4461862130098176-17".parse::<Position>(), Ok(position));
+    assert_eq!(
+        "4461862130098176-17".parse::<StartFrom>(),
+        Ok(StartFrom::At(position))
+    );
+    assert_eq!("17".parse::<StartFrom>(), Ok(StartFrom::Offset(17)));
+    for bad in [
+        "",
+        "-",
+        "1-",
+        "-1",
+        "1-2-3",
+        "+1-2",
+        "1-+2",
+        "x",
+        "+5",
+        "18446744073709551616-0",
+    ] {
+        assert!(bad.parse::<StartFrom>().is_err(), "{bad:?}");
+    }
+    let largest = Position {
+        epoch: 1,
+        offset: u64::MAX,
+    };
+    assert_eq!(largest.next(), None);
 }
 
 #[test]

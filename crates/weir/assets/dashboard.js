@@ -78,14 +78,23 @@ function watch(topic) {
   $("watching").textContent = `Watching ${topic} from its earliest retained message.`;
   source = new EventSource(withToken(`/v1/topics/${encodeURIComponent(topic)}/events?from=earliest`));
   source.onmessage = (event) => {
-    // A pattern stream's ids are topic:offset, a single topic's just the offset.
+    // Ids are positions, EPOCH-OFFSET; a pattern stream's are topic:EPOCH-OFFSET.
     const id = event.lastEventId;
-    const label = id.includes(":") ? id.replace(/:(\d+)$/, " #$1") : `#${id}`;
+    const colon = id.lastIndexOf(":");
+    const offset = id.slice(id.lastIndexOf("-") + 1);
+    const label = colon >= 0 ? `${id.slice(0, colon)} #${offset}` : `#${offset}`;
     append($("events"), [[label, "meta"], [event.data]]);
   };
   source.addEventListener("gap", (event) => {
     const gap = JSON.parse(event.data);
     append($("events"), [[`offsets ${gap.from}–${gap.to} of ${gap.topic} are no longer retained`]], "notice");
+  });
+  source.addEventListener("reset", (event) => {
+    const reset = JSON.parse(event.data);
+    const what = reset.topic
+      ? `${reset.topic} started its offsets again (a restart or another node); messages since the last one shown may be missing`
+      : `the stream reconnected; ${reset.reason}`;
+    append($("events"), [[what]], "notice");
   });
   source.addEventListener("lagged", (event) => {
     const lag = JSON.parse(event.data);

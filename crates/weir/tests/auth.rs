@@ -167,7 +167,7 @@ async fn the_line_protocol_asks_for_auth_and_checks_scopes() {
         "+OK authenticated"
     );
     assert_eq!(publisher.ask("PUB news hello").await, "+OK news offset 0");
-    assert_eq!(client.line().await, "EVENT news 0 hello");
+    assert_eq!(client.event().await, "EVENT news 0 hello");
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ async fn a_durable_topic_keeps_its_offsets_history_and_epoch_across_a_restart() 
     let seen = read_until(&mut events, "data: third").await;
     for (offset, text) in ["first", "second", "third"].iter().enumerate() {
         assert!(
-            seen.contains(&format!("id: {offset}\ndata: {text}\n")),
+            seen.contains(&format!("id: {epoch}-{offset}\ndata: {text}\n")),
             "{text} at {offset}: {seen}"
         );
     }
@@ -192,7 +192,7 @@ fn every_answered_publish_survives_kill_9() {
     )
     .unwrap();
     let (last_offset, last_body) = answered.last().unwrap().clone();
-    let wanted = format!("id: {last_offset}\ndata: {last_body}\n");
+    let wanted = format!("-{last_offset}\ndata: {last_body}\n");
     let mut seen = String::new();
     let mut buf = [0u8; 65536];
     while !seen.contains(&wanted) {
@@ -204,7 +204,7 @@ fn every_answered_publish_survives_kill_9() {
     // flight when it was killed, unanswered: that is allowed, and not checked.)
     for (offset, body) in &answered {
         assert!(
-            seen.contains(&format!("id: {offset}\ndata: {body}\n")),
+            seen.contains(&format!("-{offset}\ndata: {body}\n")),
             "answered publish {offset} ({body}) was lost"
         );
     }

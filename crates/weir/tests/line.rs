@@ -84,7 +84,7 @@ async fn pub_sub_from_an_offset_and_across_transports() {
     assert_eq!(client.ask("PUB news first").await, "+OK news offset 0");
     assert_eq!(client.ask("PUB news second").await, "+OK news offset 1");
     assert_eq!(client.ask("SUB news 1").await, "+OK subscribed to news");
-    assert_eq!(client.line().await, "EVENT news 1 second");
+    assert_eq!(client.event().await, "EVENT news 1 second");
     // Published over HTTP, received on the line protocol.
     let mut http = TcpStream::connect(&server.http).await.unwrap();
     http.write_all(
@@ -93,7 +93,7 @@ async fn pub_sub_from_an_offset_and_across_transports() {
     .await
     .unwrap();
     assert_eq!(
-        client.line().await,
+        client.event().await,
         "EVENT news 2 from\\nhttp!",
         "line breaks are escaped"
     );
@@ -107,7 +107,44 @@ async fn pub_sub_from_an_offset_and_across_transports() {
         "+OK subscribed to orders.>"
     );
     client.ask("PUB orders.eu.new 42").await;
-    assert_eq!(client.line().await, "EVENT orders.eu.new 0 42");
+    assert_eq!(client.event().await, "EVENT orders.eu.new 0 42");
+}
+
+/// Events carry positions (`EPOCH-OFFSET`); `SUB` with a position from another epoch (the
+/// server restarted, or this is another node) is told with `RESET`, then replays what this
+/// epoch retains.
+#[tokio::test]
+async fn sub_from_a_position_of_another_epoch_gets_a_reset_line() {
+    let before = start(ServeConfig::defaults()).await;
+    let mut old = Client::connect(&before.line).await;
+    assert_eq!(old.ask("SUB news").await, "+OK subscribed to news");
+    old.ask("PUB news old").await;
+    let seen = old.line().await;
+    let position = seen.split(' ').nth(2).unwrap().to_owned();
+    let (old_epoch, _) = position.split_once('-').unwrap();
+    drop((old, before));
+
+    let server = start(ServeConfig::defaults()).await;
+    let mut client = Client::connect(&server.line).await;
+    client.ask("PUB news a").await;
+    client.ask("PUB news b").await;
+    assert_eq!(
+        client.ask(&format!("SUB news {old_epoch}-1")).await,
+        "+OK subscribed to news"
+    );
+    let reset = client.line().await;
+    let words: Vec<&str> = reset.split(' ').collect();
+    assert_eq!(&words[..3], ["RESET", "news", old_epoch], "{reset}");
+    let (epoch, from) = words[3].split_once('-').unwrap();
+    assert_ne!(epoch, old_epoch);
+    assert_eq!(from, "0");
+    assert_eq!(client.line().await, format!("EVENT news {epoch}-0 a"));
+    assert_eq!(client.line().await, format!("EVENT news {epoch}-1 b"));
+
+    // The same epoch resumes exactly.
+    let mut again = Client::connect(&server.line).await;
+    again.ask(&format!("SUB news {epoch}-1")).await;
+    assert_eq!(again.line().await, format!("EVENT news {epoch}-1 b"));
 }
 
 #[tokio::test]
@@ -239,5 +276,5 @@ async fn an_http_request_on_the_line_port_runs_nothing_and_is_closed() {
     );
     // Nothing was published: the next message on `news` is the watcher's own, at offset 0.
     assert_eq!(watcher.ask("PUB news real").await, "+OK news offset 0");
-    assert_eq!(watcher.line().await, "EVENT news 0 real");
+    assert_eq!(watcher.event().await, "EVENT news 0 real");
 }

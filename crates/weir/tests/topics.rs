@@ -30,6 +30,13 @@ async fn read_events(addr: &str, path: &str, extra: &str, until: &str) -> String
     read_until(&mut stream, until).await
 }
 
+/// The epoch in a publish's answer.
+fn epoch_of(answer: &str) -> u64 {
+    let body = &answer[answer.find("\r\n\r\n").expect("a body") + 4..];
+    let body: serde_json::Value = serde_json::from_str(body.trim()).expect("a JSON body");
+    body["epoch"].as_u64().expect("an epoch")
+}
+
 #[tokio::test]
 async fn publish_then_replay_and_resume_over_sse() {
     let server = start(ServeConfig::defaults()).await;
@@ -37,6 +44,7 @@ async fn publish_then_replay_and_resume_over_sse() {
     let first = publish(addr, "news", "hello").await;
     assert!(first.starts_with("HTTP/1.1 202 Accepted"), "{first}");
     assert!(first.contains("\"offset\":0"), "{first}");
+    let epoch = epoch_of(&first);
     publish(addr, "news", "second").await;
 
     let replay = read_events(addr, "/v1/topics/news/events?from=0", "", "data: second").await;
@@ -44,25 +52,96 @@ async fn publish_then_replay_and_resume_over_sse() {
         replay.contains("content-type: text/event-stream"),
         "{replay}"
     );
-    assert!(replay.contains("id: 0\ndata: hello\n\n"), "{replay}");
-    assert!(replay.contains("id: 1\ndata: second\n\n"), "{replay}");
+    assert!(
+        replay.contains(&format!("id: {epoch}-0\ndata: hello\n\n")),
+        "{replay}"
+    );
+    assert!(
+        replay.contains(&format!("id: {epoch}-1\ndata: second\n\n")),
+        "{replay}"
+    );
 
-    // A browser reconnecting after event 0 sends Last-Event-ID: 0 and gets what followed.
+    // A browser reconnecting after event 0 sends its id back and gets what followed.
     publish(addr, "news", "third").await;
     let resumed = read_events(
         addr,
         "/v1/topics/news/events",
-        "Last-Event-ID: 0\r\n",
+        &format!("Last-Event-ID: {epoch}-0\r\n"),
         "data: third",
     )
     .await;
     assert!(!resumed.contains("data: hello"), "{resumed}");
-    assert!(resumed.contains("id: 1\ndata: second\n\n"), "{resumed}");
-    assert!(resumed.contains("id: 2\ndata: third\n\n"), "{resumed}");
+    assert!(!resumed.contains("event: reset"), "{resumed}");
     assert!(
-        resumed.find("id: 1").unwrap() < resumed.find("id: 2").unwrap(),
+        resumed.contains(&format!("id: {epoch}-1\ndata: second\n\n")),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains(&format!("id: {epoch}-2\ndata: third\n\n")),
+        "{resumed}"
+    );
+    assert!(
+        resumed.find("data: second").unwrap() < resumed.find("data: third").unwrap(),
         "in order"
     );
+    // So does `?from=` with a position, the first one wanted.
+    let from = read_events(
+        addr,
+        &format!("/v1/topics/news/events?from={epoch}-2"),
+        "",
+        "data: third",
+    )
+    .await;
+    assert!(!from.contains("data: second"), "{from}");
+}
+
+/// A reconnect whose last id is from another epoch of the topic (the server restarted, or
+/// the client landed on another node) is told with a `reset` event, then gets what this
+/// epoch retains, instead of skipping to the old offset in silence.
+#[tokio::test]
+async fn a_resume_from_another_epoch_gets_a_reset_event() {
+    let before = start(ServeConfig::defaults()).await;
+    let old_epoch = epoch_of(&publish(&before.http, "news", "old").await);
+    drop(before);
+
+    let server = start(ServeConfig::defaults()).await;
+    let addr = server.http.as_str();
+    let epoch = epoch_of(&publish(addr, "news", "after-0").await);
+    assert_ne!(epoch, old_epoch);
+    for n in 1..5 {
+        publish(addr, "news", &format!("after-{n}")).await;
+    }
+    // Offset 2 exists in the new epoch too: without the epoch, 3 and 4 came, 0 to 2 never.
+    let resumed = read_events(
+        addr,
+        "/v1/topics/news/events",
+        &format!("Last-Event-ID: {old_epoch}-2\r\n"),
+        "data: after-4",
+    )
+    .await;
+    let reset = format!(
+        "event: reset\ndata: {{\"epoch\":{epoch},\"from\":0,\"previous_epoch\":{old_epoch},\"topic\":\"news\"}}\n\n"
+    );
+    assert!(resumed.contains(&reset), "{resumed}");
+    let mut at = resumed.find(&reset).unwrap();
+    for n in 0..5 {
+        let event = format!("id: {epoch}-{n}\ndata: after-{n}\n\n");
+        let found = resumed
+            .find(&event)
+            .unwrap_or_else(|| panic!("{event:?} in {resumed}"));
+        assert!(found > at, "in order, after the reset: {resumed}");
+        at = found;
+    }
+
+    // A pattern stream cannot resume: it says so, then goes on from now.
+    let pattern = read_events(
+        addr,
+        "/v1/topics/news.%3E/events",
+        &format!("Last-Event-ID: news.a:{epoch}-0\r\n"),
+        "event: reset",
+    )
+    .await;
+    assert!(pattern.contains("\"pattern\":\"news.>\""), "{pattern}");
 }
 
 #[tokio::test]
@@ -101,9 +180,9 @@ async fn an_offset_past_the_retention_gets_a_gap_event() {
         events.contains("\"from\":0") && events.contains("\"to\":2"),
         "{events}"
     );
-    assert!(events.contains("id: 3\ndata: m3\n\n"), "{events}");
+    assert!(events.contains("-3\ndata: m3\n\n"), "{events}");
     assert!(
-        events.find("event: gap").unwrap() < events.find("id: 3").unwrap(),
+        events.find("event: gap").unwrap() < events.find("data: m3").unwrap(),
         "the gap comes first"
     );
 }
@@ -141,7 +220,13 @@ async fn percent_escaped_topics_and_patterns_are_decoded() {
         "data: first",
     )
     .await;
-    assert!(seen.contains("id: orders.eu:0"), "{seen}");
+    let id = seen
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("an id in {seen}"));
+    let (topic, position) = id.split_once(':').unwrap();
+    assert_eq!(topic, "orders.eu");
+    assert!(position.ends_with("-0"), "{id}");
 }
 
 /// The offsets a topic still holds, from `GET /v1/topics`: (first, next).

@@ -151,6 +151,55 @@ async fn subscribe_publish_and_receive_over_websocket() {
     assert_eq!(late.json().await["payload"], "from");
 }
 
+/// A `subscribe` with `from` and the `epoch` of another run of the topic (a restart, another
+/// node) gets a `reset` frame, then what this epoch retains; with its own epoch it resumes
+/// exactly.
+#[tokio::test]
+async fn subscribe_from_another_epoch_gets_a_reset_frame() {
+    let (before, guard) = start().await;
+    let mut old = Ws::connect(&before).await;
+    old.send(r#"{"op":"publish","topic":"news","payload":"old"}"#)
+        .await;
+    let old_epoch = old.json().await["epoch"].as_u64().unwrap();
+    drop((old, guard));
+
+    let (addr, _guard) = start().await;
+    let mut ws = Ws::connect(&addr).await;
+    for payload in ["a", "b"] {
+        ws.send(&format!(
+            r#"{{"op":"publish","topic":"news","payload":"{payload}"}}"#
+        ))
+        .await;
+        assert_eq!(ws.json().await["type"], "published");
+    }
+    ws.send(&format!(
+        r#"{{"op":"subscribe","topic":"news","from":1,"epoch":{old_epoch}}}"#
+    ))
+    .await;
+    assert_eq!(ws.json().await["type"], "subscribed");
+    let reset = ws.json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_eq!(reset["previous_epoch"], old_epoch);
+    assert_eq!(reset["from"], 0);
+    let epoch = reset["epoch"].as_u64().unwrap();
+    assert_ne!(epoch, old_epoch);
+    for (offset, payload) in [(0, "a"), (1, "b")] {
+        let message = ws.json().await;
+        assert_eq!(
+            (&message["payload"], &message["offset"], &message["epoch"]),
+            (&payload.into(), &offset.into(), &epoch.into())
+        );
+    }
+
+    let mut same = Ws::connect(&addr).await;
+    same.send(&format!(
+        r#"{{"op":"subscribe","topic":"news","from":"{epoch}-1"}}"#
+    ))
+    .await;
+    assert_eq!(same.json().await["type"], "subscribed");
+    assert_eq!(same.json().await["payload"], "b");
+}
+
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_pings_get_pongs() {
     let (addr, _guard) = start().await;

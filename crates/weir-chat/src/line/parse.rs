@@ -169,7 +169,7 @@ mod tests {
         assert!(parse("").is_err());
         assert_eq!(
             parse("SUB news soon").unwrap_err().0,
-            "\"soon\" is not an offset; use a number or 'earliest'"
+            "\"soon\" is not a place to start; use a position EPOCH-OFFSET (as events carry), an offset or 'earliest'"
         );
     }
 }

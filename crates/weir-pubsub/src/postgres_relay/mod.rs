@@ -24,7 +24,7 @@
 //!   a listener that hears no ping for three heartbeats connects again.
 //! - **Offsets are per node.** Each node appends what it receives to its own logs, so a
 //!   message has a different offset (and epoch) on each node; a client that reconnects to
-//!   another node resumes with a gap notice, as after a restart.
+//!   another node with a position is told with a reset notice, as after a restart.
 
 mod wire;
 

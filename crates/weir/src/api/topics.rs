@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use futures_core::Stream;
 use weir_auth::{unauthenticated, Scope, Tokens, TopicDenied};
 use weir_chat::render::sse_event;
-use weir_http::sse::{sse_response, Encoded as SseEncoded};
+use weir_http::sse::{sse_response, Encoded as SseEncoded, Event as SseEvent};
 use weir_http::{Method, Request, Response, Router, StatusCode};
 use weir_pubsub::{Event, Hub, PublishError, StartFrom, SubscribeError, Subscription};
 
@@ -132,33 +132,21 @@ fn subscribe(
 ) -> Result<Response, ApiError> {
     let pattern = req.param_decoded("topic").unwrap_or_default();
     let wildcard = pattern.contains(['*', '>']);
-    // `Last-Event-ID` (sent by browsers on reconnect) or `?from=` name the last offset seen
-    // or the first wanted; `?from=earliest` replays everything retained. A pattern stream's
-    // ids (`topic:offset`) cannot resume it, so there a Last-Event-ID is ignored.
-    let last_event_id = req.header("last-event-id").filter(|_| !wildcard);
+    // `Last-Event-ID` (sent by browsers on reconnect) names the position of the last event
+    // seen, `?from=` the first wanted (a position, an offset, or `earliest` for everything
+    // retained). A pattern stream's ids (`topic:EPOCH-OFFSET`) cannot resume it: it starts
+    // from now, and says so rather than skip the messages in between in silence.
+    let last_event_id = req.header("last-event-id");
+    let mut notice = None;
     let start = match (last_event_id, req.query_param("from")) {
-        // The next offset after the last seen; the largest offset has none (adding one wrapped
-        // around to 0 and replayed everything).
-        (Some(last), _) => match last
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .and_then(|o| o.checked_add(1))
-        {
-            Some(offset) => StartFrom::Offset(offset),
-            None => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Last-Event-ID must be the offset of the last event seen",
-                ))
-            }
-        },
-        (None, Some(from)) => from.parse::<StartFrom>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "from must be an offset or 'earliest'",
-            )
-        })?,
+        (Some(_), _) if wildcard => {
+            notice = Some(pattern_restart(&pattern));
+            StartFrom::Now
+        }
+        (Some(last), _) => resume_after(last.trim())?,
+        (None, Some(from)) => from
+            .parse::<StartFrom>()
+            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("from: {error}")))?,
         (None, None) => StartFrom::Now,
     };
     let label = req
@@ -168,6 +156,7 @@ fn subscribe(
         Ok(subscription) => Ok(sse_response(
             SseEvents {
                 subscription,
+                notice,
                 wildcard,
                 expiry: expires_at.map(|at| {
                     let left = at.duration_since(SystemTime::now()).unwrap_or_default();
@@ -190,11 +179,43 @@ fn subscribe(
     }
 }
 
+/// Where a stream that saw the event with id `last` goes on: the position after it (a bare
+/// offset, from a Weir that gave no epochs, is taken in the topic's current epoch).
+fn resume_after(last: &str) -> Result<StartFrom, ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Last-Event-ID must be the id of the last event seen (EPOCH-OFFSET)",
+        )
+    };
+    // The largest offset has no next (adding one once wrapped around to 0 and replayed
+    // everything).
+    match last.parse::<StartFrom>().map_err(|_| refused())? {
+        StartFrom::At(position) => position.next().map(StartFrom::At).ok_or_else(refused),
+        StartFrom::Offset(offset) => offset
+            .checked_add(1)
+            .map(StartFrom::Offset)
+            .ok_or_else(refused),
+        StartFrom::Now | StartFrom::Earliest | StartFrom::Last(_) => Err(refused()),
+    }
+}
+
+/// The `reset` event of a pattern stream that reconnected: it starts from now.
+fn pattern_restart(pattern: &str) -> SseEncoded {
+    let data = serde_json::json!({
+        "pattern": pattern,
+        "reason": "a pattern stream does not resume: it goes on from now, and messages published while it was away are not delivered",
+    });
+    SseEvent::data(data.to_string()).with_event("reset").into()
+}
+
 /// A subscription as Server-Sent Events, rendered by [`weir_chat::render::sse_event`]
 /// (each message once for all its subscribers). With a signed token, the stream ends at
 /// the token's expiry with a `disconnected` event saying so.
 struct SseEvents {
     subscription: Subscription,
+    /// Said before the first event: why a reconnect did not resume.
+    notice: Option<SseEncoded>,
     wildcard: bool,
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
@@ -207,6 +228,9 @@ impl Stream for SseEvents {
         let this = self.get_mut();
         if this.ended {
             return Poll::Ready(None);
+        }
+        if let Some(notice) = this.notice.take() {
+            return Poll::Ready(Some(notice));
         }
         if let Some(expiry) = &mut this.expiry {
             if expiry.as_mut().poll(cx).is_ready() {

@@ -128,6 +128,23 @@ impl LineClient {
         self.line().await
     }
 
+    /// The next line, an `EVENT topic EPOCH-OFFSET payload`, with its epoch left out
+    /// (`EVENT topic OFFSET payload`): epochs differ from run to run.
+    pub async fn event(&mut self) -> String {
+        let line = self.line().await;
+        let mut words = line.splitn(4, ' ');
+        let (verb, topic, position) = (words.next(), words.next(), words.next());
+        match (verb, topic, position.and_then(|p| p.split_once('-'))) {
+            (Some("EVENT"), Some(topic), Some((epoch, offset)))
+                if epoch.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                let payload = words.next().unwrap_or("");
+                format!("EVENT {topic} {offset} {payload}")
+            }
+            _ => panic!("expected EVENT topic EPOCH-OFFSET payload, got {line:?}"),
+        }
+    }
+
     /// Reads until a line starting with `prefix`; returns it.
     pub async fn expect(&mut self, prefix: &str) -> String {
         loop {
