@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 old=$1 new=$2
 rounds=${3:-6}
-messages=${4:-20000}
+messages=${4:-10000}
 modes=${AB_MODES:-flood steady}
 
 source bench/pubsub/common.sh
@@ -41,7 +41,7 @@ for mode in $modes; do
         for side in $order; do
             if [ "$side" = old ]; then start "$old"; else start "$new"; fi
             if [ "$mode" = flood ]; then
-                line=$(taskset -c 1 "$load" flood weir 127.0.0.1:17071 1000 "$messages" 100 500)
+                line=$(taskset -c 1 "$load" flood weir 127.0.0.1:17071 1000 "$messages" 100 "$messages")
             else
                 line=$(taskset -c 1 "$load" steady weir 127.0.0.1:17071 1000 2000 10 100)
             fi

@@ -1,14 +1,13 @@
 //! The hub's settings.
 
-use std::num::NonZeroUsize;
-
 use crate::log::Retention;
 use crate::{TopicName, TopicPattern};
 
 /// What a subscriber does when it falls too far behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowSubscriberPolicy {
-    /// Skip ahead to the newest `lag_limit` messages and say so with [`Event::Lagged`](crate::Event::Lagged).
+    /// Skip ahead to the oldest message within `max_lag_bytes` of the newest and say so
+    /// with [`Event::Lagged`](crate::Event::Lagged).
     DropOldest,
     /// End the subscription with [`Event::Disconnected`](crate::Event::Disconnected), as NATS and Redis cut off slow
     /// consumers; the client reconnects from its last offset and sees a gap notice.
@@ -22,10 +21,15 @@ pub struct HubConfig {
     pub default_retention: Retention,
     /// Retention by pattern; the first match wins.
     pub retention_rules: Vec<(TopicPattern, Retention)>,
-    /// Messages a subscriber may fall behind a topic's newest before its policy applies.
-    /// Default 1,024.
-    pub lag_limit: NonZeroUsize,
-    /// What happens to a subscriber more than `lag_limit` messages behind. Default
+    /// Bytes a subscriber may fall behind a topic's newest message (payloads plus 320
+    /// bytes a message) before its policy applies. A topic holds this much of its newest
+    /// messages, beyond its retention, for the subscribers catching up: a subscriber that
+    /// keeps reading loses nothing to a burst of up to this size, and one that stops
+    /// reading costs the others nothing. Default 16 MiB (Redis cuts a pub/sub client off at
+    /// 32 MB of output buffer, NATS at 64 MB pending, each per client; here it is per
+    /// topic, shared by its subscribers).
+    pub max_lag_bytes: usize,
+    /// What happens to a subscriber more than `max_lag_bytes` behind. Default
     /// [`SlowSubscriberPolicy::DropOldest`].
     pub slow_policy: SlowSubscriberPolicy,
     /// Topics the hub holds at most; publishing to a new topic past it fails. Default
@@ -57,7 +61,7 @@ impl Default for HubConfig {
         Self {
             default_retention: Retention::default(),
             retention_rules: Vec::new(),
-            lag_limit: NonZeroUsize::new(1024).expect("non-zero"),
+            max_lag_bytes: 16 << 20,
             slow_policy: SlowSubscriberPolicy::DropOldest,
             max_topics: 100_000,
             max_payload: 1024 * 1024,

@@ -109,7 +109,7 @@ impl Hub {
         let config = &self.inner.config;
         LogLimits {
             retention: config.retention_for(name),
-            lag_limit: config.lag_limit.get(),
+            max_lag_bytes: config.max_lag_bytes,
             max_bytes: config.max_topic_bytes,
             retained: Arc::clone(&self.inner.retained_bytes),
         }

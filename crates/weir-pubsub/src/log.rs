@@ -151,20 +151,32 @@ impl SubWaker {
     }
 }
 
+/// A message in a log, with where it starts in the topic's stream of bytes.
+#[derive(Debug)]
+struct Entry {
+    message: Message,
+    /// The cost (see [`message_cost`]) of every message appended before this one, since
+    /// the log began: the bytes from here to the newest are `appended - start`.
+    start: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct TopicLog {
     pub(crate) epoch: u64,
-    entries: VecDeque<Message>,
+    entries: VecDeque<Entry>,
     /// Offset of `entries[0]`.
     first: u64,
     /// Offset the next message will get.
     pub(crate) next: u64,
     retention: Retention,
-    /// Ring size: the retention, or the subscriber lag limit if larger, so that a live
-    /// subscriber can always read what it is allowed to lag behind.
-    window: usize,
-    /// What `entries` cost (see [`message_cost`]), and the most they may: past it the
-    /// oldest go, whatever the count.
+    /// What every message ever appended cost: the end of the stream of bytes.
+    appended: u64,
+    /// How far behind, in bytes, a subscriber may fall; messages within it of the newest
+    /// stay, whatever the retention says, so that a subscriber that is reading never loses
+    /// one to a burst (see [`crate::HubConfig::max_lag_bytes`]).
+    max_lag_bytes: u64,
+    /// What `entries` cost, and the most they may: past it the oldest go, whatever the
+    /// count.
     bytes: usize,
     max_bytes: usize,
     /// Every log's `bytes` together, for the hub's budget.
@@ -202,25 +214,26 @@ pub(crate) fn message_cost(payload: usize) -> usize {
     payload.saturating_add(MESSAGE_OVERHEAD)
 }
 
-/// How a log is bounded: by count (its retention, or the lag limit if larger), and by bytes.
+/// How a log is bounded: by its retention (count and age), by the lag subscribers are
+/// allowed, and by bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct LogLimits {
     pub(crate) retention: Retention,
-    pub(crate) lag_limit: usize,
+    pub(crate) max_lag_bytes: usize,
     pub(crate) max_bytes: usize,
     pub(crate) retained: Arc<AtomicUsize>,
 }
 
 impl TopicLog {
     pub(crate) fn new(epoch: u64, limits: LogLimits) -> Self {
-        let window = limits.retention.max_messages.max(limits.lag_limit).max(1);
         Self {
             epoch,
             entries: VecDeque::new(),
             first: 0,
             next: 0,
             retention: limits.retention,
-            window,
+            appended: 0,
+            max_lag_bytes: limits.max_lag_bytes as u64,
             bytes: 0,
             max_bytes: limits.max_bytes,
             retained: limits.retained,
@@ -233,21 +246,27 @@ impl TopicLog {
         let Some(oldest) = self.entries.pop_front() else {
             return false;
         };
-        let cost = message_cost(oldest.payload().len());
+        let cost = message_cost(oldest.message.payload().len());
         self.bytes -= cost;
         self.retained.fetch_sub(cost, Ordering::Relaxed);
         self.first += 1;
         true
     }
 
+    /// Whether the oldest message is held only for subscribers catching up (beyond the
+    /// count retention): the hub's budget takes such messages first.
+    pub(crate) fn oldest_is_surplus(&self) -> bool {
+        self.entries.len() > self.retention.max_messages
+    }
+
     /// When the oldest message held was published.
     pub(crate) fn oldest_at(&self) -> Option<SystemTime> {
-        self.entries.front().map(Message::published_at)
+        self.entries.front().map(|e| e.message.published_at())
     }
 
     /// When the newest message held was published.
     pub(crate) fn newest_at(&self) -> Option<SystemTime> {
-        self.entries.back().map(Message::published_at)
+        self.entries.back().map(|e| e.message.published_at())
     }
 
     /// Whether the oldest message is past its age retention.
@@ -290,13 +309,22 @@ impl TopicLog {
             encodings: Default::default(),
         }));
         let cost = message_cost(message.payload().len());
-        self.entries.push_back(message.clone());
+        self.entries.push_back(Entry {
+            message: message.clone(),
+            start: self.appended,
+        });
+        self.appended += cost as u64;
         self.bytes += cost;
         self.retained.fetch_add(cost, Ordering::Relaxed);
         self.next += 1;
-        // The newest message always stays: a subscriber is never left with nothing to read.
-        while self.entries.len() > self.window
-            || (self.bytes > self.max_bytes && self.entries.len() > 1)
+        // The oldest goes when it is past the count retention and more than the lag
+        // allowed behind the newest (no subscriber that is keeping up needs it), or when
+        // the topic holds more bytes than it may. The newest always stays: a subscriber is
+        // never left with nothing to read.
+        while self.entries.len() > 1
+            && (self.bytes > self.max_bytes
+                || (self.entries.len() > self.retention.max_messages
+                    && self.appended - self.entries[0].start > self.max_lag_bytes))
         {
             self.evict_oldest();
         }
@@ -305,32 +333,31 @@ impl TopicLog {
     }
 
     /// Puts back a durable topic's log as loaded from its store: `messages` hold
-    /// consecutive offsets ending at `next - 1` (the newest `window` are kept).
+    /// consecutive offsets ending at `next - 1` (the newest the retention keeps are kept).
     pub(crate) fn restore(&mut self, topic: &TopicName, next: u64, messages: Vec<StoredMessage>) {
-        let skip = messages.len().saturating_sub(self.window);
-        self.entries = messages
-            .into_iter()
-            .skip(skip)
-            .map(|stored| {
-                Message(Arc::new(MessageParts {
-                    topic: topic.clone(),
-                    offset: stored.offset,
-                    epoch: self.epoch,
-                    payload: stored.payload,
-                    published_at: stored.published_at,
-                    encodings: Default::default(),
-                }))
-            })
-            .collect();
+        let skip = messages
+            .len()
+            .saturating_sub(self.retention.max_messages.max(1));
+        for stored in messages.into_iter().skip(skip) {
+            let message = Message(Arc::new(MessageParts {
+                topic: topic.clone(),
+                offset: stored.offset,
+                epoch: self.epoch,
+                payload: stored.payload,
+                published_at: stored.published_at,
+                encodings: Default::default(),
+            }));
+            let cost = message_cost(message.payload().len());
+            self.entries.push_back(Entry {
+                message,
+                start: self.appended,
+            });
+            self.appended += cost as u64;
+            self.bytes += cost;
+            self.retained.fetch_add(cost, Ordering::Relaxed);
+        }
         self.next = next;
         self.first = next - self.entries.len() as u64;
-        let cost: usize = self
-            .entries
-            .iter()
-            .map(|m| message_cost(m.payload().len()))
-            .sum();
-        self.bytes += cost;
-        self.retained.fetch_add(cost, Ordering::Relaxed);
         while self.bytes > self.max_bytes && self.entries.len() > 1 {
             self.evict_oldest();
         }
@@ -342,16 +369,27 @@ impl TopicLog {
             .next
             .saturating_sub(self.retention.max_messages as u64)
             .max(self.first);
-        let skip = self
-            .entries
+        by_count + self.expired_from(by_count, now)
+    }
+
+    /// The oldest offset a subscriber resuming from a position can still be given: every
+    /// message held that is within its age, including those held beyond the count
+    /// retention for subscribers catching up (a client that reconnects in the middle of a
+    /// burst resumes where it was, not after a gap).
+    pub(crate) fn resume_start(&self, now: SystemTime) -> u64 {
+        self.first + self.expired_from(self.first, now)
+    }
+
+    /// How many messages from offset `from` on are past their age, oldest first.
+    fn expired_from(&self, from: u64, now: SystemTime) -> u64 {
+        self.entries
             .iter()
-            .skip((by_count - self.first) as usize)
-            .take_while(|m| {
-                now.duration_since(m.published_at())
+            .skip((from - self.first) as usize)
+            .take_while(|e| {
+                now.duration_since(e.message.published_at())
                     .is_ok_and(|age| age > self.retention.max_age)
             })
-            .count() as u64;
-        by_count + skip
+            .count() as u64
     }
 
     pub(crate) fn read(&self, cursor: u64) -> ReadAt {
@@ -359,9 +397,42 @@ impl TopicLog {
             return ReadAt::Overwritten;
         }
         match self.entries.get((cursor - self.first) as usize) {
-            Some(message) => ReadAt::Message(message.clone()),
+            Some(entry) => ReadAt::Message(entry.message.clone()),
             None => ReadAt::UpToDate,
         }
+    }
+
+    /// How far behind the newest message a subscriber whose next message is `cursor` is,
+    /// in bytes as the limits count them; `None` when its next message is no longer held.
+    pub(crate) fn bytes_behind(&self, cursor: u64) -> Option<u64> {
+        if cursor < self.first {
+            return None;
+        }
+        Some(match self.entries.get((cursor - self.first) as usize) {
+            Some(entry) => self.appended - entry.start,
+            None => 0,
+        })
+    }
+
+    /// Whether a subscriber at `cursor` has fallen past the lag allowed, or behind what
+    /// the log still holds.
+    pub(crate) fn too_far_behind(&self, cursor: u64) -> bool {
+        self.bytes_behind(cursor)
+            .is_none_or(|behind| behind > self.max_lag_bytes)
+    }
+
+    /// Where a subscriber that fell too far behind goes on: the oldest message within the
+    /// lag allowed of the newest.
+    pub(crate) fn catch_up_point(&self) -> u64 {
+        let within = self
+            .entries
+            .partition_point(|e| self.appended - e.start > self.max_lag_bytes);
+        self.first + within.min(self.entries.len().saturating_sub(1)) as u64
+    }
+
+    /// The lag allowed, in bytes.
+    pub(crate) fn max_lag_bytes(&self) -> u64 {
+        self.max_lag_bytes
     }
 
     /// Registers `waker` to be woken by the next append (once, however often it asks).

@@ -161,7 +161,7 @@ impl Subscription {
                 from
             }
             StartFrom::Offset(offset) | StartFrom::At(Position { offset, .. }) => {
-                let retained = log.replay_start(now);
+                let retained = log.resume_start(now);
                 if offset > log.next {
                     log.next
                 } else if offset < retained {
@@ -207,16 +207,17 @@ impl Subscription {
 
     /// Reads one event from cursor `index`, or registers to be woken.
     fn read(&mut self, index: usize, cx: &Context<'_>) -> Option<Event> {
-        let config = &self.hub.config;
-        let lag_limit = config.lag_limit.get() as u64;
-        let policy = config.slow_policy;
+        let policy = self.hub.config.slow_policy;
         let cursor = &mut self.cursors[index];
         let log = cursor.topic.log();
-        let behind = log.next.saturating_sub(cursor.next);
-        let overwritten = matches!(log.read(cursor.next), ReadAt::Overwritten);
-        if behind > lag_limit || overwritten {
-            let keep_from = log.next.saturating_sub(lag_limit).max(log.first());
-            let missed = keep_from.saturating_sub(cursor.next);
+        // Lag is counted in bytes: a subscriber that keeps reading is within it however
+        // many small messages a burst brings (the log holds them for it), and one that
+        // stopped reading reaches it.
+        if log.too_far_behind(cursor.next) {
+            let keep_from = log.catch_up_point().max(cursor.next);
+            let missed = keep_from - cursor.next;
+            let behind = log.bytes_behind(cursor.next);
+            let limit = log.max_lag_bytes();
             let stats = self.stats.get_or_insert_with(|| {
                 let stats = Arc::new(LagStats::default());
                 self.hub
@@ -229,7 +230,7 @@ impl Subscription {
             stats.missed.fetch_add(missed, Ordering::Relaxed);
             stats.times.fetch_add(1, Ordering::Relaxed);
             let topic = cursor.topic.name.clone();
-            tracing::warn!(%topic, missed, ?policy, "subscriber fell behind the lag limit");
+            tracing::warn!(%topic, missed, ?behind, limit, ?policy, "subscriber fell behind the lag limit");
             return Some(match policy {
                 SlowSubscriberPolicy::DropOldest => {
                     cursor.next = keep_from;
@@ -237,8 +238,14 @@ impl Subscription {
                 }
                 SlowSubscriberPolicy::Disconnect => {
                     self.ended = true;
+                    let how_far = match behind {
+                        Some(bytes) => format!("{bytes} bytes behind"),
+                        None => format!("{missed} messages behind, past what the hub holds,"),
+                    };
                     Event::Disconnected {
-                        reason: format!("{missed} messages behind on {topic}, past the lag limit of {lag_limit}"),
+                        reason: format!(
+                            "{how_far} on {topic}, past the lag limit of {limit} bytes (pubsub.max_lag_bytes)"
+                        ),
                     }
                 }
             });

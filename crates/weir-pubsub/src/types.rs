@@ -159,10 +159,12 @@ pub enum Event {
         /// The offset the subscription goes on from (in `epoch`).
         from: u64,
     },
-    /// This subscriber fell more than the lag limit behind and skipped `missed` messages.
+    /// This subscriber fell more than the lag limit (`max_lag_bytes`) behind, or behind
+    /// what the hub holds (its memory budget took the messages), and skipped `missed`
+    /// messages.
     Lagged {
-        /// The topic this subscriber fell behind on; it goes on with the newest `lag_limit`
-        /// messages still held.
+        /// The topic this subscriber fell behind on; it goes on with the oldest message
+        /// within the lag limit of the newest.
         topic: TopicName,
         /// How many messages it skipped (at least 1); they are not delivered later.
         missed: u64,

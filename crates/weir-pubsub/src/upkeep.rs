@@ -54,22 +54,28 @@ pub(crate) fn enforce_budget(inner: &HubInner) {
     };
     let target = budget - budget / 10;
     let topics = all_topics(inner);
-    let mut oldest: BinaryHeap<Reverse<(SystemTime, usize)>> = topics
+    // Messages held only for subscribers catching up go before any topic's retention
+    // (`false` sorts first), so that a burst on one topic cannot take a quiet topic's
+    // last messages; within each kind, oldest first.
+    let next_to_go = |log: &crate::log::TopicLog, index| {
+        Some(Reverse((!log.oldest_is_surplus(), log.oldest_at()?, index)))
+    };
+    let mut oldest: BinaryHeap<Reverse<(bool, SystemTime, usize)>> = topics
         .iter()
         .enumerate()
-        .filter_map(|(index, topic)| Some(Reverse((topic.log().oldest_at()?, index))))
+        .filter_map(|(index, topic)| next_to_go(&topic.log(), index))
         .collect();
     let mut dropped = 0u64;
     while inner.retained_bytes.load(Ordering::Relaxed) > target {
-        let Some(Reverse((_, index))) = oldest.pop() else {
+        let Some(Reverse((_, _, index))) = oldest.pop() else {
             break;
         };
         let mut log = topics[index].log_mut();
         if log.evict_oldest() {
             dropped += 1;
         }
-        if let Some(at) = log.oldest_at() {
-            oldest.push(Reverse((at, index)));
+        if let Some(next) = next_to_go(&log, index) {
+            oldest.push(next);
         }
     }
     tracing::warn!(

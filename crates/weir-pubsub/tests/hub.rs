@@ -2,7 +2,6 @@
 
 #![allow(missing_docs)]
 
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,18 +81,25 @@ fn an_offset_older_than_the_retention_gets_a_gap_notice_first() {
             max_messages: 3,
             max_age: Duration::from_secs(3600),
         },
+        max_lag_bytes: 5 * cost(1),
         ..HubConfig::default()
     };
     let hub = Hub::new(config);
     for i in 0..10 {
         hub.publish("t", payload(&i.to_string())).unwrap();
     }
+    // Held for subscribers catching up (the newest five): a resume there loses nothing,
+    // though a replay from the earliest starts at the retention's three.
+    let mut resumed = hub.subscribe("t", StartFrom::Offset(5), "resumed").unwrap();
+    assert_eq!(message_text(ready(&mut resumed).unwrap()).1, 5);
+    let mut earliest = hub.subscribe("t", StartFrom::Earliest, "earliest").unwrap();
+    assert_eq!(message_text(ready(&mut earliest).unwrap()).1, 7);
     let mut sub = hub.subscribe("t", StartFrom::Offset(2), "late").unwrap();
     match ready(&mut sub).unwrap() {
-        Event::Gap { from, to, .. } => assert_eq!((from, to), (2, 6)),
+        Event::Gap { from, to, .. } => assert_eq!((from, to), (2, 4)),
         other => panic!("expected a gap, got {other:?}"),
     }
-    assert_eq!(message_text(ready(&mut sub).unwrap()).1, 7);
+    assert_eq!(message_text(ready(&mut sub).unwrap()).1, 5);
 }
 
 /// A position from the topic's own epoch resumes exactly; one from another epoch (another
@@ -200,9 +206,15 @@ fn wildcards_follow_existing_and_new_topics() {
     );
 }
 
+/// What a message of `payload` bytes counts for in the byte limits.
+fn cost(payload: usize) -> usize {
+    payload + 320
+}
+
+/// A hub whose subscribers may fall four one-byte messages behind.
 fn slow_hub(policy: SlowSubscriberPolicy) -> Hub {
     Hub::new(HubConfig {
-        lag_limit: NonZeroUsize::new(4).unwrap(),
+        max_lag_bytes: 4 * cost(1),
         slow_policy: policy,
         ..HubConfig::default()
     })
@@ -232,6 +244,76 @@ fn a_slow_subscriber_skips_ahead_with_a_lagged_notice() {
         (report[0].label.as_str(), report[0].missed),
         ("10.0.0.7:5123", 6),
         "the slow connection is named"
+    );
+}
+
+/// The burst, in the hub: far more messages than the retention keeps arrive before
+/// a subscriber reads; within the lag allowed (bytes), it still gets every one, in order.
+#[test]
+fn a_burst_past_the_retention_reaches_a_subscriber_that_reads_it() {
+    let hub = Hub::new(HubConfig {
+        default_retention: Retention {
+            max_messages: 10,
+            max_age: Duration::from_secs(3600),
+        },
+        max_lag_bytes: 10_000 * cost(100),
+        ..HubConfig::default()
+    });
+    let mut reader = hub.subscribe("burst", StartFrom::Now, "reader").unwrap();
+    let body = "x".repeat(100);
+    for _ in 0..10_000 {
+        hub.publish("burst", payload(&body)).unwrap();
+    }
+    let offsets: Vec<u64> = std::iter::from_fn(|| ready(&mut reader))
+        .map(|e| message_text(e).1)
+        .collect();
+    assert_eq!(offsets, (0..10_000).collect::<Vec<u64>>());
+    // What the reader needed is let go once a later burst passes the lag allowed; a new
+    // subscriber's replay is the retention, as before.
+    for _ in 0..10_000 {
+        hub.publish("burst", payload(&body)).unwrap();
+    }
+    assert!(hub.retained_bytes() <= 10_000 * cost(100));
+    let mut replay = hub
+        .subscribe("burst", StartFrom::Earliest, "replay")
+        .unwrap();
+    assert_eq!(message_text(ready(&mut replay).unwrap()).1, 19_990);
+}
+
+/// Past the hub's budget, messages held only for subscribers catching up go before any
+/// topic's retained history, however old that is.
+#[test]
+fn the_budget_takes_catch_up_messages_before_retained_ones() {
+    let hub = Hub::new(HubConfig {
+        default_retention: Retention {
+            max_messages: 3,
+            max_age: Duration::from_secs(3600),
+        },
+        max_retained_bytes: 200 * cost(100),
+        ..HubConfig::default()
+    });
+    let body = "x".repeat(100);
+    for _ in 0..3 {
+        hub.publish("quiet", payload(&body)).unwrap();
+    }
+    let mut reader = hub.subscribe("busy", StartFrom::Now, "reader").unwrap();
+    for _ in 0..1000 {
+        hub.publish("busy", payload(&body)).unwrap();
+    }
+    assert!(hub.retained_bytes() <= 200 * cost(100));
+    let quiet = hub
+        .topics()
+        .into_iter()
+        .find(|t| t.name.as_str() == "quiet")
+        .unwrap();
+    assert_eq!(
+        (quiet.first_offset, quiet.next_offset),
+        (0, 3),
+        "the quiet topic keeps its history"
+    );
+    assert!(
+        matches!(ready(&mut reader), Some(Event::Lagged { .. })),
+        "the reader is told"
     );
 }
 

@@ -112,8 +112,6 @@ fn start_process(dir: &Path) -> Process {
         dir,
         "--retention-messages",
         "1000000",
-        "--lag-limit",
-        "1000000",
     ])
 }
 

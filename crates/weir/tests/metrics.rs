@@ -2,7 +2,6 @@
 
 #![allow(missing_docs)]
 
-use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -13,7 +12,8 @@ use weir_pubsub::{Event, Hub, StartFrom};
 #[tokio::test]
 async fn metrics_name_the_slow_subscriber() {
     let mut config = ServeConfig::defaults();
-    config.pubsub.lag_limit = NonZeroUsize::new(2).unwrap();
+    // Two one-byte messages (each counts 320 bytes more).
+    config.pubsub.max_lag_bytes = 2 * 321;
     config.jobs.retention.cancelled = Some(std::time::Duration::ZERO);
     let hub = Hub::new(config.pubsub.clone());
     let data = std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id()));

@@ -8,10 +8,10 @@
 //! PROTOCOL is weir, weir-sse, weir-ws, redis or nats. Each run prints one line of
 //! `key=value` pairs for bench/pubsub/run.sh.
 //!
-//! * flood: one publisher sends MESSAGES as fast as the subscribers take them, with at most
-//!   WINDOW messages in flight (published but not yet delivered to every subscriber), so no
-//!   server buffers without bound; reports deliveries per second and publish→receive
-//!   latency.
+//! * flood: one publisher sends MESSAGES with at most WINDOW in flight (published but not
+//!   yet delivered to every subscriber); WINDOW = MESSAGES sends them all at once, as a
+//!   burst arrives (bench/pubsub/run.sh does). Reports deliveries per second, what was
+//!   delivered of what was expected, and publish→receive latency.
 //! * steady: RATE messages a second for SECONDS; reports latency.
 //! * idle: CONNECTIONS subscribers that receive nothing; reports the server's resident
 //!   memory per connection (from /proc/SERVER_PID/status).

@@ -178,7 +178,7 @@ impl<'a> Layers<'a> {
         let topic_idle = r.get("pubsub.topic_idle", positive_duration);
         let retention_messages = r.get("pubsub.retention_messages", count(0, 10_000_000));
         let retention_age = r.get("pubsub.retention_age", parse_duration);
-        let lag_limit = r.get("pubsub.lag_limit", count(1, 1_000_000));
+        let max_lag_bytes = r.get("pubsub.max_lag_bytes", size(1024));
         let slow_policy = r.get("pubsub.slow_policy", |t| match t {
             "drop-oldest" => Ok(weir_pubsub::SlowSubscriberPolicy::DropOldest),
             "disconnect" => Ok(weir_pubsub::SlowSubscriberPolicy::Disconnect),
@@ -310,7 +310,7 @@ impl<'a> Layers<'a> {
                         max_age: retention_age?,
                     },
                     retention_rules: retention_rules?,
-                    lag_limit: nonzero(lag_limit?),
+                    max_lag_bytes: usize::try_from(max_lag_bytes?).unwrap_or(usize::MAX),
                     slow_policy: slow_policy?,
                     max_topics: max_topics? as usize,
                     max_payload: usize::try_from(max_payload?).unwrap_or(usize::MAX),
