@@ -102,7 +102,7 @@ impl Session {
             }
             Command::Subscribe { pattern, from } => {
                 self.access.may_subscribe(&pattern).map_err(denied)?;
-                self.subscribe(&pattern, from)?;
+                self.subscribe(&pattern, from).await?;
                 Ok(Reply::Subscribed(pattern))
             }
             Command::Unsubscribe(pattern) => {
@@ -148,7 +148,7 @@ impl Session {
 
     /// Subscribes this client to a topic or pattern; its events are forwarded in the
     /// session's encoding.
-    fn subscribe(&mut self, pattern: &str, start: StartFrom) -> Result<(), ChatError> {
+    async fn subscribe(&mut self, pattern: &str, start: StartFrom) -> Result<(), ChatError> {
         let key = FeedKey::Topic(pattern.to_string());
         if self.feeds.contains(&key) {
             return Err(ChatError::AlreadySubscribed(pattern.to_string()));
@@ -157,7 +157,8 @@ impl Session {
         let subscription = self
             .ctx
             .hub
-            .subscribe(pattern, start, self.peer.clone())
+            .subscribe_ready(pattern, start, self.peer.clone())
+            .await
             .map_err(ChatError::Subscribe)?;
         self.feeds.insert(key, subscription);
         Ok(())

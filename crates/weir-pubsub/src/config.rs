@@ -76,7 +76,7 @@ impl Default for HubConfig {
 
 impl HubConfig {
     /// The retention of topic `name`: the first rule that matches, else the default.
-    pub(crate) fn retention_for(&self, name: &TopicName) -> Retention {
+    pub fn retention_for(&self, name: &TopicName) -> Retention {
         self.retention_rules
             .iter()
             .find(|(pattern, _)| pattern.matches(name))

@@ -72,7 +72,11 @@ impl Hub {
     ) -> Result<Hub, StoreError> {
         let retention = |name: &TopicName| config.retention_for(name);
         let stored = store.load(&retention)?;
+        let salt = store.epoch_salt();
         let hub = Self::build(config, Some(Writer::start(store)));
+        if let Some(salt) = salt {
+            let _ = hub.inner.durable_epoch.set(salt);
+        }
         let mut topics = hub.inner.topics.write().unwrap_or_else(|e| e.into_inner());
         for topic in stored {
             let mut log = TopicLog::new(topic.epoch, hub.log_limits(&topic.name));
@@ -96,6 +100,7 @@ impl Hub {
                 interest_cache: Mutex::default(),
                 relay: OnceLock::new(),
                 writer,
+                durable_epoch: OnceLock::new(),
                 epoch_base,
                 epochs_issued: AtomicU64::new(0),
                 retained_bytes: Arc::default(),
@@ -160,7 +165,9 @@ impl Hub {
         match &self.inner.writer {
             Some(writer) if self.is_durable(name) => {
                 let topic = self.topic(name)?;
-                let copy = (forward == Forward::Yes).then(|| payload.clone());
+                // A shared store is how other nodes see durable messages, with the same
+                // offsets: the relay's copy would be a second, differently numbered one.
+                let copy = (forward == Forward::Yes && !writer.shared()).then(|| payload.clone());
                 let message = writer.publish(topic, payload).await?;
                 // After the commit: other nodes must not see what a crash could take back.
                 // Two publishers' answers may come back in either order, so a durable
@@ -218,6 +225,10 @@ impl Hub {
         only_if_exists: bool,
     ) -> Result<Option<Message>, PublishError> {
         let (name, payload) = self.check(topic, payload)?;
+        if self.is_durable(&name) && self.inner.writer.as_ref().is_some_and(Writer::shared) {
+            // Read from the shared store instead (a node of an older release relays it).
+            return Ok(None);
+        }
         let kept = self.exists(&name) || (!only_if_exists && self.subscribed_here(&name));
         if !kept {
             return Ok(None);
@@ -225,6 +236,96 @@ impl Hub {
         self.publish_here(&name, payload, Forward::No)
             .await
             .map(Some)
+    }
+
+    /// The writer, when durable topics live in a store other nodes share.
+    fn shared_writer(&self) -> Option<&Writer> {
+        self.inner.writer.as_ref().filter(|writer| writer.shared())
+    }
+
+    /// Other nodes committed messages to the durable topic `topic` of the shared store,
+    /// up to offset `upto` (exclusive): reads them from the store into this node's log.
+    /// A topic this node does not hold is made first when a subscription here wants it (a
+    /// wildcard's new topic); otherwise it is left to the store until someone asks. Waits
+    /// for room in the writer's queue, not for the reading.
+    pub async fn catch_up(&self, topic: &str, upto: u64) {
+        let Some(writer) = self.shared_writer() else {
+            return;
+        };
+        let Ok(name) = TopicName::new(topic) else {
+            return;
+        };
+        if !self.is_durable(&name) {
+            return;
+        }
+        let existing = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .cloned();
+        let topic = match existing {
+            Some(topic) => topic,
+            None if self.subscribed_here(&name) => match self.topic(&name) {
+                Ok(topic) => topic,
+                Err(_) => return,
+            },
+            None => return,
+        };
+        let job = crate::durable::Job::CatchUp {
+            topic,
+            upto,
+            done: None,
+        };
+        writer.request(job).await;
+    }
+
+    /// Brings every durable topic of this node up to date with the shared store: after
+    /// this node may have missed notices (its connection to the others was down).
+    pub async fn catch_up_all(&self) {
+        let Some(writer) = self.shared_writer() else {
+            return;
+        };
+        let hub = self.clone();
+        let topics = Box::new(move |name: &TopicName| {
+            hub.inner
+                .topics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+        });
+        writer
+            .request(crate::durable::Job::CatchUpAll { topics })
+            .await;
+    }
+
+    /// [`Hub::subscribe`], after making sure that a durable topic of a shared store that
+    /// this node did not hold yet (another node made it since this one started) has what
+    /// the store holds: then "now", an offset and `earliest` mean what they mean on every
+    /// other node. Transports subscribe through this.
+    pub async fn subscribe_ready(
+        &self,
+        pattern: &str,
+        start: StartFrom,
+        label: impl Into<Arc<str>>,
+    ) -> Result<Subscription, SubscribeError> {
+        if let (Some(writer), Ok(name)) = (self.shared_writer(), TopicName::new(pattern)) {
+            if self.is_durable(&name) && !self.exists(&name) {
+                if let Ok(topic) = self.topic(&name) {
+                    let (done, loaded) = tokio::sync::oneshot::channel();
+                    let job = crate::durable::Job::CatchUp {
+                        topic,
+                        upto: u64::MAX,
+                        done: Some(done),
+                    };
+                    writer.request(job).await;
+                    let _ = loaded.await;
+                }
+            }
+        }
+        self.subscribe(pattern, start, label)
     }
 
     /// Sets where local publishes go for other nodes. Only the first call takes effect
@@ -374,8 +475,12 @@ impl Hub {
                 return Err(PublishError::TooManyTopics(self.inner.config.max_topics));
             }
         }
-        let epoch =
-            self.inner.epoch_base + self.inner.epochs_issued.fetch_add(1, Ordering::Relaxed);
+        let epoch = match self.inner.durable_epoch.get() {
+            // Every node of a shared store gives a durable topic the same epoch, without
+            // asking the others.
+            Some(&salt) if self.is_durable(name) => crate::durable::shared_epoch(salt, name),
+            _ => self.inner.epoch_base + self.inner.epochs_issued.fetch_add(1, Ordering::Relaxed),
+        };
         let topic = Arc::new(Topic::new(
             name.clone(),
             TopicLog::new(epoch, self.log_limits(name)),

@@ -11,7 +11,9 @@
 //! * [`Relay`]: the hook through which several nodes act as one hub; [`Interest`] is what
 //!   a node's subscribers want.
 //! * [`TopicStore`]: where durable topics are kept, with [`sqlite_store::SqliteTopicStore`]
-//!   (feature `sqlite`, on by default) implementing it.
+//!   (feature `sqlite`, on by default: one node's own) and
+//!   [`postgres_store::PostgresTopicStore`] (feature `postgres`: one log per topic shared
+//!   by every node) implementing it.
 //! * [`postgres_relay`]: the [`Relay`] over PostgreSQL's `LISTEN/NOTIFY` (feature
 //!   `postgres`, on by default).
 //!
@@ -25,6 +27,8 @@ mod log;
 mod name;
 #[cfg(feature = "postgres")]
 pub mod postgres_relay;
+#[cfg(feature = "postgres")]
+pub mod postgres_store;
 mod presence;
 mod relay;
 #[cfg(feature = "sqlite")]
@@ -36,7 +40,7 @@ mod types;
 mod upkeep;
 
 pub use config::{HubConfig, SlowSubscriberPolicy};
-pub use durable::{Append, StoreError, StoredTopic, TopicStore};
+pub use durable::{shared_epoch, Append, StoreError, StoredTopic, TopicStore};
 pub use hub::Hub;
 pub use log::{Message, Retention, StoredMessage, ENCODING_SLOTS};
 pub use name::{NameError, TopicName, TopicPattern, MAX_TOPIC_LEN, SYSTEM_MARK};

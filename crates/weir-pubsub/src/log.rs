@@ -253,6 +253,14 @@ impl TopicLog {
         true
     }
 
+    /// Lets go of every message held and goes on at `offset` (past `next`): the messages
+    /// in between cannot be had. Readers behind are told with `lagged`.
+    pub(crate) fn skip_to(&mut self, offset: u64) {
+        while self.evict_oldest() {}
+        self.first = offset;
+        self.next = offset;
+    }
+
     /// Whether the oldest message is held only for subscribers catching up (beyond the
     /// count retention): the hub's budget takes such messages first.
     pub(crate) fn oldest_is_surplus(&self) -> bool {

@@ -43,6 +43,9 @@ pub(crate) struct HubInner {
     pub(crate) relay: OnceLock<Arc<dyn Relay>>,
     /// The store's writer, when the hub has a store.
     pub(crate) writer: Option<Writer>,
+    /// The salt of durable topics' epochs, when the store is shared by several nodes
+    /// ([`crate::durable::shared_epoch`]).
+    pub(crate) durable_epoch: OnceLock<u64>,
     pub(crate) epoch_base: u64,
     pub(crate) epochs_issued: AtomicU64,
     /// Bytes every topic's log retains (see [`crate::HubConfig::max_retained_bytes`]).

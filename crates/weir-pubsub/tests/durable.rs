@@ -53,12 +53,12 @@ impl TopicStore for MemoryStore {
         Ok(topics)
     }
 
-    fn append(&mut self, batch: &[Append]) -> Result<(), StoreError> {
+    fn append(&mut self, batch: &mut [Append]) -> Result<Vec<Append>, StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError("disk full".into()));
         }
         self.rows.lock().unwrap().extend_from_slice(batch);
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn trim(&mut self, _topic: &TopicName, _keep_from: u64) -> Result<(), StoreError> {

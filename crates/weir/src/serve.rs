@@ -8,6 +8,7 @@ use weir_chat::line::{serve_lines, LineConfig};
 use weir_chat::{ChatConfig, ChatContext};
 use weir_http::{Edge, HttpMetrics, Server};
 use weir_jobs::{EventTopic, Jobs, PostgresStore, SqliteStore, Store};
+use weir_pubsub::postgres_store::PostgresTopicStore;
 use weir_pubsub::sqlite_store::SqliteTopicStore;
 use weir_pubsub::Hub;
 
@@ -41,6 +42,9 @@ pub enum ServeError {
         /// Why the file could not be opened, or its topics loaded.
         source: weir_pubsub::StoreError,
     },
+    /// The shared store of durable topics (PostgreSQL) could not be opened or loaded.
+    #[error("cannot open the durable topics in PostgreSQL: {0}")]
+    SharedStore(String),
     /// The job store could not be opened.
     #[error("cannot open the job store ({location}): {source}")]
     JobStore {
@@ -102,10 +106,19 @@ pub async fn bind(config: &ServeConfig) -> Result<Listeners, ServeError> {
     Ok(Listeners { http, line })
 }
 
-/// The hub, with the SQLite store under the data directory when any topic is durable.
-fn open_hub(config: &ServeConfig) -> Result<Hub, ServeError> {
+/// The hub, with a store when any topic is durable: PostgreSQL's, shared by the nodes,
+/// when `database` is set; else SQLite under the data directory.
+async fn open_hub(config: &ServeConfig) -> Result<Hub, ServeError> {
     if config.pubsub.durable.is_empty() {
         return Ok(Hub::new(config.pubsub.clone()));
+    }
+    if let Some(url) = &config.database {
+        let retention = |name: &weir_pubsub::TopicName| config.pubsub.retention_for(name);
+        let store = PostgresTopicStore::open(url, JOBS_SCHEMA, &retention)
+            .await
+            .map_err(|source| ServeError::SharedStore(source.to_string()))?;
+        return Hub::with_store(config.pubsub.clone(), Box::new(store))
+            .map_err(|source| ServeError::SharedStore(source.0));
     }
     let path = config.data_dir.join("weir.db");
     let store = SqliteTopicStore::open(&path, config.job_store.synchronous).map_err(|source| {
@@ -171,7 +184,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(HttpMetrics::new());
-    let hub = open_hub(&config)?;
+    let hub = open_hub(&config).await?;
     let chat_config = ChatConfig {
         max_subscriptions: config.max_subscriptions,
         tokens: config.tokens.clone(),

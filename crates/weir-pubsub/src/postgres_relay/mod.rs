@@ -25,6 +25,9 @@
 //! - **Offsets are per node.** Each node appends what it receives to its own logs, so a
 //!   message has a different offset (and epoch) on each node; a client that reconnects to
 //!   another node with a position is told with a reset notice, as after a restart.
+//!   Durable topics are not relayed: they are one log in PostgreSQL
+//!   ([`crate::postgres_store`]), and this task's listening connection also hears their
+//!   commits (`weir_pubsub_durable`) and has the hub read them.
 
 mod wire;
 
@@ -41,6 +44,7 @@ use tokio_util::task::TaskTracker;
 use weir_db::postgres::{migrate, within, Connector};
 use weir_db::{DbError, Migrations};
 
+use crate::postgres_store::DURABLE_CHANNEL;
 use crate::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
 
 use wire::{Encoder, Outbound, Reassembler};
@@ -571,7 +575,7 @@ async fn listen(
         let (sender, mut notifications) = mpsc::channel(1024);
         let listening = match connector.connect_listening(sender).await {
             Ok(client) => within(client.batch_execute(&format!(
-                "LISTEN {MESSAGES}; LISTEN {INTEREST}; LISTEN {ping}"
+                "LISTEN {MESSAGES}; LISTEN {INTEREST}; LISTEN {ping}; LISTEN {DURABLE_CHANNEL}"
             )))
             .await
             .map(|()| client),
@@ -579,8 +583,10 @@ async fn listen(
         };
         match listening {
             Ok(_client) => {
-                // The others' interest may have changed while this node was not listening.
+                // The others' interest may have changed while this node was not listening,
+                // and durable topics in a shared store may have grown.
                 reload.notify_one();
+                hub.catch_up_all().await;
                 let mut heard = Instant::now();
                 loop {
                     let notification = tokio::select! {
@@ -605,6 +611,15 @@ async fn listen(
                             heard = Instant::now();
                         }
                         INTEREST if notification.payload() != own => reload.notify_one(),
+                        DURABLE_CHANNEL => {
+                            // `NAME NEXT_OFFSET`: a durable topic grew (here too: then the
+                            // catch-up finds nothing to do).
+                            if let Some((topic, next)) = notification.payload().split_once(' ') {
+                                if let Ok(next) = next.parse() {
+                                    hub.catch_up(topic, next).await;
+                                }
+                            }
+                        }
                         _ => {} // its own interest, or its ping: heard is enough
                     }
                 }

@@ -58,15 +58,22 @@ pub(crate) fn add_topic_routes(
         })
         .route("/v1/topics/{topic}/events", Method::GET, move |req| {
             let pattern = req.param_decoded("topic").unwrap_or_default();
-            let response = match tokens.request_check(&req) {
+            let allowed = match tokens.request_check(&req) {
                 Ok(access) => match access.may_subscribe(&pattern) {
-                    Ok(()) => subscribe(&hub, &req, heartbeat, access.expires_at())
-                        .unwrap_or_else(ApiError::into_response),
-                    Err(denied) => *topic_denial(denied),
+                    Ok(()) => Ok(access.expires_at()),
+                    Err(denied) => Err(*topic_denial(denied)),
                 },
-                Err(why) => unauthenticated(&why),
+                Err(why) => Err(unauthenticated(&why)),
             };
-            async move { response }
+            let hub = hub.clone();
+            async move {
+                match allowed {
+                    Ok(expires_at) => subscribe(&hub, &req, heartbeat, expires_at)
+                        .await
+                        .unwrap_or_else(ApiError::into_response),
+                    Err(denied) => denied,
+                }
+            }
         })
 }
 
@@ -124,7 +131,7 @@ fn list(hub: &Hub, with_system: bool) -> Response {
     )
 }
 
-fn subscribe(
+async fn subscribe(
     hub: &Hub,
     req: &Request,
     heartbeat: Duration,
@@ -152,7 +159,7 @@ fn subscribe(
     let label = req
         .peer_addr()
         .map_or_else(|| "sse".to_string(), |peer| format!("sse {peer}"));
-    match hub.subscribe(&pattern, start, label) {
+    match hub.subscribe_ready(&pattern, start, label).await {
         Ok(subscription) => Ok(sse_response(
             SseEvents {
                 subscription,
