@@ -1,7 +1,8 @@
 // Resume with a real EventSource client (the `eventsource` npm package, 5.x, which Node
 // applications use): the client reconnects on its own with Last-Event-ID, and a resume
 // across a restart of the server, or onto another node of a cluster, is told with a
-// `reset` event and never skips messages in silence.
+// `reset` event and never skips messages in silence; on a durable topic, another node
+// resumes it exactly.
 //
 // Usage: node resume.mjs WEIR_BINARY [POSTGRES_URL]
 // Without POSTGRES_URL only the restart is tried.
@@ -201,7 +202,46 @@ async function acrossTwoNodes() {
   console.log("resume on another node: reset told, after-0 … after-4 delivered in order");
 }
 
+// A durable topic is one log for the cluster: the client lands on another node and goes
+// on exactly where it was, no reset, nothing missed or repeated.
+async function durableAcrossTwoNodes() {
+  const [portA, portB] = [await freePort(), await freePort()];
+  const cluster = ["--database", database, "--durable", "orders.>"];
+  const a = await serve(portA, "durable-a", cluster);
+  const b = await serve(portB, "durable-b", cluster);
+  const front = await balancer(portA);
+  // A topic of its own: the database may hold earlier runs' topics.
+  const topic = `orders.run${Date.now()}`;
+  const client = subscribe(`http://127.0.0.1:${front.port}/v1/topics/${topic}/events`);
+  await client.until((seen) => opens(seen) === 1, "open stream");
+  let epoch;
+  for (const n of [0, 1, 2]) {
+    const answer = await publish(portA, topic, `order-${n}`);
+    check(answer.offset === n, `a new topic's offsets start at 0: ${JSON.stringify(answer)}`);
+    epoch = answer.epoch;
+  }
+  await client.until((seen) => messages(seen).length === 3, "order-0 … order-2");
+
+  front.switchTo(portB);
+  // Published while the client is away, on either node.
+  await publish(portA, topic, "order-3");
+  await publish(portB, topic, "order-4");
+  await client.until((seen) => opens(seen) === 2, "reconnect on node B");
+  await publish(portA, topic, "order-5");
+  const seen = await client.until((seen) => messages(seen).length >= 6, "order-3 … order-5");
+  check(!seen.some((e) => e.kind === "reset" || e.kind === "gap"), `no notice: ${JSON.stringify(seen)}`);
+  const got = messages(seen).map((m) => `${m.id} ${m.data}`);
+  const want = [0, 1, 2, 3, 4, 5].map((n) => `${epoch}-${n} order-${n}`);
+  check(got.join() === want.join(), `exactly once, in order: ${JSON.stringify(got)}`);
+  client.source.close();
+  front.close();
+  await Promise.all([stop(a), stop(b)]);
+  console.log("durable topic on another node: resumed exactly, order-0 … order-5 once each");
+}
+
 await acrossARestart();
-if (database) await acrossTwoNodes();
-else console.log("resume on another node: skipped (no PostgreSQL URL given)");
+if (database) {
+  await acrossTwoNodes();
+  await durableAcrossTwoNodes();
+} else console.log("resume on another node: skipped (no PostgreSQL URL given)");
 process.exit(0);
