@@ -2,11 +2,13 @@
 //! the whole server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use weir_auth::Tokens;
 use weir_pubsub::{Hub, Presence};
 
+use crate::directory::Directory;
 use crate::nicknames::Nicknames;
 
 /// Settings of every session.
@@ -39,6 +41,8 @@ pub struct ChatContext {
     pub(crate) nicks: Nicknames,
     pub(crate) config: ChatConfig,
     pub(crate) shutdown: CancellationToken,
+    /// The cluster's nicknames and rooms, when there is a cluster.
+    pub(crate) directory: Option<Arc<dyn Directory>>,
     /// Connection ids, unique across transports (presence counts connections by id).
     next_connection: AtomicU64,
 }
@@ -52,8 +56,17 @@ impl ChatContext {
             nicks: Nicknames::default(),
             config,
             shutdown,
+            directory: None,
             next_connection: AtomicU64::new(1),
         }
+    }
+
+    /// With the cluster's `directory`: nicknames unique and `WHO` complete over every
+    /// node, not only this one.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// An id for a new connection, to pass to [`Session::new`](crate::Session::new): unique

@@ -46,6 +46,17 @@ impl Feeds {
             .any(|feed| matches!(feed.key, FeedKey::Room(_)))
     }
 
+    /// The rooms followed.
+    pub(crate) fn rooms(&self) -> Vec<String> {
+        self.feeds
+            .iter()
+            .filter_map(|feed| match &feed.key {
+                FeedKey::Room(room) => Some(room.clone()),
+                FeedKey::Topic(_) => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn insert(&mut self, key: FeedKey, subscription: Subscription) {
         // Exactly one more: a Vec's first growth makes room for four feeds (a kilobyte),
         // and most connections follow one or two.

@@ -15,17 +15,21 @@
 
 mod command;
 mod context;
+mod directory;
 mod feed_key;
 mod feeds;
 pub mod json;
 pub mod line;
 mod nicknames;
+#[cfg(feature = "postgres")]
+pub mod postgres_directory;
 pub mod render;
 mod reply;
 mod session;
 
 pub use command::Command;
 pub use context::{ChatConfig, ChatContext};
+pub use directory::{Directory, DirectoryFuture};
 pub use nicknames::{check_nickname, MAX_NICK_CHARS};
 pub use reply::{ChatError, Reply};
 pub use session::{until_expired, Session, ROOM_TOPIC_PREFIX};

@@ -72,6 +72,8 @@ pub enum ChatError {
     BadNickname(String),
     /// Another connection has this nickname.
     NicknameTaken(String),
+    /// The cluster's directory of nicknames and rooms could not be asked.
+    Directory(String),
     /// A nickname change while in rooms.
     PartRoomsFirst,
     /// A room command before `NICK`.
@@ -105,6 +107,9 @@ impl fmt::Display for ChatError {
             ChatError::InvalidToken(why) => f.write_str(why),
             ChatError::BadNickname(why) => f.write_str(why),
             ChatError::NicknameTaken(nick) => write!(f, "nickname {nick} is taken"),
+            ChatError::Directory(why) => {
+                write!(f, "cannot reach the cluster's directory of nicknames and rooms: {why}")
+            }
             ChatError::PartRoomsFirst => {
                 f.write_str("part your rooms before changing your nickname")
             }

@@ -92,12 +92,12 @@ impl Session {
             Command::Nick(_) if !self.access.is_authenticated() => {
                 Err(ChatError::AuthenticateFirst)
             }
-            Command::Nick(nick) => self.nick(nick),
+            Command::Nick(nick) => self.nick(nick).await,
             Command::Join(room) => self.join(room).await,
             Command::Part(room) => self.part(room).await,
             Command::Say { room, text } => self.say(&room, &text).await,
             Command::Who(room) => {
-                let nicks = self.ctx.presence.members(&room);
+                let nicks = self.members(&room).await?;
                 Ok(Reply::Members { room, nicks })
             }
             Command::Subscribe { pattern, from } => {
@@ -173,7 +173,7 @@ impl Session {
             .map_err(ChatError::Publish)
     }
 
-    fn nick(&mut self, nick: String) -> Result<Reply, ChatError> {
+    async fn nick(&mut self, nick: String) -> Result<Reply, ChatError> {
         if self.nick.as_deref() == Some(nick.as_str()) {
             return Ok(Reply::Nick(nick));
         }
@@ -183,10 +183,37 @@ impl Session {
         if !self.ctx.nicks.claim(&nick, self.id) {
             return Err(ChatError::NicknameTaken(nick));
         }
+        // Then across the cluster: a connection of another node may hold it.
+        if let Some(directory) = &self.ctx.directory {
+            let claimed = directory.claim(&nick, self.id).await;
+            if !matches!(claimed, Ok(true)) {
+                self.ctx.nicks.release(&nick, self.id);
+                return Err(match claimed {
+                    Err(why) => ChatError::Directory(why),
+                    Ok(_) => ChatError::NicknameTaken(nick),
+                });
+            }
+        }
         if let Some(old) = self.nick.replace(nick.clone()) {
-            self.ctx.nicks.release(&old, self.id);
+            self.release_nick(&old).await;
         }
         Ok(Reply::Nick(nick))
+    }
+
+    /// Gives `nick` back, here and across the cluster.
+    async fn release_nick(&self, nick: &str) {
+        self.ctx.nicks.release(nick, self.id);
+        if let Some(directory) = &self.ctx.directory {
+            directory.release(nick, self.id).await;
+        }
+    }
+
+    /// Who is in `room`: on every node of the cluster, or on this one without a cluster.
+    async fn members(&self, room: &str) -> Result<Vec<String>, ChatError> {
+        match &self.ctx.directory {
+            Some(directory) => directory.members(room).await.map_err(ChatError::Directory),
+            None => Ok(self.ctx.presence.members(room)),
+        }
     }
 
     /// A room's topic, `$chat.{room}`: a system topic, so that only the session writes
@@ -216,10 +243,16 @@ impl Session {
             )
             .map_err(ChatError::Subscribe)?;
         self.feeds.insert(FeedKey::Room(room.clone()), subscription);
+        if let Some(directory) = &self.ctx.directory {
+            directory.joined(&room, &nick, self.id).await;
+        }
         if self.ctx.presence.join(&room, &nick, self.id) == PresenceChange::Joined {
             let _ = announce(&self.ctx, topic.as_str(), "join", &nick, "").await;
         }
-        let here = self.ctx.presence.members(&room).len();
+        let here = match self.members(&room).await {
+            Ok(members) => members.len(),
+            Err(_) => self.ctx.presence.members(&room).len(),
+        };
         Ok(Reply::Joined { room, here })
     }
 
@@ -228,6 +261,9 @@ impl Session {
             return Err(ChatError::NotInRoom(room));
         }
         let nick = self.nick.clone().unwrap_or_default();
+        if let Some(directory) = &self.ctx.directory {
+            directory.parted(&room, self.id).await;
+        }
         if self.ctx.presence.part(&room, &nick, self.id) == PresenceChange::Left {
             if let Some(topic) = Self::room_topic(&room) {
                 let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "").await;
@@ -253,12 +289,18 @@ impl Session {
     /// Leaves everything: rooms are told the user left (if this was their last connection).
     pub async fn close(mut self) {
         if let Some(nick) = self.nick.take() {
+            let rooms = self.feeds.rooms();
             for room in self.ctx.presence.disconnect(&nick, self.id) {
                 if let Some(topic) = Self::room_topic(&room) {
                     let _ = announce(&self.ctx, topic.as_str(), "part", &nick, "").await;
                 }
             }
-            self.ctx.nicks.release(&nick, self.id);
+            if let Some(directory) = &self.ctx.directory {
+                for room in &rooms {
+                    directory.parted(room, self.id).await;
+                }
+            }
+            self.release_nick(&nick).await;
         }
     }
 }

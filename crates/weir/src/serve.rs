@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weir_chat::line::{serve_lines, LineConfig};
+use weir_chat::postgres_directory::PostgresDirectory;
 use weir_chat::{ChatConfig, ChatContext};
 use weir_http::{Edge, HttpMetrics, Server};
 use weir_jobs::{EventTopic, Jobs, PostgresStore, SqliteStore, Store};
@@ -45,6 +46,9 @@ pub enum ServeError {
     /// The shared store of durable topics (PostgreSQL) could not be opened or loaded.
     #[error("cannot open the durable topics in PostgreSQL: {0}")]
     SharedStore(String),
+    /// The cluster's directory of nicknames and rooms (PostgreSQL) could not be opened.
+    #[error("cannot open the chat directory in PostgreSQL: {0}")]
+    Directory(String),
     /// The job store could not be opened.
     #[error("cannot open the job store ({location}): {source}")]
     JobStore {
@@ -196,12 +200,20 @@ pub async fn run(
         auth_timeout: config.line_auth_timeout,
         ..LineConfig::default()
     };
-    let chat = Arc::new(ChatContext::new(hub.clone(), chat_config, shutdown.clone()));
     let jobs = open_jobs(&config, &hub).await?;
     let relay = match &config.database {
         Some(url) => Some(weir_pubsub::postgres_relay::start(url, JOBS_SCHEMA, hub.clone()).await?),
         None => None,
     };
+    let mut chat = ChatContext::new(hub.clone(), chat_config, shutdown.clone());
+    if let (Some(url), Some(relay)) = (&config.database, &relay) {
+        // Nicknames and rooms across the cluster: a node is live while its relay is.
+        let directory = PostgresDirectory::open(url, JOBS_SCHEMA, relay.node())
+            .await
+            .map_err(|error| ServeError::Directory(error.to_string()))?;
+        chat = chat.with_directory(Arc::new(directory));
+    }
+    let chat = Arc::new(chat);
     let maintenance = tokio::spawn({
         let jobs = jobs.clone();
         let stop = shutdown.clone();

@@ -247,3 +247,45 @@ async fn job_events_reach_subscribers_on_the_other_node() {
         );
     }
 }
+
+/// Chat across nodes: a nickname is the cluster's, not a node's, and `WHO` names who is in
+/// a room on every node; a nickname given up on one node is free on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nicknames_and_who_cover_the_cluster() {
+    let Some((a, b)) = cluster() else {
+        return;
+    };
+    let mut ada = support::LineClient::connect(&a.line).await;
+    let mut other = support::LineClient::connect(&b.line).await;
+    assert_eq!(ada.ask("NICK ada").await, "+OK you are ada");
+    assert_eq!(
+        other.ask("NICK ADA").await,
+        "-ERR nickname ADA is taken",
+        "taken on another node, case-insensitively"
+    );
+    assert_eq!(ada.ask("JOIN lobby").await, "+OK joined lobby (1 here)");
+    assert_eq!(other.ask("NICK bob").await, "+OK you are bob");
+    other.send("JOIN lobby").await;
+    assert_eq!(other.expect("+OK").await, "+OK joined lobby (2 here)");
+    // Events (Bob's own join, Ada's part) may come before an answer: skip to it.
+    other.send("WHO lobby").await;
+    assert_eq!(other.expect("+OK").await, "+OK lobby: ada bob");
+    // Ada hears Bob's join first (it crossed from the other node).
+    ada.send("WHO lobby").await;
+    assert_eq!(ada.expect("+OK").await, "+OK lobby: ada bob");
+
+    // Ada leaves (her connection closes): the room and the name are free everywhere.
+    ada.send("QUIT").await;
+    drop(ada);
+    let started = Instant::now();
+    loop {
+        other.send("WHO lobby").await;
+        if other.expect("+OK").await == "+OK lobby: bob" {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "ada never left the room");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = support::LineClient::connect(&b.line).await;
+    assert_eq!(again.ask("NICK ada").await, "+OK you are ada");
+}

@@ -215,11 +215,18 @@ impl PostgresRelay {
 /// A running relay: its counts, and its tasks to stop.
 #[derive(Debug)]
 pub struct RelayHandle {
+    node: u64,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl RelayHandle {
+    /// This node's id among the nodes (random at each start): what its row in
+    /// `pubsub_node` is keyed by, refreshed while the relay runs.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
     /// Stops relaying once the server has drained (messages published while it drained
     /// still go out): says goodbye to the other nodes and waits for the tasks.
     pub async fn stop(self) {
@@ -265,8 +272,9 @@ pub async fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, Rel
         stop: stop.clone(),
     };
     tasks.spawn(sender.run(queue));
+    let node = relay.node;
     tasks.spawn(listen(connector, relay, hub, reload, stop.clone()));
-    Ok(RelayHandle { stop, tasks })
+    Ok(RelayHandle { node, stop, tasks })
 }
 
 /// The channel on which node `node`'s sender pings its own listener.

@@ -174,6 +174,8 @@ pub struct Process {
     pub child: std::process::Child,
     /// `host:port` of its HTTP listener (for `weir serve`).
     pub addr: String,
+    /// `host:port` of its line-protocol listener (for `weir serve`).
+    pub line: String,
 }
 
 impl Process {
@@ -211,18 +213,25 @@ pub fn spawn_serve(args: &[&str]) -> Process {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
+    let (mut addr, mut line_addr) = (String::new(), String::new());
+    while addr.is_empty() || line_addr.is_empty() {
         let line = lines
             .next()
-            .expect("weir logs its address before exiting")
+            .expect("weir logs its addresses before exiting")
             .unwrap();
         if let Some(at) = line.find("http://") {
-            break line[at + 7..].split('/').next().unwrap().to_string();
+            addr = line[at + 7..].split('/').next().unwrap().to_string();
+        } else if let Some(at) = line.find("line protocol on ") {
+            line_addr = line[at + 17..].split(' ').next().unwrap().to_string();
         }
-    };
+    }
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Process { child, addr }
+    Process {
+        child,
+        addr,
+        line: line_addr,
+    }
 }
 
 /// Starts `weir worker` with `args`; its log is discarded.
@@ -239,6 +248,7 @@ pub fn spawn_worker(args: &[&str]) -> Process {
     Process {
         child,
         addr: String::new(),
+        line: String::new(),
     }
 }
 
