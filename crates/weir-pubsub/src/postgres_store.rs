@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::runtime::Handle;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 use weir_db::postgres::{migrate, within, Connector};
 use weir_db::{DbError, Migrations};
 
@@ -53,7 +53,7 @@ const MIGRATIONS: Migrations = Migrations {
 pub struct PostgresTopicStore {
     connector: Connector,
     runtime: Handle,
-    client: Option<Client>,
+    connected: Option<Connected>,
     salt: u64,
     /// Read at open (in async code): [`TopicStore::load`] runs where nothing may block on
     /// the runtime.
@@ -74,6 +74,47 @@ fn stored_message(row: &tokio_postgres::Row) -> StoredMessage {
         offset: row.get::<_, i64>(0) as u64,
         payload: Bytes::from(row.get::<_, Vec<u8>>(1)),
         published_at: UNIX_EPOCH + Duration::from_millis(row.get::<_, i64>(2) as u64),
+    }
+}
+
+/// A connection with the statements a publish runs, prepared once: `execute` with SQL text
+/// prepares it again on every call, a second round trip for each.
+#[derive(Debug)]
+struct Connected {
+    client: Client,
+    /// Takes the topic's row lock (making the row the first time) and reads its epoch and
+    /// next offset: one statement.
+    lock_topic: Statement,
+    /// Inserts a batch's messages, moves the topic's end and notifies the nodes: one
+    /// statement.
+    write: Statement,
+}
+
+impl Connected {
+    async fn prepare(client: Client) -> Result<Connected, DbError> {
+        // `DO UPDATE` (to the same name) rather than `DO NOTHING`: it locks an existing
+        // row as `FOR UPDATE` would, and returns it.
+        let lock_topic = within(client.prepare(
+            "INSERT INTO pubsub_topic AS t (name, epoch, next_offset) VALUES ($1, $2, 0)
+             ON CONFLICT (name) DO UPDATE SET name = t.name
+             RETURNING epoch, next_offset",
+        ))
+        .await?;
+        let write = within(client.prepare(
+            "WITH written AS (
+                 INSERT INTO pubsub_message (topic, \"offset\", payload, published_at_ms)
+                 SELECT $1, o, p, t FROM unnest($2::BIGINT[], $3::BYTEA[], $4::BIGINT[]) AS m(o, p, t)
+             ), moved AS (
+                 UPDATE pubsub_topic SET next_offset = $5 WHERE name = $1
+             )
+             SELECT pg_notify($6, $1 || ' ' || $5::TEXT)",
+        ))
+        .await?;
+        Ok(Connected {
+            client,
+            lock_topic,
+            write,
+        })
     }
 }
 
@@ -117,7 +158,7 @@ impl PostgresTopicStore {
         Ok(PostgresTopicStore {
             connector,
             runtime: Handle::current(),
-            client: Some(client),
+            connected: Some(Connected::prepare(client).await?),
             salt,
             loaded: Some(topics),
         })
@@ -126,18 +167,19 @@ impl PostgresTopicStore {
     /// Runs `work` with a connection (made again after one was lost), on the runtime.
     fn run<T>(
         &mut self,
-        work: impl AsyncFnOnce(&mut Client) -> Result<T, DbError>,
+        work: impl AsyncFnOnce(&mut Connected) -> Result<T, DbError>,
     ) -> Result<T, StoreError> {
         let runtime = self.runtime.clone();
         runtime.block_on(async {
-            if self.client.as_ref().is_none_or(Client::is_closed) {
-                self.client = Some(self.connector.connect().await.map_err(failed)?);
+            if self.connected.as_ref().is_none_or(|c| c.client.is_closed()) {
+                let client = self.connector.connect().await.map_err(failed)?;
+                self.connected = Some(Connected::prepare(client).await.map_err(failed)?);
             }
-            let client = self.client.as_mut().expect("connected above");
-            let outcome = work(client).await;
+            let connected = self.connected.as_mut().expect("connected above");
+            let outcome = work(connected).await;
             if let Err(error) = &outcome {
                 if error.lost_connection() {
-                    self.client = None;
+                    self.connected = None;
                 }
             }
             outcome.map_err(failed)
@@ -194,8 +236,9 @@ impl TopicStore for PostgresTopicStore {
         topics.sort();
         topics.dedup();
         let pending: Vec<Append> = batch.to_vec();
-        let (numbered, before) = self.run(async |client| {
-            let tx = client.transaction().await?;
+        let (numbered, before) = self.run(async |connected| {
+            let (lock_topic, write) = (connected.lock_topic.clone(), connected.write.clone());
+            let tx = connected.client.transaction().await?;
             let mut numbered = pending;
             let mut before = Vec::new();
             for topic in &topics {
@@ -203,24 +246,15 @@ impl TopicStore for PostgresTopicStore {
                     .filter(|&i| numbered[i].topic == *topic)
                     .collect();
                 let first = &numbered[mine[0]];
-                within(tx.execute(
-                    "INSERT INTO pubsub_topic (name, epoch, next_offset) VALUES ($1, $2, 0)
-                     ON CONFLICT (name) DO NOTHING",
-                    &[&topic.as_str(), &(first.epoch as i64)],
-                ))
-                .await?;
-                let row = within(tx.query_one(
-                    "SELECT epoch, next_offset FROM pubsub_topic WHERE name = $1 FOR UPDATE",
-                    &[&topic.as_str()],
-                ))
-                .await?;
+                let row =
+                    within(tx.query_one(&lock_topic, &[&topic.as_str(), &(first.epoch as i64)]))
+                        .await?;
                 let epoch = row.get::<_, i64>(0) as u64;
                 let next = row.get::<_, i64>(1) as u64;
                 let known = first.offset;
                 if next > known {
                     // Other nodes committed these since this node's log last grew.
-                    for message in
-                        messages_from(&tx, topic.as_str(), known, next, CATCH_UP).await?
+                    for message in messages_from(&tx, topic.as_str(), known, next, CATCH_UP).await?
                     {
                         before.push(Append {
                             topic: topic.clone(),
@@ -242,21 +276,19 @@ impl TopicStore for PostgresTopicStore {
                     payloads.push(append.payload.to_vec());
                     times.push(millis(append.published_at));
                 }
-                let end = next + mine.len() as u64;
-                within(tx.execute(
-                    "INSERT INTO pubsub_message (topic, \"offset\", payload, published_at_ms)
-                     SELECT $1, o, p, t FROM unnest($2::BIGINT[], $3::BYTEA[], $4::BIGINT[]) AS m(o, p, t)",
-                    &[&topic.as_str(), &offsets, &payloads, &times],
+                let end = (next + mine.len() as u64) as i64;
+                within(tx.query_one(
+                    &write,
+                    &[
+                        &topic.as_str(),
+                        &offsets,
+                        &payloads,
+                        &times,
+                        &end,
+                        &DURABLE_CHANNEL,
+                    ],
                 ))
                 .await?;
-                within(tx.execute(
-                    "UPDATE pubsub_topic SET next_offset = $2 WHERE name = $1",
-                    &[&topic.as_str(), &(end as i64)],
-                ))
-                .await?;
-                let notice = format!("{} {end}", topic.as_str());
-                within(tx.execute("SELECT pg_notify($1, $2)", &[&DURABLE_CHANNEL, &notice]))
-                    .await?;
             }
             within(tx.commit()).await?;
             Ok((numbered, before))
@@ -266,8 +298,8 @@ impl TopicStore for PostgresTopicStore {
     }
 
     fn trim(&mut self, topic: &TopicName, keep_from: u64) -> Result<(), StoreError> {
-        self.run(async |client| {
-            within(client.execute(
+        self.run(async |connected| {
+            within(connected.client.execute(
                 "DELETE FROM pubsub_message WHERE topic = $1 AND \"offset\" < $2",
                 &[&topic.as_str(), &(keep_from as i64)],
             ))
@@ -286,7 +318,8 @@ impl TopicStore for PostgresTopicStore {
         from: u64,
         limit: usize,
     ) -> Result<Option<StoredTopic>, StoreError> {
-        self.run(async |client| {
+        self.run(async |connected| {
+            let client = &connected.client;
             let Some(row) = within(client.query_opt(
                 "SELECT epoch, next_offset FROM pubsub_topic WHERE name = $1",
                 &[&topic.as_str()],
@@ -296,8 +329,7 @@ impl TopicStore for PostgresTopicStore {
                 return Ok(None);
             };
             let next_offset = row.get::<_, i64>(1) as u64;
-            let messages =
-                messages_from(&*client, topic.as_str(), from, next_offset, limit).await?;
+            let messages = messages_from(client, topic.as_str(), from, next_offset, limit).await?;
             Ok(Some(StoredTopic {
                 name: topic.clone(),
                 epoch: row.get::<_, i64>(0) as u64,
@@ -308,9 +340,13 @@ impl TopicStore for PostgresTopicStore {
     }
 
     fn heads(&mut self) -> Result<Vec<(TopicName, u64)>, StoreError> {
-        self.run(async |client| {
-            let rows =
-                within(client.query("SELECT name, next_offset FROM pubsub_topic", &[])).await?;
+        self.run(async |connected| {
+            let rows = within(
+                connected
+                    .client
+                    .query("SELECT name, next_offset FROM pubsub_topic", &[]),
+            )
+            .await?;
             Ok(rows
                 .iter()
                 .filter_map(|row| {
