@@ -93,15 +93,17 @@ impl Sse {
         }
     }
 
-    /// The next event (message or notice), skipping keep-alive comments.
+    /// The next event (message or notice), skipping keep-alive comments: within the
+    /// deadline, however many comments come meanwhile.
     async fn next(&mut self) -> Seen {
         let mut seen = Seen {
             id: String::new(),
             kind: "message".into(),
             data: String::new(),
         };
+        let until = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let line = tokio::time::timeout(DEADLINE, self.lines.next_line())
+            let line = tokio::time::timeout_at(until, self.lines.next_line())
                 .await
                 .expect("an event within the deadline")
                 .unwrap()
@@ -320,4 +322,48 @@ async fn a_topic_made_on_another_node_is_read_from_the_store() {
         seen, expected,
         "the wildcard subscriber on another node sees the new topic"
     );
+}
+
+/// A node whose connection to the others is cut (its listening connection killed by the
+/// database) while messages are committed elsewhere reads them from the store when it
+/// listens again: nothing is published after, so only that catch-up can bring them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_catches_up_from_the_store() {
+    let Some((database, nodes)) = cluster() else {
+        return;
+    };
+    let addrs: Vec<String> = nodes.iter().map(|(p, _)| p.addr.clone()).collect();
+    let mut on_b = Sse::open(&addrs[1], "/v1/topics/orders.cut/events?from=earliest", "").await;
+    let (epoch, _) = publish(&addrs[0], "orders.cut", "before")
+        .await
+        .expect("acknowledged");
+    assert_eq!(on_b.messages(1).await[0].data, "before");
+
+    // Every node's listening connection is cut; they listen again after a second.
+    let cut = std::process::Command::new("psql")
+        .args([
+            &database,
+            "-q",
+            "-c",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(cut.success());
+    for n in 0..20 {
+        publish(&addrs[0], "orders.cut", &format!("while-cut-{n}"))
+            .await
+            .expect("acknowledged");
+    }
+    let got = on_b.messages(20).await;
+    for (n, seen) in got.iter().enumerate() {
+        assert_eq!(
+            (seen.id.as_str(), seen.data.as_str()),
+            (
+                format!("{epoch}-{}", n + 1).as_str(),
+                format!("while-cut-{n}").as_str()
+            )
+        );
+    }
 }
