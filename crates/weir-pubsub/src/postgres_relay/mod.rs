@@ -31,8 +31,12 @@
 
 mod wire;
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,6 +69,37 @@ const QUEUE_BYTES: usize = 64 << 20;
 /// up everyone else's (the job store's wake-ups included).
 const BATCH_MESSAGES: u64 = 256;
 const BATCH_BYTES: usize = 4 << 20;
+/// Statements of messages sent and not yet answered, at most. One at a time held the relay
+/// to one round trip and commit per batch (bench/pubsub/cluster.sh).
+const PIPELINE: usize = 4;
+/// A statement of messages on its way.
+struct InFlight {
+    /// Messages it carries.
+    messages: u64,
+    /// Its answer, once it comes.
+    answer: Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>,
+}
+
+/// A statement's answer, with the messages it carried.
+type Answer = (u64, Result<(), DbError>);
+
+/// The answer of the oldest statement in flight (answers come in the order sent).
+async fn front(in_flight: &mut VecDeque<InFlight>) -> Answer {
+    match in_flight.front_mut() {
+        Some(statement) => (statement.messages, statement.answer.as_mut().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Polls `statement` once (sending it); its answer if it already has one.
+async fn poll_once(statement: &mut InFlight) -> Option<Answer> {
+    std::future::poll_fn(|cx| match statement.answer.as_mut().poll(cx) {
+        Poll::Ready(answer) => Poll::Ready(Some((statement.messages, answer))),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
 /// How often a node refreshes its row, reloads the others', and pings its listener.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A node whose row was not refreshed for this long is taken to be gone.
@@ -332,7 +367,8 @@ impl Statements {
 
 /// The sending connection and what belongs to it.
 struct Sending {
-    client: Client,
+    /// Shared with the statements in flight, which outlive a turn of the sender's loop.
+    client: Arc<Client>,
     statements: Statements,
     /// The database's encoding is not UTF-8: only ASCII may go as text.
     ascii_only: bool,
@@ -347,7 +383,7 @@ impl Sending {
             .is_ok_and(|e| e.eq_ignore_ascii_case("UTF8"));
         let statements = Statements::prepare(&client, schema).await?;
         Ok(Sending {
-            client,
+            client: Arc::new(client),
             statements,
             ascii_only: !utf8,
         })
@@ -373,6 +409,7 @@ impl Sender {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut seq = 0u64;
         let mut sending: Option<Sending> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
             let Some(connected) = &sending else {
                 match Sending::connect(&self.connector, &self.schema).await {
@@ -393,12 +430,29 @@ impl Sender {
             };
             let outcome = tokio::select! {
                 () = self.stop.cancelled() => {
+                    self.finish_in_flight(&mut in_flight).await;
                     self.send_what_is_left(connected, &mut queue, &mut seq).await;
                     let _ = self.goodbye(connected).await;
                     return;
                 }
-                first = queue.recv() => match first {
-                    Some(first) => self.send(connected, first, &mut queue, &mut seq).await,
+                answer = front(&mut in_flight), if !in_flight.is_empty() => {
+                    in_flight.pop_front();
+                    self.answered(answer)
+                }
+                first = queue.recv(), if in_flight.len() < PIPELINE => match first {
+                    Some(first) => {
+                        let mut statement = self.dispatch(connected, first, &mut queue, &mut seq);
+                        // Polled once now, so that it goes out behind the ones before it
+                        // (a statement is sent when first polled); its answer is taken in
+                        // turn, from the front.
+                        match poll_once(&mut statement).await {
+                            Some(answer) => self.answered(answer),
+                            None => {
+                                in_flight.push_back(statement);
+                                Ok(())
+                            }
+                        }
+                    }
                     None => return,
                 },
                 changed = interest_changes.changed() => match changed {
@@ -411,6 +465,12 @@ impl Sender {
             if let Err(error) = outcome {
                 if error.lost_connection() {
                     tracing::warn!(%error, "pub/sub relay lost its PostgreSQL connection");
+                    // What was in flight on it is lost with it: its answers would only be
+                    // this same error. (The receivers count it too, from the gap.)
+                    for statement in in_flight.drain(..) {
+                        self.relay
+                            .count_dropped(statement.messages, "the database connection was lost");
+                    }
                     sending = None;
                 } else {
                     tracing::warn!(%error, "pub/sub relay statement failed");
@@ -419,16 +479,16 @@ impl Sender {
         }
     }
 
-    /// Sends `first` and whatever else is queued, up to [`BATCH_MESSAGES`] and
-    /// [`BATCH_BYTES`], in one statement: one transaction, so a message cut into parts
-    /// arrives in one piece.
-    async fn send(
+    /// `first` and whatever else is queued, up to [`BATCH_MESSAGES`] and [`BATCH_BYTES`],
+    /// as one statement (one transaction, so a message cut into parts arrives in one
+    /// piece), not yet sent: it goes when first polled.
+    fn dispatch(
         &self,
         sending: &Sending,
         first: Outbound,
         queue: &mut mpsc::Receiver<Outbound>,
         seq: &mut u64,
-    ) -> Result<(), RelayError> {
+    ) -> InFlight {
         self.relay.dequeued(&first);
         let mut encoder = Encoder::new(self.relay.node, sending.ascii_only);
         encoder.push(*seq, &first);
@@ -439,18 +499,29 @@ impl Sender {
             encoder.push(*seq + messages, &next);
             messages += 1;
         }
-        let notifications = encoder.finish();
-        let sent = within(sending.client.execute(
-            &sending.statements.notify_batch,
-            &[&MESSAGES, &notifications],
-        ))
-        .await;
-        // The numbers are used up either way: a statement whose answer was lost may have
-        // committed, and numbers used twice would make receivers skip the later messages
-        // as repeats. What did not go out then shows on the receivers as lost too.
+        // The numbers are used up whatever happens to the statement: one whose answer was
+        // lost may have committed, and numbers used twice would make receivers skip the
+        // later messages as repeats. What did not go out shows on the receivers as lost.
         *seq += messages;
+        let notifications = encoder.finish();
+        let (client, statement) = (
+            sending.client.clone(),
+            sending.statements.notify_batch.clone(),
+        );
+        InFlight {
+            messages,
+            answer: Box::pin(async move {
+                within(client.execute(&statement, &[&MESSAGES, &notifications]))
+                    .await
+                    .map(drop)
+            }),
+        }
+    }
+
+    /// Counts a statement's answer: its messages sent, or dropped.
+    fn answered(&self, (messages, sent): Answer) -> Result<(), RelayError> {
         match sent {
-            Ok(_) => {
+            Ok(()) => {
                 self.relay.sent.fetch_add(messages, Ordering::Relaxed);
                 Ok(())
             }
@@ -459,6 +530,41 @@ impl Sender {
                 Err(error.into())
             }
         }
+    }
+
+    /// At stop: waits (within half of [`DEADLINE`]) for the statements in flight.
+    async fn finish_in_flight(&self, in_flight: &mut VecDeque<InFlight>) {
+        let until = Instant::now() + DEADLINE / 2;
+        while let Some(statement) = in_flight.pop_front() {
+            let messages = statement.messages;
+            match tokio::time::timeout_at(until, statement.answer).await {
+                Ok(sent) => {
+                    let _ = self.answered((messages, sent));
+                }
+                Err(_) => {
+                    let left = messages + in_flight.drain(..).map(|s| s.messages).sum::<u64>();
+                    self.relay.count_dropped(
+                        left,
+                        "the relay stopped before their statements were answered",
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends `first` and whatever else is queued, up to [`BATCH_MESSAGES`] and
+    /// [`BATCH_BYTES`], in one statement, and waits for it.
+    async fn send(
+        &self,
+        sending: &Sending,
+        first: Outbound,
+        queue: &mut mpsc::Receiver<Outbound>,
+        seq: &mut u64,
+    ) -> Result<(), RelayError> {
+        let statement = self.dispatch(sending, first, queue, seq);
+        let sent = statement.answer.await;
+        self.answered((statement.messages, sent))
     }
 
     /// At stop: sends what is still queued (published while the server drained), for at
