@@ -317,9 +317,12 @@ fn commit(store: &mut dyn TopicStore, batch: &mut Vec<Request>) {
 fn apply(topic: &Topic, offset: u64, payload: Bytes, published_at: SystemTime) -> Message {
     let mut log = topic.log_mut();
     if offset < log.next {
-        if let crate::log::ReadAt::Message(held) = log.read(offset) {
-            return held;
-        }
+        // Had already (its notice came first), and perhaps let go since: never appended
+        // twice, nor at another offset.
+        return match log.read(offset) {
+            crate::log::ReadAt::Message(held) => held,
+            _ => Message::committed(&topic.name, offset, log.epoch, payload, published_at),
+        };
     }
     if offset > log.next {
         tracing::warn!(topic = %topic.name, from = log.next, to = offset, "durable topic skipped messages it could not read back");

@@ -58,6 +58,24 @@ impl PartialEq for Message {
 impl Eq for Message {}
 
 impl Message {
+    /// A message as accepted at `offset` of `topic` in `epoch`.
+    pub(crate) fn committed(
+        topic: &TopicName,
+        offset: u64,
+        epoch: u64,
+        payload: Bytes,
+        published_at: SystemTime,
+    ) -> Message {
+        Message(Arc::new(MessageParts {
+            topic: topic.clone(),
+            offset,
+            epoch,
+            payload,
+            published_at,
+            encodings: Default::default(),
+        }))
+    }
+
     /// The topic it was published to.
     pub fn topic(&self) -> &TopicName {
         &self.0.topic
@@ -308,14 +326,7 @@ impl TopicLog {
         payload: Bytes,
         now: SystemTime,
     ) -> (Message, Vec<Arc<SubWaker>>) {
-        let message = Message(Arc::new(MessageParts {
-            topic: topic.clone(),
-            offset: self.next,
-            epoch: self.epoch,
-            payload,
-            published_at: now,
-            encodings: Default::default(),
-        }));
+        let message = Message::committed(topic, self.next, self.epoch, payload, now);
         let cost = message_cost(message.payload().len());
         self.entries.push_back(Entry {
             message: message.clone(),
@@ -347,14 +358,13 @@ impl TopicLog {
             .len()
             .saturating_sub(self.retention.max_messages.max(1));
         for stored in messages.into_iter().skip(skip) {
-            let message = Message(Arc::new(MessageParts {
-                topic: topic.clone(),
-                offset: stored.offset,
-                epoch: self.epoch,
-                payload: stored.payload,
-                published_at: stored.published_at,
-                encodings: Default::default(),
-            }));
+            let message = Message::committed(
+                topic,
+                stored.offset,
+                self.epoch,
+                stored.payload,
+                stored.published_at,
+            );
             let cost = message_cost(message.payload().len());
             self.entries.push_back(Entry {
                 message,
