@@ -302,7 +302,15 @@ fn commit(store: &mut dyn TopicStore, batch: &mut Vec<Request>) {
             append.published_at,
         );
         if message.offset() % TRIM_EVERY == TRIM_EVERY - 1 {
-            let keep_from = request.topic.log().first();
+            let log = request.topic.log();
+            // A shared store keeps what the retention says, whatever this node's memory
+            // let go (its budget, a catch-up that read only the newest).
+            let keep_from = if store.shared() {
+                log.shared_keep_from(message.offset())
+            } else {
+                log.first()
+            };
+            drop(log);
             if let Err(error) = store.trim(&request.topic.name, keep_from) {
                 tracing::warn!(%error, topic = %request.topic.name, "trimming a durable topic failed");
             }

@@ -279,6 +279,13 @@ impl TopicLog {
         self.next = offset;
     }
 
+    /// The oldest offset a store shared by several nodes keeps, now that `newest` is
+    /// committed: by the count retention alone, not by what this node's memory holds
+    /// (another node may hold more).
+    pub(crate) fn shared_keep_from(&self, newest: u64) -> u64 {
+        (newest + 1).saturating_sub(self.retention.max_messages as u64)
+    }
+
     /// Whether the oldest message is held only for subscribers catching up (beyond the
     /// count retention): the hub's budget takes such messages first.
     pub(crate) fn oldest_is_surplus(&self) -> bool {
@@ -432,20 +439,33 @@ impl TopicLog {
         })
     }
 
-    /// Whether a subscriber at `cursor` has fallen past the lag allowed, or behind what
-    /// the log still holds.
+    /// The oldest offset the count retention keeps (at least the newest message): reading
+    /// from there on is never lag, whatever the messages weigh.
+    fn retained_from(&self) -> u64 {
+        self.next
+            .saturating_sub(self.retention.max_messages.max(1) as u64)
+            .max(self.first)
+    }
+
+    /// Whether a subscriber at `cursor` is behind what the log still holds, or before
+    /// what the count retention keeps and further behind than the lag allowed. Messages the
+    /// retention keeps are a replay, not lag (a thousand retained 20 KB messages outweigh
+    /// 16 MiB), and the newest message is always readable, however large.
     pub(crate) fn too_far_behind(&self, cursor: u64) -> bool {
-        self.bytes_behind(cursor)
-            .is_none_or(|behind| behind > self.max_lag_bytes)
+        match self.bytes_behind(cursor) {
+            None => true,
+            Some(behind) => cursor < self.retained_from() && behind > self.max_lag_bytes,
+        }
     }
 
     /// Where a subscriber that fell too far behind goes on: the oldest message within the
-    /// lag allowed of the newest.
+    /// lag allowed of the newest, or the oldest the retention keeps if that is older.
+    /// Always past such a subscriber's cursor.
     pub(crate) fn catch_up_point(&self) -> u64 {
         let within = self
             .entries
             .partition_point(|e| self.appended - e.start > self.max_lag_bytes);
-        self.first + within.min(self.entries.len().saturating_sub(1)) as u64
+        (self.first + within as u64).min(self.retained_from())
     }
 
     /// The lag allowed, in bytes.

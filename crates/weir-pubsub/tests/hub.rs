@@ -211,9 +211,14 @@ fn cost(payload: usize) -> usize {
     payload + 320
 }
 
-/// A hub whose subscribers may fall four one-byte messages behind.
+/// A hub whose subscribers may fall four one-byte messages behind (past a retention of
+/// two: what the retention keeps is a replay, never lag).
 fn slow_hub(policy: SlowSubscriberPolicy) -> Hub {
     Hub::new(HubConfig {
+        default_retention: Retention {
+            max_messages: 2,
+            max_age: Duration::from_secs(3600),
+        },
         max_lag_bytes: 4 * cost(1),
         slow_policy: policy,
         ..HubConfig::default()
@@ -278,6 +283,48 @@ fn a_burst_past_the_retention_reaches_a_subscriber_that_reads_it() {
         .subscribe("burst", StartFrom::Earliest, "replay")
         .unwrap();
     assert_eq!(message_text(ready(&mut replay).unwrap()).1, 19_990);
+}
+
+/// What the count retention keeps is a replay, not lag, however much it weighs; and the
+/// newest message is always delivered, even one larger than the lag allowed.
+#[test]
+fn retained_messages_and_the_newest_are_never_lag() {
+    let hub = Hub::new(HubConfig {
+        default_retention: Retention {
+            max_messages: 10,
+            max_age: Duration::from_secs(3600),
+        },
+        max_lag_bytes: 3 * cost(1000),
+        ..HubConfig::default()
+    });
+    let big = "x".repeat(1000);
+    for _ in 0..10 {
+        hub.publish("heavy", payload(&big)).unwrap();
+    }
+    let mut replay = hub
+        .subscribe("heavy", StartFrom::Earliest, "replay")
+        .unwrap();
+    let offsets: Vec<u64> = std::iter::from_fn(|| ready(&mut replay))
+        .map(|e| message_text(e).1)
+        .collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<u64>>());
+
+    let live_only = Hub::new(HubConfig {
+        default_retention: Retention {
+            max_messages: 0,
+            max_age: Duration::from_secs(3600),
+        },
+        max_lag_bytes: 100,
+        ..HubConfig::default()
+    });
+    let mut reader = live_only.subscribe("t", StartFrom::Now, "reader").unwrap();
+    live_only.publish("t", payload(&big)).unwrap();
+    assert_eq!(message_text(ready(&mut reader).unwrap()).1, 0);
+    assert_eq!(
+        ready(&mut reader),
+        None,
+        "and nothing after it: no endless lag notices"
+    );
 }
 
 /// Past the hub's budget, messages held only for subscribers catching up go before any

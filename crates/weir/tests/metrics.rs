@@ -12,8 +12,9 @@ use weir_pubsub::{Event, Hub, StartFrom};
 #[tokio::test]
 async fn metrics_name_the_slow_subscriber() {
     let mut config = ServeConfig::defaults();
-    // Two one-byte messages (each counts 320 bytes more).
+    // Two one-byte messages (each counts 320 bytes more), past a retention of two.
     config.pubsub.max_lag_bytes = 2 * 321;
+    config.pubsub.default_retention.max_messages = 2;
     config.jobs.retention.cancelled = Some(std::time::Duration::ZERO);
     let hub = Hub::new(config.pubsub.clone());
     let data = std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id()));
