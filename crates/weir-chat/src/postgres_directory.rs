@@ -84,6 +84,36 @@ impl PostgresDirectory {
     }
 }
 
+impl PostgresDirectory {
+    /// Runs `sql` on this node's `connection` in `room` (with `nick` when it has a place
+    /// for it, as `$2`); a failure is logged as `failure`: the place frees itself when this
+    /// node is gone.
+    async fn record(
+        &self,
+        failure: &str,
+        room: &str,
+        sql: &str,
+        nick: Option<&str>,
+        connection: u64,
+    ) {
+        let connection = connection as i64;
+        let recorded = self
+            .run(async |client| {
+                let statement = match nick {
+                    Some(nick) => {
+                        within(client.execute(sql, &[&room, &nick, &self.node, &connection])).await
+                    }
+                    None => within(client.execute(sql, &[&room, &self.node, &connection])).await,
+                };
+                statement
+            })
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, room, "{failure}");
+        }
+    }
+}
+
 /// Seconds after which a node not seen is taken to be gone.
 fn peer_timeout() -> f64 {
     PEER_TIMEOUT.as_secs_f64()
@@ -140,38 +170,24 @@ impl Directory for PostgresDirectory {
         nick: &'a str,
         connection: u64,
     ) -> DirectoryFuture<'a, ()> {
-        Box::pin(async move {
-            let joined = self
-                .run(async |client| {
-                    within(client.execute(
-                        "INSERT INTO chat_member (room, nick, node, connection) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (room, node, connection) DO UPDATE SET nick = excluded.nick",
-                        &[&room, &nick, &self.node, &(connection as i64)],
-                    ))
-                    .await
-                })
-                .await;
-            if let Err(error) = joined {
-                tracing::warn!(%error, room, "could not tell the cluster of a join");
-            }
-        })
+        Box::pin(self.record(
+            "could not tell the cluster of a join",
+            room,
+            "INSERT INTO chat_member (room, nick, node, connection) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room, node, connection) DO UPDATE SET nick = excluded.nick",
+            Some(nick),
+            connection,
+        ))
     }
 
     fn parted<'a>(&'a self, room: &'a str, connection: u64) -> DirectoryFuture<'a, ()> {
-        Box::pin(async move {
-            let parted = self
-                .run(async |client| {
-                    within(client.execute(
-                        "DELETE FROM chat_member WHERE room = $1 AND node = $2 AND connection = $3",
-                        &[&room, &self.node, &(connection as i64)],
-                    ))
-                    .await
-                })
-                .await;
-            if let Err(error) = parted {
-                tracing::warn!(%error, room, "could not tell the cluster of a part");
-            }
-        })
+        Box::pin(self.record(
+            "could not tell the cluster of a part",
+            room,
+            "DELETE FROM chat_member WHERE room = $1 AND node = $2 AND connection = $3",
+            None,
+            connection,
+        ))
     }
 
     fn members<'a>(&'a self, room: &'a str) -> DirectoryFuture<'a, Result<Vec<String>, String>> {

@@ -158,6 +158,24 @@ const BATCH: usize = 512;
 /// How often (in messages per topic) the store is trimmed to the retention.
 const TRIM_EVERY: u64 = 256;
 
+/// The newest run of consecutive offsets of `messages` that ends at `next_offset - 1`
+/// (a log holds no holes), or nothing.
+pub(crate) fn contiguous_tail(
+    messages: Vec<StoredMessage>,
+    next_offset: u64,
+) -> Vec<StoredMessage> {
+    let start = messages
+        .windows(2)
+        .rposition(|pair| pair[1].offset != pair[0].offset + 1)
+        .map_or(0, |i| i + 1);
+    let mut messages = messages;
+    messages.drain(..start);
+    if messages.last().is_some_and(|m| m.offset + 1 != next_offset) {
+        messages.clear();
+    }
+    messages
+}
+
 /// Messages a catch-up reads at most per topic: a node cut off for longer skips the
 /// older ones (its subscribers are told with `lagged`) rather than load them all.
 const CATCH_UP_LIMIT: usize = 10_000;

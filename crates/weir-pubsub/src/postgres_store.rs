@@ -20,6 +20,7 @@ use tokio_postgres::{Client, Statement};
 use weir_db::postgres::{migrate, within, Connector};
 use weir_db::{DbError, Migrations};
 
+use crate::durable::contiguous_tail;
 use crate::{Append, Retention, StoreError, StoredMessage, StoredTopic, TopicName, TopicStore};
 
 /// The channel on which a commit tells every node a topic's new end: `NAME NEXT_OFFSET`.
@@ -185,21 +186,6 @@ impl PostgresTopicStore {
             outcome.map_err(failed)
         })
     }
-}
-
-/// The newest run of consecutive offsets of `messages` that ends at `next_offset - 1`
-/// (a log holds no holes), or nothing.
-fn contiguous_tail(messages: Vec<StoredMessage>, next_offset: u64) -> Vec<StoredMessage> {
-    let start = messages
-        .windows(2)
-        .rposition(|pair| pair[1].offset != pair[0].offset + 1)
-        .map_or(0, |i| i + 1);
-    let mut messages = messages;
-    messages.drain(..start);
-    if messages.last().is_some_and(|m| m.offset + 1 != next_offset) {
-        messages.clear();
-    }
-    messages
 }
 
 /// The messages of `topic` from `from` up to `to` (exclusive), the newest `limit` at most.

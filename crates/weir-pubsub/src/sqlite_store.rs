@@ -12,6 +12,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection};
 use weir_db::Migrations;
 
+use crate::durable::contiguous_tail;
 use crate::{Append, Retention, StoreError, StoredMessage, StoredTopic, TopicName, TopicStore};
 
 /// The topic store's schema. A step is never removed or edited: databases count them.
@@ -102,17 +103,8 @@ impl TopicStore for SqliteTopicStore {
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(failed)?;
-            // Keep only the newest run of consecutive offsets (the log holds no holes).
-            let contiguous_from = messages
-                .windows(2)
-                .rposition(|pair| pair[1].offset != pair[0].offset + 1)
-                .map_or(0, |i| i + 1);
-            let messages = messages[contiguous_from..].to_vec();
             let next_offset = next_offset as u64;
-            let messages = match messages.last() {
-                Some(last) if last.offset + 1 == next_offset => messages,
-                _ => Vec::new(),
-            };
+            let messages = contiguous_tail(messages, next_offset);
             loaded.push(StoredTopic {
                 name,
                 epoch: epoch as u64,

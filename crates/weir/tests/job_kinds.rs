@@ -104,6 +104,22 @@ fn worker(server: &support::Server, args: &[&str]) -> support::Process {
     spawn_worker(&all)
 }
 
+/// A static demo site of `pages` pages over `hosts` hosts, served until the guard drops.
+async fn static_site(pages: usize, hosts: usize) -> (demo_site::Site, tokio_util::sync::DropGuard) {
+    let (site, listeners) = demo_site::bind(SiteConfig {
+        pages,
+        hosts,
+        port: 0,
+        profile: Profile::Static,
+        ..SiteConfig::default()
+    })
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(demo_site::serve(site.clone(), listeners, stop.clone()));
+    (site, stop.drop_guard())
+}
+
 fn last_error(job: &Value) -> String {
     job["errors"]
         .as_array()
@@ -320,18 +336,7 @@ async fn http_jobs_are_signed_with_the_operators_secret() {
 /// worker allows: reach, concurrency, robots.txt and an output file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crawl_jobs_stay_within_the_operators_limits() {
-    let (site, listeners) = demo_site::bind(SiteConfig {
-        pages: 10,
-        hosts: 1,
-        port: 0,
-        profile: Profile::Static,
-        ..SiteConfig::default()
-    })
-    .await
-    .unwrap();
-    let site_stop = CancellationToken::new();
-    tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
-    let _site_guard = site_stop.drop_guard();
+    let (site, _site_guard) = static_site(10, 1).await;
     let (server, api) = server().await;
     let start = site.start_url();
     let ids = enqueue(
@@ -382,18 +387,7 @@ async fn crawl_jobs_stay_within_the_operators_limits() {
 /// is discarded rather than overwrite it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crawl_writes_its_out_file_only_new_in_the_operators_directory() {
-    let (site, listeners) = demo_site::bind(SiteConfig {
-        pages: 10,
-        hosts: 1,
-        port: 0,
-        profile: Profile::Static,
-        ..SiteConfig::default()
-    })
-    .await
-    .unwrap();
-    let site_stop = CancellationToken::new();
-    tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
-    let _site_guard = site_stop.drop_guard();
+    let (site, _site_guard) = static_site(10, 1).await;
     let (server, api) = server().await;
     let out_dir = support::temp_dir("crawl-out");
     let out_text = out_dir.display().to_string();
@@ -475,18 +469,7 @@ async fn http_jobs_keep_the_per_host_rate() {
 /// A split crawl: one job per host, each host crawled once, totals in the coordinator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_crawl_gives_each_host_to_one_job() {
-    let (site, listeners) = demo_site::bind(SiteConfig {
-        pages: 60,
-        hosts: 3,
-        port: 0,
-        profile: Profile::Static,
-        ..SiteConfig::default()
-    })
-    .await
-    .unwrap();
-    let site_stop = CancellationToken::new();
-    tokio::spawn(demo_site::serve(site.clone(), listeners, site_stop.clone()));
-    let _site_guard = site_stop.drop_guard();
+    let (site, _site_guard) = static_site(60, 3).await;
     let (server, api) = server().await;
     let _worker = worker(
         &server,
