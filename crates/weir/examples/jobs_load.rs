@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use weir_jobs::client::Client;
 
@@ -19,21 +20,48 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// One job of an enqueue batch, serialized as a Rust application would send it.
+#[derive(Serialize)]
+struct NewJob<'a> {
+    queue: &'a str,
+    kind: &'a str,
+    payload: Value,
+}
+
+/// The part of the batch's answer the load tool reads: each job's id (serde skips the rest
+/// without building it, as an application's typed client does).
+#[derive(Deserialize)]
+struct Enqueued {
+    jobs: Vec<EnqueuedJob>,
+}
+
+#[derive(Deserialize)]
+struct EnqueuedJob {
+    #[allow(dead_code)] // read to check the answer's shape, not used
+    id: u64,
+}
+
 async fn enqueue(api: &Client, queue: &str, count: usize, payload: impl Fn(usize) -> Value) {
+    #[derive(Serialize)]
+    struct Batch<'a> {
+        jobs: Vec<NewJob<'a>>,
+    }
     let mut next = 0;
     while next < count {
         let end = (next + 1_000).min(count);
-        let jobs: Vec<Value> = (next..end)
-            .map(|n| json!({"queue": queue, "kind": "noop", "payload": payload(n)}))
+        let jobs = (next..end)
+            .map(|n| NewJob {
+                queue,
+                kind: "noop",
+                payload: payload(n),
+            })
             .collect();
-        let _: Value = api
-            .call(
-                "/v1/jobs/batch",
-                Some(json!({ "jobs": jobs }).to_string()),
-                CALL,
-            )
+        let body = serde_json::to_string(&Batch { jobs }).expect("a batch serializes");
+        let answer: Enqueued = api
+            .call("/v1/jobs/batch", Some(body), CALL)
             .await
             .expect("batch enqueued");
+        assert_eq!(answer.jobs.len(), end - next, "one answer per job");
         next = end;
     }
 }
