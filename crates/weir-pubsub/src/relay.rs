@@ -3,7 +3,8 @@
 //!
 //! Several `weir serve` nodes behind one load balancer must act as one hub: a message
 //! published on one node reaches subscribers on every node. The hub knows nothing of the
-//! transport (the binary relays over PostgreSQL's `LISTEN/NOTIFY`); it only
+//! transport (the binary relays over PostgreSQL's `LISTEN/NOTIFY`, or over routes that
+//! PostgreSQL introduces: [`crate::postgres_relay`]); it only
 //! - hands every local publish to a [`Relay`] ([`Hub::set_relay`](crate::Hub::set_relay)),
 //! - tells the relay what its own subscribers want ([`Hub::interest`](crate::Hub::interest),
 //!   with [`Hub::interest_changes`](crate::Hub::interest_changes) to wait for a change), so

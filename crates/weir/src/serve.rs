@@ -202,7 +202,15 @@ pub async fn run(
     };
     let jobs = open_jobs(&config, &hub).await?;
     let relay = match &config.database {
-        Some(url) => Some(weir_pubsub::postgres_relay::start(url, JOBS_SCHEMA, hub.clone()).await?),
+        Some(url) => Some(
+            weir_pubsub::postgres_relay::start(
+                url,
+                JOBS_SCHEMA,
+                hub.clone(),
+                config.routes.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let mut chat = ChatContext::new(hub.clone(), chat_config, shutdown.clone());

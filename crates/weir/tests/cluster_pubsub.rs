@@ -289,3 +289,143 @@ async fn nicknames_and_who_cover_the_cluster() {
     let mut again = support::LineClient::connect(&b.line).await;
     assert_eq!(again.ask("NICK ada").await, "+OK you are ada");
 }
+
+/// A port free on loopback now (the node listens on it moments later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A route frame, as crates/weir-pubsub's route_wire writes them.
+fn route_frame(topic: &str, payload: &str) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&((3 + topic.len() + payload.len()) as u32).to_be_bytes());
+    frame.push(0);
+    frame.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    frame.extend_from_slice(topic.as_bytes());
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+/// Whether the node closes `stream` within the deadline (reading whatever it says first).
+async fn closed_by_node(stream: &mut TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 256];
+    let until = Instant::now() + DEADLINE;
+    while let Ok(read) = tokio::time::timeout_at(until.into(), stream.read(&mut sink)).await {
+        match read {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => {}
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_carry_messages_once_each_and_strangers_cannot_speak_on_them() {
+    let Some(database) = fresh_database() else {
+        return;
+    };
+    let node = |label, route: Option<u16>| {
+        let dir = temp_dir(label);
+        let route = route.map(|port| format!("127.0.0.1:{port}"));
+        let mut args = vec!["--database", &database, "--data-dir", dir.to_str().unwrap()];
+        if let Some(route) = &route {
+            args.extend(["--route-addr", route]);
+        }
+        spawn_serve(&args)
+    };
+    let b_route = free_port();
+    // A and B have routes; C has none and is reached through PostgreSQL.
+    let (a, b, c) = (
+        node("route-a", Some(free_port())),
+        node("route-b", Some(b_route)),
+        node("route-c", None),
+    );
+    let (a, b, c) = (a.addr.clone(), b.addr.clone(), c.addr.clone());
+    let mut on_b = Sse::open(&b, "feed").await;
+    let mut on_c = Sse::open(&c, "feed").await;
+    let mut on_a = Sse::open(&a, "feed").await;
+    until_relayed(&a, "feed", &mut on_b).await;
+    until_relayed(&a, "feed", &mut on_c).await;
+    until_relayed(&c, "feed", &mut on_a).await;
+    until_relayed(&c, "feed", &mut on_b).await;
+
+    // From A (routes): B gets them by its route, C through PostgreSQL; from C (none): both
+    // through PostgreSQL. Each subscriber gets each message once, in its sender's order.
+    let large: String = "größer ✓ ".repeat(20_000);
+    let from_a: Vec<String> = (0..200)
+        .map(|n| format!("a-{n}"))
+        .chain([large.clone()])
+        .collect();
+    let from_c: Vec<String> = (0..20).map(|n| format!("c-{n}")).collect();
+    for message in &from_a {
+        publish(&a, "feed", message).await;
+    }
+    for message in &from_c {
+        publish(&c, "feed", message).await;
+    }
+    for (label, subscriber, expected) in [
+        ("B", &mut on_b, vec![from_a.clone(), from_c.clone()]),
+        ("C", &mut on_c, vec![from_a.clone(), from_c.clone()]),
+        ("A", &mut on_a, vec![from_a.clone(), from_c.clone()]),
+    ] {
+        let total: usize = expected.iter().map(Vec::len).sum();
+        let mut got = Vec::new();
+        for _ in 0..total {
+            got.push(subscriber.next_real().await);
+        }
+        let (got_c, got_a): (Vec<String>, Vec<String>) =
+            got.into_iter().partition(|m| m.starts_with("c-"));
+        assert!(
+            got_a == expected[0],
+            "node {label}: A's messages missing, doubled or out of order"
+        );
+        assert_eq!(got_c, expected[1], "node {label}");
+        assert_eq!(
+            subscriber.next(Duration::from_millis(500)).await,
+            None,
+            "node {label}: nothing twice"
+        );
+    }
+    assert_eq!(metric(&a, "weir_pubsub_relay_dropped_total").await, 0.0);
+
+    // A stranger on B's route port: frames with no handshake, then after a handshake with
+    // a proof made without the cluster's secret. B publishes neither and closes both.
+    let port = format!("127.0.0.1:{b_route}");
+    let mut blunt = TcpStream::connect(&port).await.unwrap();
+    blunt
+        .write_all(&route_frame("feed", "injected-blunt").repeat(3))
+        .await
+        .unwrap();
+    assert!(
+        closed_by_node(&mut blunt).await,
+        "B kept a connection that sent no proof"
+    );
+
+    let mut forger = TcpStream::connect(&port).await.unwrap();
+    let mut hello = [0u8; 40];
+    tokio::io::AsyncReadExt::read_exact(&mut forger, &mut hello)
+        .await
+        .unwrap();
+    assert_eq!(&hello[..8], b"WEIRRT01");
+    let mut answer = vec![7u8; 8 + 32]; // a node id and a nonce
+    answer.extend((0..32).map(|_| fastrand::u8(..))); // a guessed proof
+    answer.extend(route_frame("feed", "injected-forged"));
+    forger.write_all(&answer).await.unwrap();
+    assert!(
+        closed_by_node(&mut forger).await,
+        "B kept a connection with a forged proof"
+    );
+
+    publish(&a, "feed", "after").await;
+    assert_eq!(on_b.next_real().await, "after", "the route still works");
+    assert_eq!(
+        on_b.next(Duration::from_millis(500)).await,
+        None,
+        "nothing injected reached B's subscriber"
+    );
+}

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::{start, LineClient as Client, DEADLINE};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir::config::ServeConfig;
 
@@ -225,6 +225,30 @@ async fn a_flooding_client_is_slowed_then_disconnected() {
         None,
         "then the connection closes"
     );
+}
+
+#[tokio::test]
+async fn a_pipeline_gets_every_reply_in_order_even_after_a_half_close() {
+    let server = start(ServeConfig::defaults()).await;
+    // Raw: write a pipeline, close the sending side (as `nc -N` does), then read.
+    let mut stream = tokio::net::TcpStream::connect(&server.line).await.unwrap();
+    let pipeline: String = (0..500)
+        .map(|i| format!("PUB piped {i}\r\n"))
+        .chain(["WHO nobody-here\r\n".to_string()])
+        .collect();
+    stream.write_all(pipeline.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer))
+        .await
+        .expect("the server closes once it has answered")
+        .unwrap();
+    let lines: Vec<&str> = answer.lines().skip(1).collect(); // after the greeting
+    assert_eq!(lines.len(), 501, "{answer}");
+    for (i, line) in lines[..500].iter().enumerate() {
+        assert_eq!(*line, format!("+OK piped offset {i}"));
+    }
+    assert!(lines[500].contains("nobody-here"), "{}", lines[500]);
 }
 
 #[tokio::test(start_paused = true)]

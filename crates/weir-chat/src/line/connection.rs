@@ -21,6 +21,10 @@ use crate::{until_expired, ChatContext, Reply, Session, WRITE_BATCH};
 
 /// A reply or event line must reach the client within this, or the connection is closed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Replies held back at most while more commands already read wait to be handled: a
+/// client that pipelines commands gets their replies in one write, not one write (and one
+/// system call) each, as Redis answers a pipeline.
+const MAX_HELD_REPLIES: usize = 256;
 
 /// A token bucket: `rate` lines per second on average, `burst` at once.
 #[derive(Debug)]
@@ -98,7 +102,10 @@ pub(crate) async fn run(
     let mut last_activity;
     loop {
         last_activity = Instant::now();
-        if !pending.is_empty() {
+        // Replies wait while commands already read remain (they are handled at once), so
+        // that a pipeline's replies go out together.
+        let more_read = reader.has_line() && pending.len() < MAX_HELD_REPLIES;
+        if !pending.is_empty() && !more_read {
             if write_lines(&mut out, &pending).await.is_err() {
                 break;
             }
@@ -107,11 +114,11 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                let _ = write_lines(&mut out, &[line_bytes("-ERR server shutting down")]).await;
+                last_words(&mut out, &mut pending, line_bytes("-ERR server shutting down")).await;
                 break;
             }
             () = &mut expired => {
-                let _ = write_lines(&mut out, &[line_bytes("-ERR token expired; closing")]).await;
+                last_words(&mut out, &mut pending, line_bytes("-ERR token expired; closing")).await;
                 break;
             }
             () = async {
@@ -120,7 +127,7 @@ pub(crate) async fn run(
                     None => std::future::pending().await,
                 }
             }, if !session.is_authenticated() => {
-                let _ = write_lines(&mut out, &[line_bytes(format!("-ERR no AUTH within {:?}; closing", config.auth_timeout))]).await;
+                last_words(&mut out, &mut pending, line_bytes(format!("-ERR no AUTH within {:?}; closing", config.auth_timeout))).await;
                 break;
             }
             // While a write is pending nothing is taken from the subscriptions: a client
@@ -132,16 +139,18 @@ pub(crate) async fn run(
                     idle.as_mut().reset(quiet_until);
                     continue;
                 }
-                let _ = write_lines(&mut out, &[line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))]).await;
+                last_words(&mut out, &mut pending, line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))).await;
                 break;
             }
             read = reader.next_line() => match read {
+                // Nothing is held back here: replies wait only while a whole line is read
+                // and unhandled, and the end comes after the last one.
                 Err(_) | Ok(Line::End) => break,
                 Ok(Line::TooLong) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
                 Ok(Line::NotUtf8) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
                 Ok(Line::Text(text)) if looks_like_http(&text) => {
                     tracing::warn!("an HTTP request on the line protocol's port; closing");
-                    let _ = write_lines(&mut out, &[line_bytes("-ERR this is Weir's line protocol, not HTTP; closing")]).await;
+                    last_words(&mut out, &mut pending, line_bytes("-ERR this is Weir's line protocol, not HTTP; closing")).await;
                     break;
                 }
                 Ok(Line::Text(text)) => {
@@ -151,7 +160,7 @@ pub(crate) async fn run(
                     let machine = matches!(&command, Ok(command) if command.is_machine_traffic());
                     if !machine && !gate.allow() {
                         if gate.strikes >= config.flood_strikes {
-                            let _ = write_lines(&mut out, &[line_bytes("-ERR disconnected for flooding")]).await;
+                            last_words(&mut out, &mut pending, line_bytes("-ERR disconnected for flooding")).await;
                             break;
                         }
                         pending.push(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate)));
@@ -167,7 +176,7 @@ pub(crate) async fn run(
                         }
                     };
                     if let Ok(Reply::Quit) = outcome {
-                        let _ = write_lines(&mut out, &[line_bytes("+OK bye")]).await;
+                        last_words(&mut out, &mut pending, line_bytes("+OK bye")).await;
                         break;
                     }
                     if session.expires_at() != expiry {
@@ -182,6 +191,12 @@ pub(crate) async fn run(
     }
     Box::pin(session.close()).await;
     tracing::debug!("line session closed");
+}
+
+/// Writes the replies still held back, then `last`, before the connection closes.
+async fn last_words(out: &mut OwnedWriteHalf, pending: &mut Vec<Bytes>, last: Bytes) {
+    pending.push(last);
+    let _ = write_lines(out, pending).await;
 }
 
 /// Writes whole lines (each with its line ending) in one write. No buffer lives between

@@ -1,5 +1,7 @@
 //! Several nodes as one hub: with `--database postgres://…`, a message published on one
-//! node reaches subscribers on every node, through PostgreSQL's `LISTEN/NOTIFY`.
+//! node reaches subscribers on every node, through PostgreSQL's `LISTEN/NOTIFY`, or, between
+//! nodes that have a route address, over direct TCP links ([`routes`]) that PostgreSQL
+//! introduces.
 //!
 //! ```text
 //!  publish on node A ─► hub A ─► Relay::forward ──(bounded queue)──► sender task ─► pg_notify('weir_pubsub', …)
@@ -29,12 +31,18 @@
 //!   ([`crate::postgres_store`]), and this task's listening connection also hears their
 //!   commits (`weir_pubsub_durable`) and has the hub read them.
 
+mod counts;
+mod queue;
+mod route_wire;
+mod routes;
 mod wire;
+
+pub use routes::RouteOptions;
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -51,18 +59,19 @@ use weir_db::{DbError, Migrations};
 use crate::postgres_store::DURABLE_CHANNEL;
 use crate::{Hub, Interest, Relay, RelayStats, TopicName, TopicPattern};
 
+use counts::Counts;
+use queue::{bounded, OutboundQueue, QueueReceiver, QUEUE_BYTES, QUEUE_MESSAGES};
+use route_wire::RouteKey;
+use routes::Routes;
 use wire::{Encoder, Outbound, Reassembler};
 
 /// The channel messages travel on.
 const MESSAGES: &str = "weir_pubsub";
+/// The channel a node with routes sends on, for the nodes without: those listen to both,
+/// nodes with routes to [`MESSAGES`] only (their peers with routes reach them directly).
+const ROUTED: &str = "weir_pubsub_routed";
 /// The channel on which a node says its interest changed.
 const INTEREST: &str = "weir_pubsub_interest";
-/// Local messages waiting to be sent, at most; past it (or past [`QUEUE_BYTES`]) a message
-/// is dropped and counted, and the publisher is not slowed.
-const QUEUE_MESSAGES: usize = 16_384;
-/// Bytes of payload waiting to be sent, at most: a bound on memory while the database is
-/// slow or away, whatever the messages' sizes.
-const QUEUE_BYTES: usize = 64 << 20;
 /// One statement (one transaction) carries at most this many messages, and stops taking
 /// more once its notifications reach [`BATCH_BYTES`]. A transaction's notifications are
 /// written under PostgreSQL's one notify lock, so a batch stays small enough not to hold
@@ -118,6 +127,14 @@ pub enum RelayError {
     /// The database could not be reached, failed, or did not answer in time.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// The route address could not be listened on, or cannot be dialled as given.
+    #[error("route address {addr}: {reason}")]
+    Route {
+        /// The address asked for.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl From<tokio_postgres::Error> for RelayError {
@@ -131,7 +148,7 @@ impl RelayError {
     fn lost_connection(&self) -> bool {
         match self {
             RelayError::Database(error) => error.lost_connection(),
-            RelayError::HubHasRelay => true,
+            RelayError::HubHasRelay | RelayError::Route { .. } => true,
         }
     }
 }
@@ -148,6 +165,13 @@ const MIGRATIONS: Migrations = Migrations {
             interest TEXT[] NOT NULL,
             seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );",
+        // 2: routes. Each node's route address (NULL: it relays through PostgreSQL), and
+        // the cluster's route secret, made by the first node that needs it.
+        "ALTER TABLE pubsub_node ADD COLUMN IF NOT EXISTS route TEXT;
+        CREATE TABLE pubsub_route_secret (
+            only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+            secret BYTEA NOT NULL
+        );",
     ],
 };
 
@@ -155,36 +179,44 @@ const MIGRATIONS: Migrations = Migrations {
 #[derive(Debug)]
 pub struct PostgresRelay {
     node: u64,
-    outbound: mpsc::Sender<Outbound>,
-    queued_bytes: AtomicUsize,
-    /// What the other nodes want.
-    peers: RwLock<PeerInterest>,
-    sent: AtomicU64,
-    received: AtomicU64,
-    dropped: AtomicU64,
-    lost: AtomicU64,
+    /// Messages for the nodes reached through PostgreSQL.
+    outbound: OutboundQueue,
+    /// What the other nodes want, and the way to each.
+    peers: RwLock<Arc<Peers>>,
+    counts: Arc<Counts>,
 }
 
+/// The other live nodes, as the sender last loaded them.
 #[derive(Debug, Default)]
-struct PeerInterest {
-    interest: Arc<Interest>,
+struct Peers {
+    /// What the nodes reached through PostgreSQL want, together (one notification reaches
+    /// them all).
+    through_database: Interest,
+    /// The nodes reached by a route, each with what it wants.
+    routed: Vec<RoutedPeer>,
     nodes: u64,
+}
+
+#[derive(Debug)]
+struct RoutedPeer {
+    interest: Interest,
+    link: Arc<OutboundQueue>,
 }
 
 impl Relay for PostgresRelay {
     fn forward(&self, topic: &TopicName, payload: &Bytes, only_if_exists: bool) {
-        let peers = Arc::clone(
-            &self
-                .peers
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .interest,
-        );
-        if !peers.wants(topic) {
+        let peers = Arc::clone(&self.peers.read().unwrap_or_else(|e| e.into_inner()));
+        let by_database = peers.through_database.wants(topic);
+        let mut routed = peers
+            .routed
+            .iter()
+            .filter(|peer| peer.interest.wants(topic))
+            .peekable();
+        if !by_database && routed.peek().is_none() {
             return;
         }
         if payload.len() > wire::MAX_PAYLOAD {
-            self.count_dropped(1, "larger than the relay carries");
+            self.counts.dropped(1, "larger than the relay carries");
             return;
         }
         let message = Outbound {
@@ -192,58 +224,37 @@ impl Relay for PostgresRelay {
             payload: payload.clone(),
             only_if_exists,
         };
-        let size = message.size();
-        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.count_dropped(1, "the queue to other nodes is full");
-            return;
+        for peer in routed {
+            if let Err(why) = peer.link.push(message.clone()) {
+                self.counts.dropped(1, why);
+            }
         }
-        if self.outbound.try_send(message).is_err() {
-            // Full, or closed (the sender stopped): either way it does not go.
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.count_dropped(1, "the queue to other nodes is full or closed");
+        if by_database {
+            if let Err(why) = self.outbound.push(message) {
+                self.counts.dropped(1, why);
+            }
         }
     }
 
     fn stats(&self) -> RelayStats {
         RelayStats {
-            sent: self.sent.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            lost: self.lost.load(Ordering::Relaxed),
+            sent: self.counts.sent.load(Ordering::Relaxed),
+            received: self.counts.received.load(Ordering::Relaxed),
+            dropped: self.counts.dropped.load(Ordering::Relaxed),
+            lost: self.counts.lost.load(Ordering::Relaxed),
             peers: self.peers.read().unwrap_or_else(|e| e.into_inner()).nodes,
         }
     }
 }
 
 impl PostgresRelay {
-    fn new(outbound: mpsc::Sender<Outbound>) -> PostgresRelay {
+    fn new(outbound: OutboundQueue) -> PostgresRelay {
         PostgresRelay {
             node: fastrand::u64(..),
             outbound,
-            queued_bytes: AtomicUsize::new(0),
             peers: RwLock::default(),
-            sent: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
+            counts: Arc::default(),
         }
-    }
-
-    /// Counts `n` dropped messages, logging at the first and then whenever the total
-    /// passes a power of two (a full queue under load would otherwise log per message).
-    fn count_dropped(&self, n: u64, why: &str) {
-        let before = self.dropped.fetch_add(n, Ordering::Relaxed);
-        let total = before.saturating_add(n);
-        if before == 0 || total.next_power_of_two() != before.next_power_of_two() {
-            tracing::warn!(dropped = total, why, "messages for other nodes dropped");
-        }
-    }
-
-    /// Takes `message` off the queue's byte count.
-    fn dequeued(&self, message: &Outbound) {
-        self.queued_bytes
-            .fetch_sub(message.size(), Ordering::Relaxed);
     }
 }
 
@@ -283,14 +294,27 @@ impl Drop for RelayHandle {
 
 /// Starts relaying `hub`'s messages through the PostgreSQL at `url`, keeping the relay's
 /// table in `schema` (created and migrated here, so a database that cannot be used is
-/// reported at start). Then connects in the background, and again after any failure,
-/// until [`RelayHandle::stop`].
-pub async fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, RelayError> {
+/// reported at start), and with `routes`, straight to the other nodes that have routes
+/// too (its address is listened on here, so one that is taken is reported at start).
+/// Then connects in the background, and again after any failure, until
+/// [`RelayHandle::stop`].
+pub async fn start(
+    url: &str,
+    schema: &str,
+    hub: Hub,
+    routes: Option<RouteOptions>,
+) -> Result<RelayHandle, RelayError> {
     let connector = Connector::parse(url)?.in_schema(schema)?;
     connector.create_schema().await?;
-    migrate(&mut connector.connect().await?, &MIGRATIONS).await?;
+    let mut setup = connector.connect().await?;
+    migrate(&mut setup, &MIGRATIONS).await?;
+    let route_listener = match &routes {
+        Some(options) => Some(listen_for_routes(options, &setup, schema).await?),
+        None => None,
+    };
+    drop(setup);
     // Both bounded (QUEUE_MESSAGES and QUEUE_BYTES): past them `forward` drops and counts.
-    let (outbound, queue) = mpsc::channel(QUEUE_MESSAGES);
+    let (outbound, queue) = bounded(QUEUE_MESSAGES, QUEUE_BYTES);
     let relay = Arc::new(PostgresRelay::new(outbound));
     if !hub.set_relay(relay.clone()) {
         return Err(RelayError::HubHasRelay);
@@ -298,6 +322,26 @@ pub async fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, Rel
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let reload = Arc::new(Notify::new());
+    let routes = route_listener.map(|(listener, key, advertise)| {
+        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), advertise, "pub/sub routes listening");
+        tasks.spawn(routes::accept(
+            listener,
+            key.clone(),
+            hub.clone(),
+            relay.counts.clone(),
+            stop.clone(),
+            tasks.clone(),
+        ));
+        Arc::new(Routes::new(
+            key,
+            relay.node,
+            advertise,
+            relay.counts.clone(),
+            stop.clone(),
+            tasks.clone(),
+        ))
+    });
+    let has_routes = routes.is_some();
     let sender = Sender {
         connector: connector.clone(),
         schema: schema.to_owned(),
@@ -305,11 +349,63 @@ pub async fn start(url: &str, schema: &str, hub: Hub) -> Result<RelayHandle, Rel
         hub: hub.clone(),
         reload: reload.clone(),
         stop: stop.clone(),
+        channel: if has_routes { ROUTED } else { MESSAGES },
+        routes,
     };
     tasks.spawn(sender.run(queue));
     let node = relay.node;
-    tasks.spawn(listen(connector, relay, hub, reload, stop.clone()));
+    tasks.spawn(listen(
+        connector,
+        relay,
+        hub,
+        reload,
+        has_routes,
+        stop.clone(),
+    ));
     Ok(RelayHandle { node, stop, tasks })
+}
+
+/// Listens on the route address, works out the address to advertise, and reads the
+/// cluster's route secret (making it if this is the first node with routes).
+async fn listen_for_routes(
+    options: &RouteOptions,
+    client: &Client,
+    schema: &str,
+) -> Result<(tokio::net::TcpListener, RouteKey, String), RelayError> {
+    let refused = |reason: String| RelayError::Route {
+        addr: options.listen.to_string(),
+        reason,
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|error| refused(format!("cannot listen: {error}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|error| refused(error.to_string()))?;
+    let advertise = match &options.advertise {
+        Some(advertise) => advertise.clone(),
+        None if bound.ip().is_unspecified() => {
+            return Err(refused(
+                "listening on every interface, other nodes need the address to dial: set the route advertise address".into(),
+            ))
+        }
+        None => bound.to_string(),
+    };
+    let made = route_wire::new_secret();
+    within(client.execute(
+        &format!(
+            "INSERT INTO {schema}.pubsub_route_secret (secret) VALUES ($1) ON CONFLICT DO NOTHING"
+        ),
+        &[&&made[..]],
+    ))
+    .await?;
+    let row = within(client.query_one(
+        &format!("SELECT secret FROM {schema}.pubsub_route_secret"),
+        &[],
+    ))
+    .await?;
+    let secret: Vec<u8> = row.try_get(0)?;
+    Ok((listener, RouteKey::new(&secret), advertise))
 }
 
 /// The channel on which node `node`'s sender pings its own listener.
@@ -343,8 +439,9 @@ impl Statements {
             .await?,
             notify: prepare("SELECT pg_notify($1, $2)".into()).await?,
             announce: prepare(format!(
-                "INSERT INTO {schema}.pubsub_node (node, interest, seen_at) VALUES ($1, $2, now())
-                 ON CONFLICT (node) DO UPDATE SET interest = excluded.interest, seen_at = now()"
+                "INSERT INTO {schema}.pubsub_node (node, interest, route, seen_at) VALUES ($1, $2, $3, now())
+                 ON CONFLICT (node) DO UPDATE
+                 SET interest = excluded.interest, route = excluded.route, seen_at = now()"
             ))
             .await?,
             refresh: prepare(format!(
@@ -352,7 +449,7 @@ impl Statements {
             ))
             .await?,
             peers: prepare(format!(
-                "SELECT interest FROM {schema}.pubsub_node
+                "SELECT node, interest, route FROM {schema}.pubsub_node
                  WHERE node <> $1 AND seen_at > now() - make_interval(secs => $2)"
             ))
             .await?,
@@ -399,10 +496,14 @@ struct Sender {
     hub: Hub,
     reload: Arc<Notify>,
     stop: CancellationToken,
+    /// The channel its notifications of messages go on.
+    channel: &'static str,
+    /// This node's routes, if it has any.
+    routes: Option<Arc<Routes>>,
 }
 
 impl Sender {
-    async fn run(self, mut queue: mpsc::Receiver<Outbound>) {
+    async fn run(self, mut queue: QueueReceiver) {
         let mut interest_changes = self.hub.interest_changes();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         // After a stall, one heartbeat, not a burst of them.
@@ -469,7 +570,8 @@ impl Sender {
                     // this same error. (The receivers count it too, from the gap.)
                     for statement in in_flight.drain(..) {
                         self.relay
-                            .count_dropped(statement.messages, "the database connection was lost");
+                            .counts
+                            .dropped(statement.messages, "the database connection was lost");
                     }
                     sending = None;
                 } else {
@@ -486,16 +588,14 @@ impl Sender {
         &self,
         sending: &Sending,
         first: Outbound,
-        queue: &mut mpsc::Receiver<Outbound>,
+        queue: &mut QueueReceiver,
         seq: &mut u64,
     ) -> InFlight {
-        self.relay.dequeued(&first);
         let mut encoder = Encoder::new(self.relay.node, sending.ascii_only);
         encoder.push(*seq, &first);
         let mut messages = 1u64;
         while messages < BATCH_MESSAGES && encoder.bytes() < BATCH_BYTES {
-            let Ok(next) = queue.try_recv() else { break };
-            self.relay.dequeued(&next);
+            let Some(next) = queue.try_recv() else { break };
             encoder.push(*seq + messages, &next);
             messages += 1;
         }
@@ -504,14 +604,15 @@ impl Sender {
         // later messages as repeats. What did not go out shows on the receivers as lost.
         *seq += messages;
         let notifications = encoder.finish();
-        let (client, statement) = (
+        let (client, statement, channel) = (
             sending.client.clone(),
             sending.statements.notify_batch.clone(),
+            self.channel,
         );
         InFlight {
             messages,
             answer: Box::pin(async move {
-                within(client.execute(&statement, &[&MESSAGES, &notifications]))
+                within(client.execute(&statement, &[&channel, &notifications]))
                     .await
                     .map(drop)
             }),
@@ -522,11 +623,11 @@ impl Sender {
     fn answered(&self, (messages, sent): Answer) -> Result<(), RelayError> {
         match sent {
             Ok(()) => {
-                self.relay.sent.fetch_add(messages, Ordering::Relaxed);
+                self.relay.counts.sent(messages);
                 Ok(())
             }
             Err(error) => {
-                self.relay.count_dropped(messages, "the database failed");
+                self.relay.counts.dropped(messages, "the database failed");
                 Err(error.into())
             }
         }
@@ -543,7 +644,7 @@ impl Sender {
                 }
                 Err(_) => {
                     let left = messages + in_flight.drain(..).map(|s| s.messages).sum::<u64>();
-                    self.relay.count_dropped(
+                    self.relay.counts.dropped(
                         left,
                         "the relay stopped before their statements were answered",
                     );
@@ -559,7 +660,7 @@ impl Sender {
         &self,
         sending: &Sending,
         first: Outbound,
-        queue: &mut mpsc::Receiver<Outbound>,
+        queue: &mut QueueReceiver,
         seq: &mut u64,
     ) -> Result<(), RelayError> {
         let statement = self.dispatch(sending, first, queue, seq);
@@ -569,25 +670,14 @@ impl Sender {
 
     /// At stop: sends what is still queued (published while the server drained), for at
     /// most half of [`DEADLINE`]; counts what could not go as dropped.
-    async fn send_what_is_left(
-        &self,
-        sending: &Sending,
-        queue: &mut mpsc::Receiver<Outbound>,
-        seq: &mut u64,
-    ) {
+    async fn send_what_is_left(&self, sending: &Sending, queue: &mut QueueReceiver, seq: &mut u64) {
         let until = Instant::now() + DEADLINE / 2;
-        while let Ok(first) = queue.try_recv() {
+        while let Some(first) = queue.try_recv() {
             let sent = tokio::time::timeout_at(until, self.send(sending, first, queue, seq)).await;
             if !matches!(sent, Ok(Ok(()))) {
-                let mut left = 0;
-                while let Ok(message) = queue.try_recv() {
-                    self.relay.dequeued(&message);
-                    left += 1;
-                }
-                if left > 0 {
-                    self.relay
-                        .count_dropped(left, "the relay stopped before it could send them");
-                }
+                self.relay
+                    .counts
+                    .dropped(queue.drain(), "the relay stopped before it could send them");
                 return;
             }
         }
@@ -596,9 +686,10 @@ impl Sender {
     /// Writes this node's interest and tells the others it changed.
     async fn announce(&self, sending: &Sending) -> Result<(), RelayError> {
         let interest = self.hub.interest_names();
+        let route = self.routes.as_ref().map(|routes| routes.advertise.as_str());
         within(sending.client.execute(
             &sending.statements.announce,
-            &[&(self.relay.node as i64), &interest],
+            &[&(self.relay.node as i64), &interest, &route],
         ))
         .await?;
         self.notify(sending, INTEREST).await
@@ -655,15 +746,44 @@ impl Sender {
         ))
         .await?;
         let nodes = rows.len() as u64;
-        let patterns = rows
-            .iter()
-            .filter_map(|row| row.try_get::<_, Vec<Option<String>>>(0).ok())
-            .flatten()
-            .flatten()
-            .filter_map(|pattern| TopicPattern::new(&pattern).ok());
-        let interest = Arc::new(Interest::new(patterns));
-        *self.relay.peers.write().unwrap_or_else(|e| e.into_inner()) =
-            PeerInterest { interest, nodes };
+        let mut database_patterns = Vec::new();
+        let mut routed = Vec::new();
+        for row in &rows {
+            let patterns = row
+                .try_get::<_, Vec<Option<String>>>(1)
+                .unwrap_or_default()
+                .into_iter()
+                .flatten()
+                .filter_map(|pattern| TopicPattern::new(&pattern).ok());
+            // A peer with a route is reached by it when this node has routes too.
+            match row.try_get::<_, Option<String>>(2).ok().flatten() {
+                Some(route) if self.routes.is_some() => {
+                    let node = row.try_get::<_, i64>(0).unwrap_or_default() as u64;
+                    routed.push((node, route, Interest::new(patterns)));
+                }
+                _ => database_patterns.extend(patterns),
+            }
+        }
+        let links = match &self.routes {
+            Some(routes) => {
+                let targets: Vec<(u64, String)> = routed
+                    .iter()
+                    .map(|(node, route, _)| (*node, route.clone()))
+                    .collect();
+                routes.links(&targets)
+            }
+            None => Vec::new(),
+        };
+        let peers = Peers {
+            through_database: Interest::new(database_patterns),
+            routed: routed
+                .into_iter()
+                .zip(links)
+                .map(|((_, _, interest), link)| RoutedPeer { interest, link })
+                .collect(),
+            nodes,
+        };
+        *self.relay.peers.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(peers);
         Ok(())
     }
 }
@@ -676,8 +796,15 @@ async fn listen(
     relay: Arc<PostgresRelay>,
     hub: Hub,
     reload: Arc<Notify>,
+    has_routes: bool,
     stop: CancellationToken,
 ) {
+    // Nodes with routes send to this node through PostgreSQL only if it has none.
+    let routed = if has_routes {
+        String::new()
+    } else {
+        format!(" LISTEN {ROUTED};")
+    };
     let mut reassembler = Reassembler::new(relay.node);
     let own = format!("{:x}", relay.node);
     let ping = ping_channel(relay.node);
@@ -689,7 +816,7 @@ async fn listen(
         let (sender, mut notifications) = mpsc::channel(1024);
         let listening = match connector.connect_listening(sender).await {
             Ok(client) => within(client.batch_execute(&format!(
-                "LISTEN {MESSAGES}; LISTEN {INTEREST}; LISTEN {ping}; LISTEN {DURABLE_CHANNEL}"
+                "LISTEN {MESSAGES};{routed} LISTEN {INTEREST}; LISTEN {ping}; LISTEN {DURABLE_CHANNEL}"
             )))
             .await
             .map(|()| client),
@@ -719,7 +846,7 @@ async fn listen(
                     };
                     heard = Instant::now();
                     match notification.channel() {
-                        MESSAGES => {
+                        MESSAGES | ROUTED => {
                             receive(&mut reassembler, &relay, &hub, notification.payload()).await;
                             // A durable topic's commit may take a while: not silence.
                             heard = Instant::now();
@@ -752,6 +879,7 @@ async fn receive(reassembler: &mut Reassembler, relay: &PostgresRelay, hub: &Hub
     let fed = reassembler.feed(payload);
     if fed.lost > 0 {
         let total = relay
+            .counts
             .lost
             .fetch_add(fed.lost, Ordering::Relaxed)
             .saturating_add(fed.lost);
@@ -767,9 +895,7 @@ async fn receive(reassembler: &mut Reassembler, relay: &PostgresRelay, hub: &Hub
             "pub/sub relay ignored a notification it cannot read"
         );
     }
-    relay
-        .received
-        .fetch_add(fed.messages.len() as u64, Ordering::Relaxed);
+    relay.counts.received(fed.messages.len() as u64);
     for message in fed.messages {
         let published = hub
             .publish_relayed(&message.topic, message.payload, message.only_if_exists)
@@ -784,14 +910,15 @@ async fn receive(reassembler: &mut Reassembler, relay: &PostgresRelay, hub: &Hub
 mod tests {
     use super::*;
 
-    fn relay_wanting_everything(queue: usize) -> (PostgresRelay, mpsc::Receiver<Outbound>) {
-        let (outbound, receiver) = mpsc::channel(queue);
+    fn relay_wanting_everything(queue: usize) -> (PostgresRelay, QueueReceiver) {
+        let (outbound, receiver) = bounded(queue, QUEUE_BYTES);
         let relay = PostgresRelay::new(outbound);
         let everything = Interest::new([TopicPattern::new(">").unwrap()]);
-        *relay.peers.write().unwrap() = PeerInterest {
-            interest: Arc::new(everything),
+        *relay.peers.write().unwrap() = Arc::new(Peers {
+            through_database: everything,
+            routed: Vec::new(),
             nodes: 1,
-        };
+        });
         (relay, receiver)
     }
 
@@ -805,18 +932,18 @@ mod tests {
         }
         assert_eq!(relay.stats().dropped, 1);
         // Taken off the queue, the bytes are given back.
-        relay.dequeued(&queue.try_recv().unwrap());
-        relay.dequeued(&queue.try_recv().unwrap());
-        assert_eq!(relay.queued_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(queue.drain(), 2);
+        assert_eq!(relay.outbound.bytes(), 0);
 
         // The byte bound: 16 MiB messages, the fifth past 64 MiB.
         let (relay, _queue) = relay_wanting_everything(QUEUE_MESSAGES);
-        let big = Bytes::from(vec![b'x'; wire::MAX_PAYLOAD - 1]);
+        // Each just under 16 MiB with its topic and the queue's own share.
+        let big = Bytes::from(vec![b'x'; wire::MAX_PAYLOAD - 1 - size_of::<Outbound>()]);
         for _ in 0..5 {
             relay.forward(&topic, &big, false);
         }
         assert_eq!(relay.stats().dropped, 1);
-        assert!(relay.queued_bytes.load(Ordering::Relaxed) <= QUEUE_BYTES);
+        assert!(relay.outbound.bytes() <= QUEUE_BYTES);
         // Larger than the relay carries.
         relay.forward(
             &topic,
@@ -830,13 +957,13 @@ mod tests {
         drop(queue);
         relay.forward(&topic, &Bytes::from("x"), false);
         assert_eq!(relay.stats().dropped, 1);
-        assert_eq!(relay.queued_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(relay.outbound.bytes(), 0);
 
         // What no other node wants is not queued at all.
-        let (outbound, mut queue) = mpsc::channel(2);
+        let (outbound, mut queue) = bounded(2, QUEUE_BYTES);
         let relay = PostgresRelay::new(outbound);
         relay.forward(&topic, &Bytes::from("x"), false);
-        assert!(queue.try_recv().is_err());
+        assert!(queue.try_recv().is_none());
         assert_eq!(relay.stats().dropped, 0);
     }
 }

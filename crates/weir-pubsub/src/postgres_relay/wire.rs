@@ -53,9 +53,10 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    /// What it holds, for the bound on the queue's bytes.
+    /// What it holds, for the bound on the queue's bytes: its payload and topic, and what
+    /// the queue itself keeps per message.
     pub(crate) fn size(&self) -> usize {
-        self.payload.len() + self.topic.as_str().len()
+        self.payload.len() + self.topic.as_str().len() + std::mem::size_of::<Outbound>()
     }
 }
 

@@ -67,6 +67,9 @@ pub struct ServeConfig {
     pub tokens: Tokens,
     /// PostgreSQL URL for the job store; `None` for SQLite under the data directory.
     pub database: Option<String>,
+    /// With `database`: where this node's pub/sub routes listen, and the address other
+    /// nodes dial; `None` relays through PostgreSQL.
+    pub routes: Option<weir_pubsub::postgres_relay::RouteOptions>,
     /// The job service's limits, timings and schedules.
     pub jobs: weir_jobs::JobsConfig,
     /// The job store's retry policy and queue limits.
@@ -242,6 +245,54 @@ impl<'a> Layers<'a> {
             }
             _ => Err("empty (SQLite) or a PostgreSQL URL starting postgres://".to_string()),
         });
+        let route_addr = r.get("cluster.route_addr", |t| match t.trim() {
+            "" => Ok(None),
+            addr => parse_socket_addr(addr).map(Some),
+        });
+        let route_advertise = r.get("cluster.route_advertise", |t| match t.trim() {
+            "" => Ok(None),
+            addr => match addr.rsplit_once(':') {
+                Some((host, port))
+                    if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+                {
+                    Ok(Some(addr.to_string()))
+                }
+                _ => Err("HOST:PORT that other nodes can dial, such as 10.0.0.5:7072".to_string()),
+            },
+        });
+        let routes = match (&database, route_addr, route_advertise) {
+            (_, Some(None), Some(Some(_))) => {
+                r.refuse(
+                    "cluster.route_advertise",
+                    "empty while cluster.route_addr is empty: set the address to listen on"
+                        .to_string(),
+                );
+                None
+            }
+            (Some(None), Some(Some(_)), _) => {
+                r.refuse(
+                    "cluster.route_addr",
+                    "empty without database: routes join the nodes of one PostgreSQL".to_string(),
+                );
+                None
+            }
+            (_, Some(None), _) => Some(None),
+            (_, Some(Some(listen)), Some(advertise)) => {
+                if advertise.is_none() && listen.ip().is_unspecified() {
+                    r.refuse(
+                        "cluster.route_advertise",
+                        "set while cluster.route_addr listens on every interface: other nodes need an address they can dial".to_string(),
+                    );
+                    None
+                } else {
+                    Some(Some(weir_pubsub::postgres_relay::RouteOptions {
+                        listen,
+                        advertise,
+                    }))
+                }
+            }
+            _ => None,
+        };
         let lease_ttl = r.get("jobs.lease_ttl", |t| match parse_duration(t)? {
             d if d < Duration::from_secs(1) => {
                 Err("a duration of at least 1s, such as 10s".to_string())
@@ -323,6 +374,7 @@ impl<'a> Layers<'a> {
                 max_subscriptions: max_subscriptions? as usize,
                 tokens: tokens?,
                 database: database?,
+                routes: routes?,
                 jobs: weir_jobs::JobsConfig {
                     lease_ttl: lease_ttl?,
                     max_payload: usize::try_from(job_payload?).unwrap_or(usize::MAX),
