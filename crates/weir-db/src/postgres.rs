@@ -94,8 +94,19 @@ impl Connector {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
-        let client = self.connect().await?;
-        within(client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await
+        let mut client = self.connect().await?;
+        // `IF NOT EXISTS` is not safe against a concurrent creation: two nodes started
+        // together on a fresh database both tried, and one failed on the catalog's unique
+        // index. The migrations' lock makes them take turns.
+        within(async {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await?;
+            tx.commit().await
+        })
+        .await
     }
 
     /// Opens a connection, driven by a task of its own until the client is dropped or the

@@ -118,3 +118,26 @@ async fn a_bad_schema_name_is_refused_before_connecting() {
         .unwrap_err();
     assert!(error.to_string().contains("lowercase letters"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_create_one_schema_without_failing() {
+    let Some(url) = database_url() else { return };
+    for round in 0..5 {
+        let schema = format!("weir_db_together_{round}_{}", std::process::id());
+        let admin = Connector::parse(&url).unwrap().connect().await.unwrap();
+        admin
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+        let connector = Connector::parse(&url).unwrap().in_schema(&schema).unwrap();
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let connector = connector.clone();
+                tokio::spawn(async move { connector.create_schema().await })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap().expect("every node starts");
+        }
+    }
+}
