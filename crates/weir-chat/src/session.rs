@@ -1,7 +1,8 @@
 //! One client's chat and pub/sub state, whatever the transport: typed commands in, typed
 //! replies out, and the events of its rooms and topics in the transport's encoding.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +13,33 @@ use crate::feed_key::FeedKey;
 use crate::feeds::Feeds;
 use crate::render::Encoding;
 use crate::{ChatContext, ChatError, Command, Reply};
+
+/// What running a command gave: its reply, or (a publish to a durable topic, handled with
+/// [`Session::handle_pipelined`]) the reply to come once the message is committed.
+pub enum Handled {
+    /// The reply, known now.
+    Now(Result<Reply, ChatError>),
+    /// The reply, once the store has committed the message.
+    Later(Pin<Box<dyn Future<Output = Result<Reply, ChatError>> + Send>>),
+}
+
+impl std::fmt::Debug for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handled::Now(reply) => f.debug_tuple("Now").field(reply).finish(),
+            Handled::Later(_) => f.write_str("Later"),
+        }
+    }
+}
+
+/// The reply to a publish of `message` on `topic`.
+fn published(topic: String, message: &Message) -> Reply {
+    Reply::Published {
+        topic,
+        offset: message.offset(),
+        epoch: message.epoch(),
+    }
+}
 
 /// One client's session. A transport makes one per connection, feeds it commands with
 /// [`Session::handle`], writes what [`Session::next_events`] yields, and ends it with
@@ -114,12 +142,38 @@ impl Session {
             Command::Publish { topic, payload } => {
                 self.access.may_publish(&topic).map_err(denied)?;
                 let message = self.publish(&topic, payload).await?;
-                Ok(Reply::Published {
-                    topic,
-                    offset: message.offset(),
-                    epoch: message.epoch(),
-                })
+                Ok(published(topic, &message))
             }
+        }
+    }
+
+    /// Runs one command as [`Session::handle`] does, except that a publish to a durable
+    /// topic returns once it is queued for its commit, its reply to come: a transport
+    /// that reads pipelined commands goes on with the next (and its publishes share the
+    /// commit) and writes the replies in order as they come.
+    pub async fn handle_pipelined(&mut self, command: Command) -> Handled {
+        let Command::Publish { topic, payload } = command else {
+            return Handled::Now(self.handle(command).await);
+        };
+        if let Err(error) = self.access.may_publish(&topic).map_err(denied) {
+            return Handled::Now(Err(error));
+        }
+        let answer = match self.ctx.hub.publish_submit(&topic, payload).await {
+            Ok(answer) => answer,
+            Err(error) => return Handled::Now(Err(ChatError::Publish(error))),
+        };
+        match answer.into_ready() {
+            Ok(result) => Handled::Now(
+                result
+                    .map(|message| published(topic, &message))
+                    .map_err(ChatError::Publish),
+            ),
+            Err(committing) => Handled::Later(Box::pin(async move {
+                committing
+                    .await
+                    .map(|message| published(topic, &message))
+                    .map_err(ChatError::Publish)
+            })),
         }
     }
 

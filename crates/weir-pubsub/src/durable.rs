@@ -12,6 +12,7 @@
 //! * many concurrent publishes share one commit (group commit), which is what makes an
 //!   embedded database fast enough here.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -205,11 +206,15 @@ impl Writer {
     }
 
     /// Queues a publish and waits until it is committed and visible.
-    pub(crate) async fn publish(
+    /// Queues a publish (waiting only for room in the queue) and returns its answer, to be
+    /// awaited later: a connection that pipelines publishes queues the next while this one
+    /// commits, so they share a commit, and the writer takes them in the order queued.
+    pub(crate) async fn submit(
         &self,
         topic: Arc<Topic>,
         payload: Bytes,
-    ) -> Result<Message, PublishError> {
+    ) -> Result<impl Future<Output = Result<Message, PublishError>> + Send + 'static, PublishError>
+    {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job::Publish(Request {
@@ -219,9 +224,11 @@ impl Writer {
             }))
             .await
             .map_err(|_| PublishError::Store("the topic writer has stopped".into()))?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(PublishError::Store("the topic writer has stopped".into())))
+        Ok(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(PublishError::Store("the topic writer has stopped".into())))
+        })
     }
 
     /// Queues a catch-up (waiting for room in the queue, not for the catch-up).

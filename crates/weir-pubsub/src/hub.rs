@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::answer::PublishAnswer;
 use crate::durable::{StoreError, TopicStore, Writer};
 use crate::log::{LogLimits, Message, TopicLog};
 use crate::relay::{Interest, Relay, RelayStats};
@@ -154,6 +155,21 @@ impl Hub {
         self.publish_here(&name, payload, Forward::Yes).await
     }
 
+    /// Publishes as [`Hub::publish_wait`] does, but returns as soon as the message is
+    /// queued for its commit (at once for a topic that is not durable, where it is already
+    /// published): the answer says when it is committed, or why not. Publishes submitted
+    /// one after another are committed in that order, and share commits, so a connection
+    /// that pipelines publishes to a durable topic is not held to one commit's round trip
+    /// per message. Waits only while the store's queue is full.
+    pub async fn publish_submit(
+        &self,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<PublishAnswer, PublishError> {
+        let (name, payload) = self.check(topic, payload)?;
+        self.submit_here(name, payload, Forward::Yes).await
+    }
+
     /// Publishes a checked message: through the store when durable. With `Forward::Yes`
     /// it is also handed to the relay, in the order the topic's log took it.
     async fn publish_here(
@@ -162,22 +178,40 @@ impl Hub {
         payload: Bytes,
         forward: Forward,
     ) -> Result<Message, PublishError> {
+        self.submit_here(name.clone(), payload, forward)
+            .await?
+            .await
+    }
+
+    /// Publishes a message that is not durable, or queues a durable one for its commit.
+    async fn submit_here(
+        &self,
+        name: TopicName,
+        payload: Bytes,
+        forward: Forward,
+    ) -> Result<PublishAnswer, PublishError> {
         match &self.inner.writer {
-            Some(writer) if self.is_durable(name) => {
-                let topic = self.topic(name)?;
+            Some(writer) if self.is_durable(&name) => {
+                let topic = self.topic(&name)?;
                 // A shared store is how other nodes see durable messages, with the same
                 // offsets: the relay's copy would be a second, differently numbered one.
                 let copy = (forward == Forward::Yes && !writer.shared()).then(|| payload.clone());
-                let message = writer.publish(topic, payload).await?;
-                // After the commit: other nodes must not see what a crash could take back.
-                // Two publishers' answers may come back in either order, so a durable
-                // topic keeps each publisher's order across nodes, not the log's.
-                if let Some(copy) = copy {
-                    self.forward(name, &copy, false);
-                }
-                Ok(message)
+                let committed = writer.submit(topic, payload).await?;
+                let hub = self.clone();
+                Ok(PublishAnswer::committing(async move {
+                    let message = committed.await?;
+                    // After the commit: other nodes must not see what a crash could take
+                    // back. Two publishers' answers may come back in either order, so a
+                    // durable topic keeps each publisher's order across nodes, not the log's.
+                    if let Some(copy) = copy {
+                        hub.forward(&name, &copy, false);
+                    }
+                    Ok(message)
+                }))
             }
-            _ => self.publish_checked(name, payload, forward),
+            _ => Ok(PublishAnswer::ready(
+                self.publish_checked(&name, payload, forward),
+            )),
         }
     }
 

@@ -20,6 +20,7 @@
 //! The transports (SSE, WebSocket, the TCP line protocol) live in `weir-chat` and the
 //! `weir` binary.
 
+mod answer;
 mod config;
 mod durable;
 mod hub;
@@ -39,6 +40,7 @@ mod topic;
 mod types;
 mod upkeep;
 
+pub use answer::PublishAnswer;
 pub use config::{HubConfig, SlowSubscriberPolicy};
 pub use durable::{shared_epoch, Append, StoreError, StoredTopic, TopicStore};
 pub use hub::Hub;

@@ -181,31 +181,106 @@ fn every_answered_publish_survives_kill_9() {
     );
     assert!(db.exists());
 
-    let restarted = start_process(&dir);
+    assert_survived(&dir, "orders.burst", &answered);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Restarts `weir serve` on `dir` and checks that every `answered` publish (offset, body)
+/// on `topic` is in its replay. (The server may also have committed the one in flight when
+/// it was killed, unanswered: that is allowed, and not checked.)
+fn assert_survived(dir: &Path, topic: &str, answered: &[(u64, String)]) {
+    let restarted = start_process(dir);
     let mut stream = StdTcpStream::connect(&restarted.addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(
         stream,
-        "GET /v1/topics/orders.burst/events?from=earliest HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        "GET /v1/topics/{topic}/events?from=earliest HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     .unwrap();
-    let (last_offset, last_body) = answered.last().unwrap().clone();
-    let wanted = format!("-{last_offset}\ndata: {last_body}\n");
-    let mut seen = String::new();
-    let mut buf = [0u8; 65536];
-    while !seen.contains(&wanted) {
-        let n = stream.read(&mut buf).expect("the replay arrives in time");
+    // The replay, as offset → data (the SSE id ends in `-OFFSET`).
+    let (last_offset, _) = answered.last().unwrap();
+    let mut replayed = std::collections::HashMap::new();
+    let mut reader = BufReader::new(stream);
+    let mut offset = None;
+    while !replayed.contains_key(last_offset) {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .expect("the replay arrives in time");
         assert!(n > 0, "the stream ended early");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(id) = line.strip_prefix("id: ") {
+            offset = id
+                .trim_end()
+                .rsplit('-')
+                .next()
+                .and_then(|o| o.parse::<u64>().ok());
+        } else if let (Some(data), Some(at)) = (line.strip_prefix("data: "), offset.take()) {
+            replayed.insert(at, data.trim_end().to_string());
+        }
     }
-    // Every answered publish is there. (The server may also have committed the one in
-    // flight when it was killed, unanswered: that is allowed, and not checked.)
-    for (offset, body) in &answered {
-        assert!(
-            seen.contains(&format!("-{offset}\ndata: {body}\n")),
+    for (offset, body) in answered {
+        assert_eq!(
+            replayed.get(offset),
+            Some(body),
             "answered publish {offset} ({body}) was lost"
         );
     }
-    drop(restarted);
+}
+
+#[test]
+fn pipelined_line_publishes_are_answered_in_order_and_survive_kill_9() {
+    let dir = scratch_dir("pipelined");
+    let server = start_process(&dir);
+    let stream = StdTcpStream::connect(&server.line).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    // One thread writes publishes without waiting for answers (a pipeline: they commit
+    // together); this one reads the answers, which must come in the order sent.
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut pipeline = String::new();
+        for i in 0..200_000u32 {
+            pipeline.push_str(&format!("PUB orders.piped order-{i}\r\n"));
+            if i % 1_000 == 999 {
+                if writer.write_all(pipeline.as_bytes()).is_err() {
+                    return;
+                }
+                pipeline.clear();
+            }
+        }
+    });
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).unwrap();
+    let mut answered = Vec::new();
+    let (mut server, mut killed) = (server, false);
+    loop {
+        if answered.len() == 20_000 && !killed {
+            server.kill_9(); // SIGKILL mid-pipeline: no shutdown at all
+            killed = true;
+        }
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let i = answered.len();
+        let offset: u64 = line
+            .trim_end()
+            .strip_prefix("+OK orders.piped offset ")
+            .unwrap_or_else(|| panic!("answer {i}: {line}"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            offset, i as u64,
+            "answers in the order sent, offsets in that order"
+        );
+        answered.push((offset, format!("order-{i}")));
+    }
+    let _ = sender.join();
+    assert!(
+        killed && answered.len() < 200_000,
+        "killed mid-pipeline: {}",
+        answered.len()
+    );
+    assert_survived(&dir, "orders.piped", &answered);
     let _ = std::fs::remove_dir_all(&dir);
 }

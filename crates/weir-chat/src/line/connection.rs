@@ -1,7 +1,10 @@
 //! One line-protocol connection: lines in, replies and events out, with the connection's
 //! flood limit, idle deadline and write deadline.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use super::config::LineConfig;
 use super::parse::{looks_like_http, parse};
 use super::reader::{Line, LineReader};
 use crate::render::{line_bytes, reply_line, Encoding};
+use crate::session::Handled;
 use crate::{until_expired, ChatContext, Reply, Session, WRITE_BATCH};
 
 /// A reply or event line must reach the client within this, or the connection is closed.
@@ -25,6 +29,32 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client that pipelines commands gets their replies in one write, not one write (and one
 /// system call) each, as Redis answers a pipeline.
 const MAX_HELD_REPLIES: usize = 256;
+/// Publishes to durable topics committing at once for one connection, at most: past it the
+/// connection reads no further command until the oldest is answered.
+const MAX_COMMITTING: usize = 1024;
+
+/// A reply line to come, in command order: a durable publish's once committed, or one
+/// that is known but must wait behind it.
+type Coming = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// The next of the replies to come, in order.
+async fn next_coming(coming: &mut VecDeque<Coming>) -> Option<Bytes> {
+    match coming.front_mut() {
+        Some(reply) => reply.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits (within [`WRITE_TIMEOUT`]) for every reply to come, and holds them for writing.
+async fn await_coming(coming: &mut VecDeque<Coming>, pending: &mut Vec<Bytes>) {
+    let until = Instant::now() + WRITE_TIMEOUT;
+    while let Some(reply) = coming.pop_front() {
+        match tokio::time::timeout_at(until, reply).await {
+            Ok(line) => pending.extend(line),
+            Err(_) => return,
+        }
+    }
+}
 
 /// A token bucket: `rate` lines per second on average, `burst` at once.
 #[derive(Debug)]
@@ -95,6 +125,7 @@ pub(crate) async fn run(
     );
     tracing::debug!("line session opened");
     let mut pending = vec![line_bytes("+OK weir line protocol; HELP for commands")];
+    let mut coming: VecDeque<Coming> = VecDeque::new();
     // One timer for the connection's life, moved only when it fires early: making a new
     // one per loop turn cost a timer-wheel insert and removal per delivered batch.
     let idle = tokio::time::sleep(config.idle_timeout);
@@ -142,12 +173,23 @@ pub(crate) async fn run(
                 last_words(&mut out, &mut pending, line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))).await;
                 break;
             }
-            read = reader.next_line() => match read {
-                // Nothing is held back here: replies wait only while a whole line is read
-                // and unhandled, and the end comes after the last one.
-                Err(_) | Ok(Line::End) => break,
-                Ok(Line::TooLong) => pending.push(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes))),
-                Ok(Line::NotUtf8) => pending.push(line_bytes("-ERR line is not UTF-8; it was discarded")),
+            line = next_coming(&mut coming) => {
+                coming.pop_front();
+                pending.extend(line);
+            }
+            read = reader.next_line(), if coming.len() < MAX_COMMITTING => match read {
+                Err(_) => break,
+                // The client is done sending (a half-close, as `nc -N` does) but may still
+                // read: the replies still committing go out first. (None is held back in
+                // `pending`: replies wait there only while a whole line is read and
+                // unhandled, and the end comes after the last one.)
+                Ok(Line::End) => {
+                    await_coming(&mut coming, &mut pending).await;
+                    let _ = write_lines(&mut out, &pending).await;
+                    break;
+                }
+                Ok(Line::TooLong) => answer(&mut pending, &mut coming, Some(line_bytes(format!("-ERR line too long (limit {} bytes); it was discarded", config.max_line_bytes)))),
+                Ok(Line::NotUtf8) => answer(&mut pending, &mut coming, Some(line_bytes("-ERR line is not UTF-8; it was discarded"))),
                 Ok(Line::Text(text)) if looks_like_http(&text) => {
                     tracing::warn!("an HTTP request on the line protocol's port; closing");
                     last_words(&mut out, &mut pending, line_bytes("-ERR this is Weir's line protocol, not HTTP; closing")).await;
@@ -163,19 +205,28 @@ pub(crate) async fn run(
                             last_words(&mut out, &mut pending, line_bytes("-ERR disconnected for flooding")).await;
                             break;
                         }
-                        pending.push(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate)));
+                        answer(&mut pending, &mut coming, Some(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate))));
                         continue;
                     }
                     // Boxed: a command's future (which may wait for the store) would
                     // otherwise sit inline in every idle connection's task.
                     let outcome = match command {
-                        Ok(command) => Box::pin(session.handle(command)).await,
+                        Ok(command) => match Box::pin(session.handle_pipelined(command)).await {
+                            Handled::Now(outcome) => outcome,
+                            Handled::Later(reply) => {
+                                coming.push_back(Box::pin(async move {
+                                    reply_line(&reply.await).map(line_bytes)
+                                }));
+                                continue;
+                            }
+                        },
                         Err(error) => {
-                            pending.push(line_bytes(format!("-ERR {}", error.0)));
+                            answer(&mut pending, &mut coming, Some(line_bytes(format!("-ERR {}", error.0))));
                             continue;
                         }
                     };
                     if let Ok(Reply::Quit) = outcome {
+                        await_coming(&mut coming, &mut pending).await;
                         last_words(&mut out, &mut pending, line_bytes("+OK bye")).await;
                         break;
                     }
@@ -184,13 +235,23 @@ pub(crate) async fn run(
                         expiry = session.expires_at();
                         expired.set(until_expired(expiry));
                     }
-                    pending.extend(reply_line(&outcome).map(line_bytes));
+                    answer(&mut pending, &mut coming, reply_line(&outcome).map(line_bytes));
                 }
             },
         }
     }
     Box::pin(session.close()).await;
     tracing::debug!("line session closed");
+}
+
+/// Holds a reply for writing, or, while earlier replies are still to come, queues it
+/// behind them: replies go out in command order.
+fn answer(pending: &mut Vec<Bytes>, coming: &mut VecDeque<Coming>, reply: Option<Bytes>) {
+    if coming.is_empty() {
+        pending.extend(reply);
+    } else {
+        coming.push_back(Box::pin(std::future::ready(reply)));
+    }
 }
 
 /// Writes the replies still held back, then `last`, before the connection closes.
