@@ -336,9 +336,9 @@ impl Hub {
     }
 
     /// [`Hub::subscribe`], after making sure that a durable topic of a shared store that
-    /// this node did not hold yet (another node made it since this one started) has what
-    /// the store holds: then "now", an offset and `earliest` mean what they mean on every
-    /// other node. Transports subscribe through this.
+    /// this node did not hold yet (another node made it since this one started), or held
+    /// only up to before the position asked for, has what the store holds: then "now", an
+    /// offset and `earliest` mean what they mean on every other node. Transports subscribe through this.
     pub async fn subscribe_ready(
         &self,
         pattern: &str,
@@ -346,7 +346,19 @@ impl Hub {
         label: impl Into<Arc<str>>,
     ) -> Result<Subscription, SubscribeError> {
         if let (Some(writer), Ok(name)) = (self.shared_writer(), TopicName::new(pattern)) {
-            if self.is_durable(&name) && !self.exists(&name) {
+            // A resume from a position past what this node has read (another node committed
+            // more, and this one has not caught up yet) would start at this node's end and
+            // then deliver again, as they arrive, messages the client already had.
+            let wanted = match &start {
+                StartFrom::At(position) => Some(position.offset),
+                StartFrom::Offset(offset) => Some(*offset),
+                _ => None,
+            };
+            let behind = match self.next_offset(&name) {
+                None => true, // not loaded here yet
+                Some(next) => wanted.is_some_and(|offset| offset > next),
+            };
+            if self.is_durable(&name) && behind {
                 if let Ok(topic) = self.topic(&name) {
                     let (done, loaded) = tokio::sync::oneshot::channel();
                     let job = crate::durable::Job::CatchUp {
@@ -423,6 +435,12 @@ impl Hub {
         let interest = Arc::clone(&cache.1);
         drop(cache);
         interest.wants(name)
+    }
+
+    /// The offset the topic's next message will take here, if the topic exists here.
+    fn next_offset(&self, name: &TopicName) -> Option<u64> {
+        let topics = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.get(name).map(|topic| topic.log().next)
     }
 
     fn exists(&self, name: &TopicName) -> bool {

@@ -367,3 +367,63 @@ async fn a_node_cut_off_catches_up_from_the_store() {
         );
     }
 }
+
+/// A client resumes on a node that has not yet read what another node committed (its
+/// listening connection was cut): the node catches up before subscribing, so the client
+/// gets exactly what follows its position, not this node's end and then, as the catch-up
+/// arrives, messages it already had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_past_what_a_node_has_read_gets_nothing_twice() {
+    let Some((database, nodes)) = cluster() else {
+        return;
+    };
+    let addrs: Vec<String> = nodes.iter().map(|(p, _)| p.addr.clone()).collect();
+    // B holds the topic (a subscriber there read its first message).
+    let mut first_on_b = Sse::open(
+        &addrs[1],
+        "/v1/topics/orders.ahead/events?from=earliest",
+        "",
+    )
+    .await;
+    let (epoch, _) = publish(&addrs[0], "orders.ahead", "m-0")
+        .await
+        .expect("acknowledged");
+    assert_eq!(first_on_b.messages(1).await[0].data, "m-0");
+
+    // B stops hearing commits (for about a second), while A commits twenty more.
+    let cut = std::process::Command::new("psql")
+        .args([
+            &database,
+            "-q",
+            "-c",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(cut.success());
+    for n in 1..=20 {
+        publish(&addrs[0], "orders.ahead", &format!("m-{n}"))
+            .await
+            .expect("acknowledged");
+    }
+    // A client that read up to m-15 (on A) resumes on B.
+    let mut resumed = Sse::open(
+        &addrs[1],
+        "/v1/topics/orders.ahead/events",
+        &format!("Last-Event-ID: {epoch}-15\r\n"),
+    )
+    .await;
+    let got = resumed.messages(5).await;
+    let expected: Vec<(String, String)> = (16..=20)
+        .map(|n| (format!("{epoch}-{n}"), format!("m-{n}")))
+        .collect();
+    let got: Vec<(String, String)> = got.into_iter().map(|s| (s.id, s.data)).collect();
+    assert_eq!(got, expected, "exactly what follows the position");
+    // And nothing more once B has caught up (m-1 … m-15 are not delivered again).
+    publish(&addrs[0], "orders.ahead", "m-21")
+        .await
+        .expect("acknowledged");
+    let next = resumed.messages(1).await.remove(0);
+    assert_eq!((next.id, next.data), (format!("{epoch}-21"), "m-21".into()));
+}
