@@ -299,7 +299,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A route frame, as crates/weir-pubsub's route_wire writes them.
+/// A route frame, as crates/weir-pubsub's route_wire writes them (unsealed: a stranger
+/// has no key to seal a batch with).
 fn route_frame(topic: &str, payload: &str) -> Vec<u8> {
     let mut frame = Vec::new();
     frame.extend_from_slice(&((3 + topic.len() + payload.len()) as u32).to_be_bytes());
@@ -412,7 +413,7 @@ async fn routes_carry_messages_once_each_and_strangers_cannot_speak_on_them() {
         .await
         .unwrap();
     assert_eq!(&hello[..8], b"WEIRRT01");
-    let mut answer = vec![7u8; 8 + 32]; // a node id and a nonce
+    let mut answer = vec![7u8; 8 + 8 + 32]; // a node id, the one wanted, a nonce
     answer.extend((0..32).map(|_| fastrand::u8(..))); // a guessed proof
     answer.extend(route_frame("feed", "injected-forged"));
     forger.write_all(&answer).await.unwrap();

@@ -45,13 +45,19 @@ async fn next_coming(coming: &mut VecDeque<Coming>) -> Option<Bytes> {
     }
 }
 
-/// Waits (within [`WRITE_TIMEOUT`]) for every reply to come, and holds them for writing.
+/// Waits (within [`WRITE_TIMEOUT`]) for every reply to come, and holds them for writing;
+/// past the deadline, each one still to come is answered with an error that says its
+/// outcome is unknown, so that the client is told rather than left counting.
 async fn await_coming(coming: &mut VecDeque<Coming>, pending: &mut Vec<Bytes>) {
     let until = Instant::now() + WRITE_TIMEOUT;
     while let Some(reply) = coming.pop_front() {
+        // Past the deadline, each is still polled once (a timeout polls before it looks
+        // at the clock): what is answered by then is written as it is.
         match tokio::time::timeout_at(until, reply).await {
             Ok(line) => pending.extend(line),
-            Err(_) => return,
+            Err(_) => pending.push(line_bytes(format!(
+                "-ERR no answer from the store within {WRITE_TIMEOUT:?}; this publish may or may not be committed"
+            ))),
         }
     }
 }
@@ -145,11 +151,11 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                last_words(&mut out, &mut pending, line_bytes("-ERR server shutting down")).await;
+                last_words(&mut out, &mut pending, &mut coming, line_bytes("-ERR server shutting down")).await;
                 break;
             }
             () = &mut expired => {
-                last_words(&mut out, &mut pending, line_bytes("-ERR token expired; closing")).await;
+                last_words(&mut out, &mut pending, &mut coming, line_bytes("-ERR token expired; closing")).await;
                 break;
             }
             () = async {
@@ -158,7 +164,7 @@ pub(crate) async fn run(
                     None => std::future::pending().await,
                 }
             }, if !session.is_authenticated() => {
-                last_words(&mut out, &mut pending, line_bytes(format!("-ERR no AUTH within {:?}; closing", config.auth_timeout))).await;
+                last_words(&mut out, &mut pending, &mut coming, line_bytes(format!("-ERR no AUTH within {:?}; closing", config.auth_timeout))).await;
                 break;
             }
             // While a write is pending nothing is taken from the subscriptions: a client
@@ -170,7 +176,7 @@ pub(crate) async fn run(
                     idle.as_mut().reset(quiet_until);
                     continue;
                 }
-                last_words(&mut out, &mut pending, line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))).await;
+                last_words(&mut out, &mut pending, &mut coming, line_bytes(format!("-ERR idle for {:?}; closing", config.idle_timeout))).await;
                 break;
             }
             line = next_coming(&mut coming) => {
@@ -192,7 +198,7 @@ pub(crate) async fn run(
                 Ok(Line::NotUtf8) => answer(&mut pending, &mut coming, Some(line_bytes("-ERR line is not UTF-8; it was discarded"))),
                 Ok(Line::Text(text)) if looks_like_http(&text) => {
                     tracing::warn!("an HTTP request on the line protocol's port; closing");
-                    last_words(&mut out, &mut pending, line_bytes("-ERR this is Weir's line protocol, not HTTP; closing")).await;
+                    last_words(&mut out, &mut pending, &mut coming, line_bytes("-ERR this is Weir's line protocol, not HTTP; closing")).await;
                     break;
                 }
                 Ok(Line::Text(text)) => {
@@ -202,7 +208,7 @@ pub(crate) async fn run(
                     let machine = matches!(&command, Ok(command) if command.is_machine_traffic());
                     if !machine && !gate.allow() {
                         if gate.strikes >= config.flood_strikes {
-                            last_words(&mut out, &mut pending, line_bytes("-ERR disconnected for flooding")).await;
+                            last_words(&mut out, &mut pending, &mut coming, line_bytes("-ERR disconnected for flooding")).await;
                             break;
                         }
                         answer(&mut pending, &mut coming, Some(line_bytes(format!("-ERR flood: more than {} lines a second; line ignored", config.flood_rate))));
@@ -226,8 +232,7 @@ pub(crate) async fn run(
                         }
                     };
                     if let Ok(Reply::Quit) = outcome {
-                        await_coming(&mut coming, &mut pending).await;
-                        last_words(&mut out, &mut pending, line_bytes("+OK bye")).await;
+                        last_words(&mut out, &mut pending, &mut coming, line_bytes("+OK bye")).await;
                         break;
                     }
                     if session.expires_at() != expiry {
@@ -254,8 +259,15 @@ fn answer(pending: &mut Vec<Bytes>, coming: &mut VecDeque<Coming>, reply: Option
     }
 }
 
-/// Writes the replies still held back, then `last`, before the connection closes.
-async fn last_words(out: &mut OwnedWriteHalf, pending: &mut Vec<Bytes>, last: Bytes) {
+/// Writes the replies still held back, and those still to come (a publish committing is
+/// answered: it will be committed), then `last`, before the connection closes.
+async fn last_words(
+    out: &mut OwnedWriteHalf,
+    pending: &mut Vec<Bytes>,
+    coming: &mut VecDeque<Coming>,
+    last: Bytes,
+) {
+    await_coming(coming, pending).await;
     pending.push(last);
     let _ = write_lines(out, pending).await;
 }

@@ -327,6 +327,7 @@ pub async fn start(
         tasks.spawn(routes::accept(
             listener,
             key.clone(),
+            relay.node,
             hub.clone(),
             relay.counts.clone(),
             stop.clone(),

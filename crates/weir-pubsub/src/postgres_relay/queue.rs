@@ -91,6 +91,11 @@ impl QueueReceiver {
         self.taken(message)
     }
 
+    /// Whether every sending half is gone (the link was closed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.receiver.is_closed()
+    }
+
     /// Empties the queue; returns how many messages it held.
     pub(crate) fn drain(&mut self) -> u64 {
         let mut count = 0;

@@ -20,7 +20,7 @@
 //!   full) is dropped and counted; a publisher never waits for a link.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use super::counts::Counts;
 use super::queue::{bounded, OutboundQueue, QueueReceiver, QUEUE_BYTES, QUEUE_MESSAGES};
-use super::route_wire::{self, RouteError, RouteKey};
+use super::route_wire::{self, Opener, RouteError, RouteKey, Sealer, WRITE_BATCH};
 use crate::Hub;
 
 /// Where a node's routes listen, and the address other nodes dial.
@@ -51,13 +51,14 @@ pub struct RouteOptions {
 const DEADLINE: Duration = Duration::from_secs(10);
 /// Wait before connecting again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
-/// Bytes a link writes at most in one call: small messages go out together.
-const WRITE_BATCH: usize = 256 << 10;
 /// Room an acceptor reads into at a time.
 const READ_BUFFER: usize = 256 << 10;
 /// Connections still proving themselves, at most; more are closed at once, so that
 /// strangers cannot hold a node's memory with half-open handshakes.
 const MAX_HANDSHAKES: usize = 64;
+/// Of those, from one address at most: one stranger cannot take every place and keep the
+/// cluster's own nodes out.
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 4;
 /// With data unacknowledged this long, the kernel gives up on a route connection (a peer
 /// that vanished without closing it); with none, keepalive probes find it.
 const USER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,13 +158,17 @@ fn tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
 }
 
-async fn connect(target: &Target, key: &RouteKey, own: u64) -> Result<TcpStream, RouteError> {
+async fn connect(
+    target: &Target,
+    key: &RouteKey,
+    own: u64,
+) -> Result<(TcpStream, Sealer), RouteError> {
     let mut stream = tokio::time::timeout(DEADLINE, TcpStream::connect(&target.addr))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     tune(&stream);
-    route_wire::dial(&mut stream, key, own).await?;
-    Ok(stream)
+    let sealer = route_wire::dial(&mut stream, key, own, target.node).await?;
+    Ok((stream, sealer))
 }
 
 /// One link's task: connects to its peer and sends what is queued for it, connecting again
@@ -186,12 +191,12 @@ async fn run_link(
             connected = connect(&target, &key, own) => connected,
         };
         match connected {
-            Ok(mut stream) => {
+            Ok((mut stream, mut sealer)) => {
                 if failing {
                     tracing::info!(node = %format!("{:x}", target.node), addr = target.addr, "route to another node open again");
                     failing = false;
                 }
-                match send(&mut stream, &mut queue, &counts, &stop).await {
+                match send(&mut stream, &mut sealer, &mut queue, &counts, &stop).await {
                     Ok(()) => return,
                     Err(error) => tracing::warn!(
                         node = %format!("{:x}", target.node), addr = target.addr, %error,
@@ -208,8 +213,14 @@ async fn run_link(
                     failing = true;
                 }
                 counts.dropped(queue.drain(), "the route to their node is down");
+                if queue.is_closed() {
+                    return; // the link was closed: its peer is gone
+                }
                 tokio::select! {
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => {
+                        counts.dropped(queue.drain(), "the relay stopped before it could send them");
+                        return;
+                    }
                     () = tokio::time::sleep(RETRY) => {}
                 }
             }
@@ -221,6 +232,7 @@ async fn run_link(
 /// connection fails.
 async fn send(
     stream: &mut TcpStream,
+    sealer: &mut Sealer,
     queue: &mut QueueReceiver,
     counts: &Counts,
     stop: &CancellationToken,
@@ -237,8 +249,21 @@ async fn send(
                 Some(first) => first,
                 None => return Ok(()),
             },
+            // The acceptor never speaks after its handshake: anything readable is its end
+            // (or garbage), noticed now rather than at a later write, whose messages the
+            // kernel would take and then lose.
+            readable = stream.readable() => {
+                readable?;
+                let mut probe = [0u8; 1];
+                match stream.try_read(&mut probe) {
+                    Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into()),
+                    Ok(_) => return Err(RouteError::Frame("the acceptor spoke after its handshake")),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(error) => return Err(error.into()),
+                }
+            }
         };
-        buffer.clear();
+        Sealer::begin(&mut buffer);
         route_wire::encode(&mut buffer, &first);
         let mut messages = 1u64;
         while buffer.len() < WRITE_BATCH {
@@ -246,7 +271,13 @@ async fn send(
             route_wire::encode(&mut buffer, &next);
             messages += 1;
         }
-        match tokio::time::timeout(DEADLINE, stream.write_all(&buffer)).await {
+        sealer.seal(&mut buffer);
+        let written = tokio::time::timeout(DEADLINE, stream.write_all(&buffer)).await;
+        if buffer.capacity() > 2 * WRITE_BATCH {
+            // After one large message: not kept for the link's life.
+            buffer = Vec::with_capacity(WRITE_BATCH);
+        }
+        match written {
             Ok(Ok(())) => {
                 counts.sent(messages);
             }
@@ -267,12 +298,14 @@ async fn send(
 pub(crate) async fn accept(
     listener: TcpListener,
     key: RouteKey,
+    own: u64,
     hub: Hub,
     counts: Arc<Counts>,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let by_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let refused = Arc::new(AtomicU64::new(0));
     loop {
         let accepted = tokio::select! {
@@ -284,9 +317,20 @@ pub(crate) async fn accept(
             Err(error) => {
                 // Out of file descriptors, usually: wait rather than spin.
                 tracing::warn!(%error, "route listener cannot accept");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
                 continue;
             }
+        };
+        let Some(place) = HandshakePlace::take(&by_address, from.ip()) else {
+            count_refused(
+                &refused,
+                from,
+                "too many handshakes from that address at once",
+            );
+            continue;
         };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             count_refused(&refused, from, "too many handshakes at once");
@@ -301,13 +345,16 @@ pub(crate) async fn accept(
         );
         tasks.spawn(async move {
             let mut stream = stream;
-            if let Err(error) = route_wire::accept(&mut stream, &key).await {
-                count_refused(&refused, from, &error.to_string());
-                return;
-            }
-            drop(permit);
+            let opener = match route_wire::accept(&mut stream, &key, own).await {
+                Ok((_, opener)) => opener,
+                Err(error) => {
+                    count_refused(&refused, from, &error.to_string());
+                    return;
+                }
+            };
+            drop((permit, place));
             tune(&stream);
-            if let Err(error) = receive(stream, &hub, &counts, &stop).await {
+            if let Err(error) = receive(stream, opener, &hub, &counts, &stop).await {
                 tracing::warn!(%from, %error, "route from another node closed");
             }
         });
@@ -324,22 +371,61 @@ fn count_refused(refused: &AtomicU64, from: SocketAddr, why: &str) {
     }
 }
 
+/// A place among the handshakes from one address, given back when dropped.
+struct HandshakePlace {
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl HandshakePlace {
+    fn take(by_address: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<HandshakePlace> {
+        let mut counts = by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_default();
+        if *count >= MAX_HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(HandshakePlace {
+            by_address: by_address.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for HandshakePlace {
+    fn drop(&mut self) {
+        let mut counts = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Publishes the frames of one authenticated link until it closes or the relay stops.
 async fn receive(
     mut stream: TcpStream,
+    mut opener: Opener,
     hub: &Hub,
     counts: &Counts,
     stop: &CancellationToken,
 ) -> Result<(), RouteError> {
     let mut buffer = BytesMut::with_capacity(READ_BUFFER);
     loop {
-        while let Some(message) = route_wire::decode(&mut buffer)? {
-            counts.received(1);
-            let published = hub
-                .publish_relayed(&message.topic, message.payload, message.only_if_exists)
-                .await;
-            if let Err(error) = published {
-                tracing::debug!(topic = message.topic, %error, "message from another node not published");
+        while let Some(mut frames) = opener.open(&mut buffer)? {
+            while let Some(message) = route_wire::decode(&mut frames)? {
+                counts.received(1);
+                let published = hub
+                    .publish_relayed(&message.topic, message.payload, message.only_if_exists)
+                    .await;
+                if let Err(error) = published {
+                    tracing::debug!(topic = message.topic, %error, "message from another node not published");
+                }
+            }
+            if !frames.is_empty() {
+                return Err(RouteError::Frame("a batch ends inside a frame"));
             }
         }
         if buffer.capacity() - buffer.len() < READ_BUFFER / 4 {
