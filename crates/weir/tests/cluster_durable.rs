@@ -62,6 +62,22 @@ async fn publish(addr: &str, topic: &str, payload: &str) -> Option<(u64, u64)> {
     Some((body["epoch"].as_u64()?, body["offset"].as_u64()?))
 }
 
+/// Cuts every node's listening connection (the database terminates it): the nodes stop
+/// hearing commits and listen again after about a second.
+fn cut_listeners(database: &str) {
+    let cut = std::process::Command::new("psql")
+        .args([
+            database,
+            "-q",
+            "-c",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(cut.success());
+}
+
 /// An SSE stream of one topic.
 struct Sse {
     lines: Lines<BufReader<TcpStream>>,
@@ -340,17 +356,7 @@ async fn a_node_cut_off_catches_up_from_the_store() {
     assert_eq!(on_b.messages(1).await[0].data, "before");
 
     // Every node's listening connection is cut; they listen again after a second.
-    let cut = std::process::Command::new("psql")
-        .args([
-            &database,
-            "-q",
-            "-c",
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-        ])
-        .status()
-        .expect("psql runs");
-    assert!(cut.success());
+    cut_listeners(&database);
     for n in 0..20 {
         publish(&addrs[0], "orders.cut", &format!("while-cut-{n}"))
             .await
@@ -391,17 +397,7 @@ async fn a_resume_past_what_a_node_has_read_gets_nothing_twice() {
     assert_eq!(first_on_b.messages(1).await[0].data, "m-0");
 
     // B stops hearing commits (for about a second), while A commits twenty more.
-    let cut = std::process::Command::new("psql")
-        .args([
-            &database,
-            "-q",
-            "-c",
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-        ])
-        .status()
-        .expect("psql runs");
-    assert!(cut.success());
+    cut_listeners(&database);
     for n in 1..=20 {
         publish(&addrs[0], "orders.ahead", &format!("m-{n}"))
             .await

@@ -27,9 +27,19 @@ impl Counts {
             return;
         }
         let before = self.dropped.fetch_add(n, Ordering::Relaxed);
-        let total = before.saturating_add(n);
-        if before == 0 || total.next_power_of_two() != before.next_power_of_two() {
-            tracing::warn!(dropped = total, why, "messages for other nodes dropped");
+        if worth_logging(before, n) {
+            tracing::warn!(
+                dropped = before.saturating_add(n),
+                why,
+                "messages for other nodes dropped"
+            );
         }
     }
+}
+
+/// Whether a count going from `before` up by `n` should be logged: at the first, then
+/// whenever the total passes a power of two, so that something repeated under load (a
+/// full queue, strangers knocking) logs a few lines, not one per event.
+pub(crate) fn worth_logging(before: u64, n: u64) -> bool {
+    before == 0 || before.saturating_add(n).next_power_of_two() != before.next_power_of_two()
 }

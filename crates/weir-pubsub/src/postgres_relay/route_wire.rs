@@ -393,6 +393,13 @@ mod tests {
         assert!(decode(&mut buffer).is_err());
         let mut buffer = BytesMut::from(&[0, 0, 0, 5, 0, 0xff, 0xff, b'a', b'b'][..]);
         assert!(decode(&mut buffer).is_err(), "topic longer than the frame");
+        // A batch longer than any sender makes is refused from its length alone.
+        let mut opener = Opener {
+            key: hmac::Key::new(hmac::HMAC_SHA256, b"k"),
+            batch: 0,
+        };
+        let mut buffer = BytesMut::from(&((MAX_BATCH + 1) as u32).to_be_bytes()[..]);
+        assert!(opener.open(&mut buffer).is_err());
         // Flag bits past the first are a later version's: ignored.
         let mut buffer = BytesMut::from(&[0, 0, 0, 4, 7, 0, 1, b'a'][..]);
         assert!(decode(&mut buffer).unwrap().unwrap().only_if_exists);

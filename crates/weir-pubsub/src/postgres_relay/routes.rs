@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::counts::Counts;
+use super::counts::{worth_logging, Counts};
 use super::queue::{bounded, OutboundQueue, QueueReceiver, QUEUE_BYTES, QUEUE_MESSAGES};
 use super::route_wire::{self, Opener, RouteError, RouteKey, Sealer, WRITE_BATCH};
 use crate::Hub;
@@ -361,13 +361,11 @@ pub(crate) async fn accept(
     }
 }
 
-/// Logs a refused route connection at the first and then whenever the count passes a
-/// power of two (strangers knocking must not flood the log).
+/// Counts a refused route connection, logging as [`worth_logging`] says.
 fn count_refused(refused: &AtomicU64, from: SocketAddr, why: &str) {
     let before = refused.fetch_add(1, Ordering::Relaxed);
-    let total = before + 1;
-    if before == 0 || total.is_power_of_two() {
-        tracing::warn!(%from, why, refused = total, "route connection refused");
+    if worth_logging(before, 1) {
+        tracing::warn!(%from, why, refused = before + 1, "route connection refused");
     }
 }
 
@@ -438,5 +436,64 @@ async fn receive(
         if read == 0 {
             return Ok(()); // the peer closed it
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HubConfig;
+
+    /// Whether the acceptor closes `stream` at once (it reads nothing, not even the hello).
+    async fn closed_at_once(stream: &mut TcpStream) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn one_address_holds_at_most_four_handshakes_and_gets_them_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        tasks.spawn(accept(
+            listener,
+            RouteKey::new(b"secret"),
+            7,
+            Hub::new(HubConfig::default()),
+            Arc::default(),
+            stop.clone(),
+            tasks.clone(),
+        ));
+        // Four strangers that connect and say nothing each get the hello and a place.
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKES_PER_ADDRESS {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let mut hello = [0u8; 40];
+            stream.read_exact(&mut hello).await.unwrap();
+            silent.push(stream);
+        }
+        // A fifth from the same address is closed at once.
+        let mut fifth = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_at_once(&mut fifth).await,
+            "a fifth handshake from one address"
+        );
+        // One of the four gives up: its place comes back.
+        drop(silent.pop());
+        let mut again = None;
+        for _ in 0..50 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let mut hello = [0u8; 40];
+            if stream.read_exact(&mut hello).await.is_ok() {
+                again = Some(stream);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(again.is_some(), "the place was given back");
+        stop.cancel();
     }
 }
